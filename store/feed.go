@@ -1,0 +1,116 @@
+package store
+
+import "sync"
+
+// ChangeKind says what a committed change touched.
+type ChangeKind int
+
+// Kinds of change.
+const (
+	ChangeToken   ChangeKind = iota + 1 // a token was created or changed
+	ChangeDeleted                       // a token was deleted
+	ChangeUsage                         // usage or blocks of a token changed
+	ChangePolicy                        // the inactivity policy changed
+	ChangeReload                        // everything may have changed (restore)
+)
+
+// Change is one committed change, published after the commit.
+type Change struct {
+	Kind    ChangeKind
+	TokenID string
+	Name    string
+}
+
+// maxPending bounds a subscriber's queue; past it the subscriber is told to reload.
+const maxPending = 4096
+
+// Subscription receives changes. A slow subscriber never blocks a writer: its
+// changes queue up to a bound, then collapse into one reload.
+type Subscription struct {
+	c      chan struct{}
+	mu     sync.Mutex
+	queue  []Change
+	reload bool
+	feed   *feed
+}
+
+// C is signalled (coalesced) when changes are waiting; it is closed when the
+// store closes or the subscription is cancelled.
+func (s *Subscription) C() <-chan struct{} { return s.c }
+
+// Take returns the waiting changes. reload is true when changes were dropped and
+// the subscriber must reload everything it holds.
+func (s *Subscription) Take() (changes []Change, reload bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changes, reload = s.queue, s.reload
+	s.queue, s.reload = nil, false
+	return changes, reload
+}
+
+// Close cancels the subscription.
+func (s *Subscription) Close() { s.feed.remove(s) }
+
+type feed struct {
+	mu     sync.Mutex
+	subs   map[*Subscription]struct{}
+	closed bool
+}
+
+// Subscribe returns a subscription to committed changes.
+func (s *Store) Subscribe() *Subscription {
+	sub := &Subscription{c: make(chan struct{}, 1), feed: &s.feed}
+	s.feed.mu.Lock()
+	defer s.feed.mu.Unlock()
+	if s.feed.closed {
+		close(sub.c)
+		return sub
+	}
+	if s.feed.subs == nil {
+		s.feed.subs = map[*Subscription]struct{}{}
+	}
+	s.feed.subs[sub] = struct{}{}
+	return sub
+}
+
+func (f *feed) publish(changes ...Change) {
+	if len(changes) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for sub := range f.subs {
+		sub.mu.Lock()
+		if !sub.reload {
+			if len(sub.queue)+len(changes) > maxPending {
+				sub.queue, sub.reload = nil, true
+			} else {
+				sub.queue = append(sub.queue, changes...)
+			}
+		}
+		sub.mu.Unlock()
+		select {
+		case sub.c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *feed) remove(sub *Subscription) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.subs[sub]; ok {
+		delete(f.subs, sub)
+		close(sub.c)
+	}
+}
+
+func (f *feed) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	for sub := range f.subs {
+		close(sub.c)
+	}
+	f.subs = nil
+}

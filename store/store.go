@@ -1,0 +1,263 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// Key layout. Every value is JSON except the indexes, which hold a token ID.
+const (
+	pfxToken  = "t/" // t/<id>            → Token
+	pfxName   = "n/" // n/<lower(name)>   → id
+	pfxDigest = "d/" // d/<digest bytes>  → id
+	pfxUsage  = "u/" // u/<id>/<ip>       → Usage
+	pfxEvent  = "e/" // e/<nanos><rand>   → Event
+	keyPolicy = "m/inactive_after"
+)
+
+// LockFile is the file in the database directory that one process holds while it
+// has the database open; ServeFile is where `serve` writes its SSH address so that
+// a refused local command can say what to run instead.
+const (
+	LockFile  = "apptokens.lock"
+	ServeFile = "serve.addr"
+)
+
+// Options configure Open.
+type Options struct {
+	// Dir is the database directory; ignored when InMemory.
+	Dir string
+	// InMemory keeps everything in memory (tests).
+	InMemory bool
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Store is the Badger-backed token store. It is safe for concurrent use.
+type Store struct {
+	db   *badger.DB
+	lock *os.File
+	now  func() time.Time
+	feed feed
+
+	mu            sync.RWMutex
+	inactiveAfter time.Duration
+}
+
+// LockedError is returned by Open when another process holds the database.
+type LockedError struct {
+	Dir string
+	// SSHAddr is the SSH address `serve` announced, if it did.
+	SSHAddr string
+}
+
+func (e *LockedError) Error() string {
+	msg := fmt.Sprintf("database %s is in use by another process", e.Dir)
+	if e.SSHAddr != "" {
+		msg += " (apptokens serve, SSH on " + e.SSHAddr + ")"
+	}
+	return msg
+}
+
+func (e *LockedError) Unwrap() error { return ErrLocked }
+
+// Open opens (creating if needed) the store. When another process has the
+// directory open it fails at once with a *LockedError (errors.Is ErrLocked).
+func Open(opts Options) (*Store, error) {
+	s := &Store{now: opts.Now, inactiveAfter: DefaultInactiveAfter}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	bopts := badger.DefaultOptions(opts.Dir).
+		WithLogger(nil).
+		WithSyncWrites(true).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithValueLogFileSize(16 << 20).
+		WithValueThreshold(1 << 10).
+		WithCompression(options.ZSTD).
+		WithNumCompactors(2)
+	if opts.InMemory {
+		bopts = bopts.WithInMemory(true).WithDir("").WithValueDir("")
+	} else {
+		if opts.Dir == "" {
+			return nil, errors.New("no database directory given")
+		}
+		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create database directory: %w", err)
+		}
+		lock, err := lockDir(opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		s.lock = lock
+	}
+	db, err := badger.Open(bopts)
+	if err != nil {
+		s.unlock()
+		return nil, fmt.Errorf("open database %s: %w", opts.Dir, err)
+	}
+	s.db = db
+	if err := s.loadPolicy(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		le := &LockedError{Dir: dir}
+		if b, rerr := os.ReadFile(filepath.Join(dir, ServeFile)); rerr == nil {
+			le.SSHAddr = Printable(string(trimSpace(b)))
+		}
+		return nil, le
+	}
+	return f, nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func (s *Store) unlock() {
+	if s.lock != nil {
+		_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
+		s.lock.Close()
+		s.lock = nil
+	}
+}
+
+// Close flushes and closes the database and releases the directory.
+func (s *Store) Close() error {
+	s.feed.closeAll()
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+	}
+	s.unlock()
+	return err
+}
+
+// Now is the store's clock.
+func (s *Store) Now() time.Time { return s.now() }
+
+// InactiveAfter is the inactivity policy in force (0: off).
+func (s *Store) InactiveAfter() time.Duration {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.inactiveAfter
+}
+
+// SetInactiveAfter changes and persists the inactivity policy (0 turns it off).
+func (s *Store) SetInactiveAfter(d time.Duration) error {
+	if d < 0 {
+		return errors.New("inactive-after must not be negative")
+	}
+	err := s.update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyPolicy), []byte(strconv.FormatInt(int64(d), 10)))
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.inactiveAfter = d
+	s.mu.Unlock()
+	s.feed.publish(Change{Kind: ChangePolicy})
+	return nil
+}
+
+func (s *Store) loadPolicy() error {
+	return s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyPolicy))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			n, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				return fmt.Errorf("read inactivity policy: %w", err)
+			}
+			s.inactiveAfter = time.Duration(n)
+			return nil
+		})
+	})
+}
+
+// update runs fn in a read-write transaction, retrying on conflicts.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	var err error
+	for attempt := 0; attempt < 50; attempt++ {
+		err = s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * 100 * time.Microsecond)
+	}
+	return fmt.Errorf("too many concurrent changes, try again: %w", err)
+}
+
+func newID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func getJSON(txn *badger.Txn, key []byte, v any) error {
+	item, err := txn.Get(key)
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+func setJSON(txn *badger.Txn, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return txn.Set(key, b)
+}
+
+func eventKey(t time.Time) []byte {
+	k := make([]byte, 0, len(pfxEvent)+16)
+	k = append(k, pfxEvent...)
+	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	return append(k, r[:]...)
+}
+
+func (s *Store) addEvent(txn *badger.Txn, now time.Time, actor Actor, action, token, details string) error {
+	return setJSON(txn, eventKey(now), Event{Time: now, Actor: actor.String(), Action: action, Token: token, Details: details})
+}

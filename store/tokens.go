@@ -1,0 +1,367 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/apptokens/apptokens/internal/secret"
+)
+
+func nameKey(name string) []byte { return []byte(pfxName + strings.ToLower(name)) }
+func tokenKey(id string) []byte  { return []byte(pfxToken + id) }
+func digestKey(d secret.Digest) []byte {
+	return append([]byte(pfxDigest), d[:]...)
+}
+
+func notFound(name string) error {
+	return fmt.Errorf("no token named %s: %w", quote(name), ErrNotFound)
+}
+
+// Create validates in, generates a secret and stores the token (only the secret's
+// digest) in one transaction. The name must not be taken, case-insensitively.
+func (s *Store) Create(actor Actor, in NewToken) (Created, error) {
+	if err := ValidateName(in.Name); err != nil {
+		return Created{}, err
+	}
+	if err := ValidateDescription(in.Description); err != nil {
+		return Created{}, err
+	}
+	if err := ValidateAccess(in.Access); err != nil {
+		return Created{}, err
+	}
+	sec, err := secret.Generate()
+	if err != nil {
+		return Created{}, err
+	}
+	now := s.now().UTC()
+	tok := Token{
+		ID:          newID(),
+		Name:        in.Name,
+		Description: in.Description,
+		Access:      normalizeAccess(in.Access),
+		Active:      true,
+		Digest:      sec.Digest(),
+		Hint:        sec.Hint(),
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+	err = s.update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(nameKey(tok.Name)); err == nil {
+			return fieldErr("name", ErrNameTaken, "name %s is already taken", quote(tok.Name))
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		if err := txn.Set(nameKey(tok.Name), []byte(tok.ID)); err != nil {
+			return err
+		}
+		if err := txn.Set(digestKey(tok.Digest), []byte(tok.ID)); err != nil {
+			return err
+		}
+		if err := setJSON(txn, tokenKey(tok.ID), tok); err != nil {
+			return err
+		}
+		return s.addEvent(txn, now, actor, ActionCreate, tok.Name, "access="+tok.AccessNames())
+	})
+	if err != nil {
+		return Created{}, err
+	}
+	s.feed.publish(Change{Kind: ChangeToken, TokenID: tok.ID, Name: tok.Name})
+	return Created{Token: tok, Secret: sec}, nil
+}
+
+// List returns all tokens ordered by name (case-insensitively).
+func (s *Store) List() ([]Token, error) {
+	var out []Token
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		out, err = listTokens(txn)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.ToLower(out[i].Name) < strings.ToLower(out[j].Name) })
+	return out, nil
+}
+
+func listTokens(txn *badger.Txn) ([]Token, error) {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = []byte(pfxToken)
+	opts.PrefetchSize = 256
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	var out []Token
+	for it.Rewind(); it.Valid(); it.Next() {
+		var t Token
+		if err := it.Item().Value(func(b []byte) error { return unmarshalToken(b, &t) }); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Get returns the token with this name (case-insensitively).
+func (s *Store) Get(name string) (Token, error) {
+	var t Token
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		t, err = getByName(txn, name)
+		return err
+	})
+	return t, err
+}
+
+// GetByID returns the token with this ID.
+func (s *Store) GetByID(id string) (Token, error) {
+	var t Token
+	err := s.db.View(func(txn *badger.Txn) error {
+		err := getJSON(txn, tokenKey(id), &t)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("no token with id %s: %w", quote(id), ErrNotFound)
+		}
+		return err
+	})
+	return t, err
+}
+
+func getByName(txn *badger.Txn, name string) (Token, error) {
+	var t Token
+	item, err := txn.Get(nameKey(name))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return t, notFound(name)
+	}
+	if err != nil {
+		return t, err
+	}
+	id, err := item.ValueCopy(nil)
+	if err != nil {
+		return t, err
+	}
+	if err := getJSON(txn, tokenKey(string(id)), &t); err != nil {
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return t, notFound(name)
+		}
+		return t, err
+	}
+	return t, nil
+}
+
+// Edit changes a token's description and/or access.
+func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
+	if e.Description != nil {
+		if err := ValidateDescription(*e.Description); err != nil {
+			return Token{}, err
+		}
+	}
+	if e.Access != nil {
+		if err := ValidateAccess(e.Access); err != nil {
+			return Token{}, err
+		}
+	}
+	var tok Token
+	now := s.now().UTC()
+	err := s.update(func(txn *badger.Txn) error {
+		t, err := getByName(txn, name)
+		if err != nil {
+			return err
+		}
+		var details []string
+		if e.Description != nil && *e.Description != t.Description {
+			t.Description = *e.Description
+			details = append(details, "description")
+		}
+		if e.Access != nil {
+			acc := normalizeAccess(e.Access)
+			if !equalAccess(acc, t.Access) {
+				t.Access = acc
+				details = append(details, "access="+t.AccessNames())
+			}
+		}
+		tok = t
+		if len(details) == 0 {
+			return nil
+		}
+		t.UpdatedAt = now
+		tok = t
+		if err := setJSON(txn, tokenKey(t.ID), t); err != nil {
+			return err
+		}
+		return s.addEvent(txn, now, actor, ActionEdit, t.Name, strings.Join(details, " "))
+	})
+	if err != nil {
+		return Token{}, err
+	}
+	s.feed.publish(Change{Kind: ChangeToken, TokenID: tok.ID, Name: tok.Name})
+	return tok, nil
+}
+
+func equalAccess(a, b []Access) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// SetActive activates or deactivates the named tokens in one transaction. Every
+// name must exist, or nothing changes. It returns how many tokens changed state.
+func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error) {
+	if len(names) == 0 {
+		return 0, errors.New("no token names given")
+	}
+	now := s.now().UTC()
+	after := s.InactiveAfter()
+	var changed []Change
+	err := s.update(func(txn *badger.Txn) error {
+		changed = changed[:0]
+		for _, name := range names {
+			t, err := getByName(txn, name)
+			if err != nil {
+				return err
+			}
+			was := t.StateAt(now, after)
+			if active {
+				if was == StateActive {
+					continue
+				}
+				t.Active, t.ActivatedAt = true, now
+			} else {
+				if !t.Active {
+					continue
+				}
+				t.Active = false
+			}
+			t.UpdatedAt = now
+			if err := setJSON(txn, tokenKey(t.ID), t); err != nil {
+				return err
+			}
+			action := ActionDeactivate
+			if active {
+				action = ActionActivate
+			}
+			if err := s.addEvent(txn, now, actor, action, t.Name, ""); err != nil {
+				return err
+			}
+			changed = append(changed, Change{Kind: ChangeToken, TokenID: t.ID, Name: t.Name})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.feed.publish(changed...)
+	return len(changed), nil
+}
+
+// Delete removes the named tokens, their indexes and usage, in one transaction.
+// Every name must exist, or nothing changes.
+func (s *Store) Delete(actor Actor, names []string) (int, error) {
+	if len(names) == 0 {
+		return 0, errors.New("no token names given")
+	}
+	now := s.now().UTC()
+	var changed []Change
+	err := s.update(func(txn *badger.Txn) error {
+		changed = changed[:0]
+		for _, name := range names {
+			t, err := getByName(txn, name)
+			if err != nil {
+				return err
+			}
+			for _, k := range [][]byte{nameKey(t.Name), digestKey(t.Digest), tokenKey(t.ID)} {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			if err := deletePrefix(txn, usagePrefix(t.ID)); err != nil {
+				return err
+			}
+			if err := s.addEvent(txn, now, actor, ActionDelete, t.Name, ""); err != nil {
+				return err
+			}
+			changed = append(changed, Change{Kind: ChangeDeleted, TokenID: t.ID, Name: t.Name})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.feed.publish(changed...)
+	return len(changed), nil
+}
+
+func deletePrefix(txn *badger.Txn, prefix []byte) error {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefix
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	var keys [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ExpireStale deactivates every active token that the inactivity policy has made
+// Inactive, recording an audit event for each. It returns the names deactivated.
+func (s *Store) ExpireStale(actor Actor) ([]string, error) {
+	after := s.InactiveAfter()
+	if after <= 0 {
+		return nil, nil
+	}
+	now := s.now().UTC()
+	var names []string
+	var changed []Change
+	err := s.update(func(txn *badger.Txn) error {
+		names, changed = names[:0], changed[:0]
+		toks, err := listTokens(txn)
+		if err != nil {
+			return err
+		}
+		for _, t := range toks {
+			if !t.Expired(now, after) {
+				continue
+			}
+			t.Active = false
+			t.UpdatedAt = now
+			if err := setJSON(txn, tokenKey(t.ID), t); err != nil {
+				return err
+			}
+			details := fmt.Sprintf("unused for %s", formatDays(after))
+			if err := s.addEvent(txn, now, actor, ActionExpire, t.Name, details); err != nil {
+				return err
+			}
+			names = append(names, t.Name)
+			changed = append(changed, Change{Kind: ChangeToken, TokenID: t.ID, Name: t.Name})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.feed.publish(changed...)
+	return names, nil
+}
+
+func formatDays(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
+}

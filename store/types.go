@@ -1,0 +1,180 @@
+// Package store holds the domain types of apptokens and their Badger store.
+//
+// Every data rule (name, description, access, uniqueness) is enforced here, inside
+// the write transaction, so the CLI, the TUI, SSH and the gate cannot bypass one.
+package store
+
+import (
+	"strings"
+	"time"
+
+	"github.com/apptokens/apptokens/internal/secret"
+)
+
+// Access is an access type a token grants.
+type Access string
+
+// The access types of the portal.
+const (
+	AccessSecurityDirector Access = "security-director"
+	AccessThirdPartyFeeds  Access = "third-party-feeds"
+)
+
+// AllAccess lists the access types in display order.
+var AllAccess = [...]Access{AccessSecurityDirector, AccessThirdPartyFeeds}
+
+// Label is the portal's wording of the access type.
+func (a Access) Label() string {
+	switch a {
+	case AccessSecurityDirector:
+		return "Security Director"
+	case AccessThirdPartyFeeds:
+		return "Third Party Feeds"
+	}
+	return string(a)
+}
+
+// State is a token's effective state.
+type State string
+
+// Token states as they appear in `list --json`.
+const (
+	StateActive   State = "active"
+	StateInactive State = "inactive"
+)
+
+// Label is the state as shown on screen.
+func (s State) Label() string {
+	if s == StateActive {
+		return "Active"
+	}
+	return "Inactive"
+}
+
+// Token is an application token as stored: never its secret, only the digest.
+type Token struct {
+	ID          string        `json:"id"`
+	Name        string        `json:"name"`
+	Description string        `json:"description"`
+	Access      []Access      `json:"access"`
+	Active      bool          `json:"active"`
+	Digest      secret.Digest `json:"digest"`
+	Hint        string        `json:"hint"`
+	CreatedAt   time.Time     `json:"created_at"`
+	UpdatedAt   time.Time     `json:"updated_at"`
+	// ActivatedAt is when an admin last activated the token; the inactivity
+	// clock starts again from it, so a re-activated token is not instantly stale.
+	ActivatedAt time.Time `json:"activated_at"`
+	LastUsedAt  time.Time `json:"last_used_at"`
+}
+
+// HasAccess reports whether the token grants a.
+func (t Token) HasAccess(a Access) bool {
+	for _, x := range t.Access {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// AccessLabels is the access types in the portal's words, comma-separated.
+func (t Token) AccessLabels() string {
+	parts := make([]string, 0, len(t.Access))
+	for _, a := range t.Access {
+		parts = append(parts, a.Label())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// AccessNames is the access types as contract names, comma-separated.
+func (t Token) AccessNames() string {
+	parts := make([]string, 0, len(t.Access))
+	for _, a := range t.Access {
+		parts = append(parts, string(a))
+	}
+	return strings.Join(parts, ",")
+}
+
+// Usage is what one IP address did with one token.
+type Usage struct {
+	TokenID     string    `json:"token_id"`
+	IP          string    `json:"ip"`
+	FirstUsedAt time.Time `json:"first_used_at"`
+	LastUsedAt  time.Time `json:"last_used_at"`
+	Allowed     uint64    `json:"allowed"`
+	Denied      uint64    `json:"denied"`
+	Blocked     bool      `json:"blocked"`
+}
+
+// UsageDelta is a batch of requests from one IP with one token, as aggregated by the gate.
+type UsageDelta struct {
+	TokenID     string
+	IP          string
+	FirstUsedAt time.Time
+	LastUsedAt  time.Time
+	Allowed     uint64
+	Denied      uint64
+}
+
+// Event is one audit record. It never holds a secret.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Token   string    `json:"token"`
+	Details string    `json:"details"`
+}
+
+// Audit actions.
+const (
+	ActionCreate     = "create"
+	ActionEdit       = "edit"
+	ActionActivate   = "activate"
+	ActionDeactivate = "deactivate"
+	ActionExpire     = "expire"
+	ActionDelete     = "delete"
+	ActionBlock      = "block"
+	ActionUnblock    = "unblock"
+	ActionRestore    = "restore"
+)
+
+// Actor is who makes a change, for the audit trail.
+type Actor struct {
+	// User is the local OS user or the SSH user name.
+	User string
+	// Fingerprint is the SSH key fingerprint in OpenSSH's SHA256:… form, if any.
+	Fingerprint string
+}
+
+// String is the actor as recorded in audit events, with control characters escaped.
+func (a Actor) String() string {
+	u := Printable(a.User)
+	if u == "" {
+		u = "unknown"
+	}
+	if a.Fingerprint == "" {
+		return u
+	}
+	return u + " (" + a.Fingerprint + ")"
+}
+
+// NewToken is the input of Create.
+type NewToken struct {
+	Name        string
+	Description string
+	Access      []Access
+}
+
+// Edit is the input of Store.Edit: nil fields are left as they are.
+type Edit struct {
+	Description *string
+	Access      []Access
+}
+
+// Created is the result of Create: the stored token and its secret, which exists
+// nowhere else and must be shown once and dropped.
+type Created struct {
+	Token  Token
+	Secret secret.Token
+}

@@ -85,7 +85,7 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 	}
 	now := s.now().UTC()
 	ev := Event{Time: now, Actor: actor.String(), Action: "seed", Details: fmt.Sprintf("%d tokens", len(toks))}
-	if err := setBatchJSON(wb, eventKey(now), ev); err != nil {
+	if err := setBatchJSON(wb, s.eventKey(now), ev); err != nil {
 		return err
 	}
 	if err := wb.Flush(); err != nil {

@@ -1,6 +1,9 @@
 package store
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // ChangeKind says what a committed change touched.
 type ChangeKind int
@@ -55,7 +58,17 @@ type feed struct {
 	mu     sync.Mutex
 	subs   map[*Subscription]struct{}
 	closed bool
+	// version counts publications. It moves after the changes are queued to every
+	// subscriber, so a subscriber that reads version v and then calls Take has
+	// received every change published up to v.
+	version atomic.Uint64
 }
+
+// FeedVersion is the number of publications so far, a cheap atomic read. A reader
+// that must not act on state older than the last commit (the gate: "a deactivation
+// is refused by the next request") compares it with the version it has applied:
+// read FeedVersion, then Take, then apply; every change up to that version is in.
+func (s *Store) FeedVersion() uint64 { return s.feed.version.Load() }
 
 // Subscribe returns a subscription to committed changes.
 func (s *Store) Subscribe() *Subscription {
@@ -94,6 +107,7 @@ func (f *feed) publish(changes ...Change) {
 		default:
 		}
 	}
+	f.version.Add(1)
 }
 
 func (f *feed) remove(sub *Subscription) {

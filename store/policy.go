@@ -32,12 +32,14 @@ func (t Token) StateAt(now time.Time, inactiveAfter time.Duration) State {
 	return StateActive
 }
 
-// DaysToInactive is the number of whole days left before the policy makes the token
-// Inactive. ok is false when the policy is off or the token is already inactive.
+// DaysToInactive is the number of days left, rounded up, before the policy makes
+// the token Inactive (a token created now shows 30). ok is false when the policy is
+// off or the token is already inactive.
 func (t Token) DaysToInactive(now time.Time, inactiveAfter time.Duration) (days int, ok bool) {
 	if inactiveAfter <= 0 || t.StateAt(now, inactiveAfter) != StateActive {
 		return 0, false
 	}
 	left := t.since().Add(inactiveAfter).Sub(now)
-	return int(left / (24 * time.Hour)), true
+	day := 24 * time.Hour
+	return int((left + day - 1) / day), true
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,8 @@ type Store struct {
 	lock *os.File
 	now  func() time.Time
 	feed feed
+	// eventSeq orders audit events written at the same time.
+	eventSeq atomic.Uint64
 
 	mu            sync.RWMutex
 	inactiveAfter time.Duration
@@ -92,7 +95,7 @@ func Open(opts Options) (*Store, error) {
 		WithIndexCacheSize(4 << 20).
 		WithValueLogFileSize(16 << 20).
 		WithValueThreshold(1 << 10).
-		WithCompression(options.ZSTD).
+		WithCompression(options.Snappy).
 		WithNumCompactors(2)
 	if opts.InMemory {
 		bopts = bopts.WithInMemory(true).WithDir("").WithValueDir("")
@@ -249,15 +252,15 @@ func setJSON(txn *badger.Txn, key []byte, v any) error {
 	return txn.Set(key, b)
 }
 
-func eventKey(t time.Time) []byte {
+// eventKey orders events by time, then by the order this process wrote them
+// (events of one transaction share a time).
+func (s *Store) eventKey(t time.Time) []byte {
 	k := make([]byte, 0, len(pfxEvent)+16)
 	k = append(k, pfxEvent...)
 	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
-	var r [8]byte
-	_, _ = rand.Read(r[:])
-	return append(k, r[:]...)
+	return binary.BigEndian.AppendUint64(k, s.eventSeq.Add(1))
 }
 
 func (s *Store) addEvent(txn *badger.Txn, now time.Time, actor Actor, action, token, details string) error {
-	return setJSON(txn, eventKey(now), Event{Time: now, Actor: actor.String(), Action: action, Token: token, Details: details})
+	return setJSON(txn, s.eventKey(now), Event{Time: now, Actor: actor.String(), Action: action, Token: token, Details: details})
 }

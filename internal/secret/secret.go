@@ -9,6 +9,7 @@ package secret
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -134,3 +135,19 @@ func (t Token) GoString() string { return "secret.Token(" + t.Hint() + ")" }
 
 // Reveal returns the plain token. Call it only to show it once or print it for create.
 func (t Token) Reveal() string { return string(t) }
+
+// MarshalText encodes the digest as hex (compact in JSON, unlike a byte array).
+func (d Digest) MarshalText() ([]byte, error) {
+	out := make([]byte, hex.EncodedLen(len(d)))
+	hex.Encode(out, d[:])
+	return out, nil
+}
+
+// UnmarshalText decodes a hex digest.
+func (d *Digest) UnmarshalText(b []byte) error {
+	if hex.DecodedLen(len(b)) != len(d) {
+		return errors.New("digest: want 64 hex characters")
+	}
+	_, err := hex.Decode(d[:], b)
+	return err
+}

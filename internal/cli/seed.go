@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/apptokens/apptokens/internal/secret"
+	"github.com/apptokens/apptokens/store"
+)
+
+func (a *app) seedCmd() *cobra.Command {
+	var demo bool
+	var tokens, ips int
+	cmd := &cobra.Command{
+		Use:   "seed [--demo] [--tokens N] [--ips M]",
+		Short: "Write fake data for demos (--demo) and benchmarks (--tokens N --ips M)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !demo && tokens <= 0 {
+				return errors.New("say what to seed: --demo, or --tokens N [--ips M]")
+			}
+			if tokens < 0 || ips < 0 {
+				return errors.New("--tokens and --ips must not be negative")
+			}
+			return a.withStore(func(st *store.Store) error {
+				now := st.Now().UTC()
+				if demo {
+					toks, err := DemoTokens(now)
+					if err != nil {
+						return err
+					}
+					if err := st.BulkLoad(a.env.Actor, toks); err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(cmd.OutOrStdout(), "seeded %s for the demo\n", plural(len(toks), "token"))
+					if err != nil || tokens <= 0 {
+						return err
+					}
+				}
+				if err := SeedLoad(st, a.env.Actor, now, tokens, ips); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "seeded %s with %s each\n", plural(tokens, "token"), plural(ips, "IP address"))
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&demo, "demo", false, "a small, realistic, fixed set of tokens for demos")
+	cmd.Flags().IntVar(&tokens, "tokens", 0, "number of generated tokens (load-000001, …)")
+	cmd.Flags().IntVar(&ips, "ips", 0, "usage rows (IP addresses) per generated token")
+	return cmd
+}
+
+// seedChunk is how many generated tokens go into one write batch.
+const seedChunk = 5000
+
+// SeedLoad writes n generated tokens named load-000001… with m usage rows each,
+// in batches. Their secrets are thrown away: these tokens are for benchmarks.
+func SeedLoad(st *store.Store, actor store.Actor, now time.Time, n, m int) error {
+	for start := 0; start < n; start += seedChunk {
+		end := min(start+seedChunk, n)
+		batch := make([]store.SeedToken, 0, end-start)
+		for i := start; i < end; i++ {
+			sec, err := secret.Generate()
+			if err != nil {
+				return err
+			}
+			created := now.Add(-time.Duration(i%60) * 24 * time.Hour).Add(-time.Duration(i%1440) * time.Minute)
+			t := store.SeedToken{
+				Token: store.Token{
+					Name:        fmt.Sprintf("load-%06d", i+1),
+					Description: fmt.Sprintf("generated token %d", i+1),
+					Access:      []store.Access{store.AllAccess[i%2]},
+					Active:      i%7 != 0,
+					CreatedAt:   created,
+					UpdatedAt:   created,
+				},
+				Secret: sec,
+			}
+			for j := 0; j < m; j++ {
+				last := now.Add(-time.Duration((i+j)%(30*24)) * time.Hour)
+				t.Usage = append(t.Usage, store.Usage{
+					IP:          fmt.Sprintf("10.%d.%d.%d", (i>>8)&0xff, i&0xff, j%250+1),
+					FirstUsedAt: created,
+					LastUsedAt:  last,
+					Allowed:     uint64((i*31 + j*17) % 5000),
+					Denied:      uint64((i + j) % 7),
+				})
+				if last.After(t.Token.LastUsedAt) {
+					t.Token.LastUsedAt = last
+				}
+			}
+			batch = append(batch, t)
+		}
+		if err := st.BulkLoad(actor, batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DemoTokens is the fixed demo data set: plausible tokens, some inactive, usage
+// from a few IPs, one of them blocked. Times are relative to now.
+func DemoTokens(now time.Time) ([]store.SeedToken, error) {
+	day := 24 * time.Hour
+	type use struct {
+		ip              string
+		first, last     time.Duration // ago
+		allowed, denied uint64
+		blocked         bool
+	}
+	type demo struct {
+		name, desc string
+		access     []store.Access
+		active     bool
+		created    time.Duration // ago
+		uses       []use
+	}
+	sd, tp := store.AccessSecurityDirector, store.AccessThirdPartyFeeds
+	set := []demo{
+		{"soc-siem-export", "Splunk forwarder pulling threat events for the SOC", []store.Access{sd}, true, 120 * day, []use{
+			{"10.20.1.15", 119 * day, 2 * time.Minute, 48210, 3, false},
+			{"10.20.1.16", 90 * day, 7 * time.Minute, 47002, 0, false},
+			{"203.0.113.77", 3 * day, 3 * day, 4, 19, true},
+		}},
+		{"threatfeed-sync", "Nightly import of third-party indicator feeds", []store.Access{tp}, true, 200 * day, []use{
+			{"10.30.4.2", 199 * day, 9 * time.Hour, 1830, 0, false},
+		}},
+		{"firewall-automation", "Ansible playbooks that push policy updates", []store.Access{sd, tp}, true, 75 * day, []use{
+			{"10.10.0.21", 74 * day, 26 * time.Hour, 912, 2, false},
+			{"10.10.0.22", 60 * day, 4 * day, 388, 0, false},
+		}},
+		{"grafana-dashboards", "Read-only metrics for the NOC wall screens", []store.Access{sd}, true, 40 * day, []use{
+			{"10.40.2.8", 39 * day, 30 * time.Second, 120544, 0, false},
+		}},
+		{"legacy-soar", "Old SOAR integration, replaced by soar-playbooks", []store.Access{sd}, false, 400 * day, []use{
+			{"10.50.9.9", 399 * day, 95 * day, 20311, 41, false},
+		}},
+		{"soar-playbooks", "Automated response playbooks (Cortex XSOAR)", []store.Access{sd, tp}, true, 95 * day, []use{
+			{"10.50.9.10", 94 * day, 15 * time.Minute, 9120, 5, false},
+			{"10.50.9.11", 94 * day, 3 * time.Hour, 8874, 1, false},
+		}},
+		{"partner-intel-share", "STIX/TAXII exchange with the partner ISAC", []store.Access{tp}, true, 33 * day, []use{
+			{"198.51.100.23", 32 * day, 27 * day, 57, 0, false},
+		}},
+		{"vuln-scanner", "Weekly vulnerability scan results upload", []store.Access{sd}, true, 50 * day, []use{
+			{"10.60.1.40", 49 * day, 6 * day, 7, 0, false},
+		}},
+		{"backup-verifier", "", []store.Access{sd}, false, 150 * day, nil},
+		{"ci-pipeline", "Integration tests in the build pipeline", []store.Access{tp}, true, 12 * day, []use{
+			{"10.70.3.5", 11 * day, 40 * time.Minute, 640, 12, false},
+		}},
+		{"edr-connector", "Endpoint detection events into Security Director", []store.Access{sd}, true, 8 * day, []use{
+			{"10.80.0.3", 8 * day, 1 * time.Minute, 30120, 0, false},
+		}},
+		{"test-sandbox", "Sandbox for trying the API; safe to delete", []store.Access{tp}, true, 2 * day, nil},
+	}
+	out := make([]store.SeedToken, 0, len(set))
+	for _, d := range set {
+		sec, err := secret.Generate()
+		if err != nil {
+			return nil, err
+		}
+		created := now.Add(-d.created).Truncate(time.Minute)
+		st := store.SeedToken{
+			Token: store.Token{Name: d.name, Description: d.desc, Access: d.access, Active: d.active,
+				CreatedAt: created, UpdatedAt: created},
+			Secret: sec,
+		}
+		for _, u := range d.uses {
+			last := now.Add(-u.last)
+			st.Usage = append(st.Usage, store.Usage{IP: u.ip, FirstUsedAt: now.Add(-u.first), LastUsedAt: last,
+				Allowed: u.allowed, Denied: u.denied, Blocked: u.blocked})
+			if u.allowed > 0 && last.After(st.Token.LastUsedAt) {
+				st.Token.LastUsedAt = last
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}

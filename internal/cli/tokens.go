@@ -1,0 +1,344 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/apptokens/apptokens/store"
+)
+
+func (a *app) createCmd() *cobra.Command {
+	var name, desc string
+	var access []string
+	cmd := &cobra.Command{
+		Use:   "create --name NAME [--description TEXT] --access security-director[,third-party-feeds]",
+		Short: "Create a token and print it, once, alone on stdout",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			acc, err := store.ParseAccessList(strings.Join(access, ","))
+			if err != nil {
+				return err
+			}
+			return a.withStore(func(st *store.Store) error {
+				c, err := st.Create(a.env.Actor, store.NewToken{Name: name, Description: desc, Access: acc})
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), c.Secret.Reveal())
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "unique name: letters, digits and dashes, at most 32")
+	cmd.Flags().StringVar(&desc, "description", "", "free text, at most 1024 characters")
+	cmd.Flags().StringSliceVar(&access, "access", nil, "security-director and/or third-party-feeds (comma-separated)")
+	_ = cmd.MarkFlagRequired("name")
+	_ = cmd.MarkFlagRequired("access")
+	return cmd
+}
+
+// tokenJSON is the `list --json` shape of DESIGN.md.
+type tokenJSON struct {
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	Access      []string    `json:"access"`
+	State       store.State `json:"state"`
+	CreatedAt   time.Time   `json:"created_at"`
+	LastUsedAt  *time.Time  `json:"last_used_at"`
+	Hint        string      `json:"hint"`
+}
+
+func (a *app) listCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List tokens",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withStore(func(st *store.Store) error {
+				toks, err := st.List()
+				if err != nil {
+					return err
+				}
+				now, after := st.Now(), st.InactiveAfter()
+				if asJSON {
+					out := make([]tokenJSON, 0, len(toks))
+					for _, t := range toks {
+						acc := make([]string, len(t.Access))
+						for i, x := range t.Access {
+							acc[i] = string(x)
+						}
+						out = append(out, tokenJSON{
+							Name: t.Name, Description: t.Description, Access: acc,
+							State: t.StateAt(now, after), CreatedAt: t.CreatedAt.UTC(),
+							LastUsedAt: optTime(t.LastUsedAt), Hint: t.Hint,
+						})
+					}
+					return writeJSON(cmd.OutOrStdout(), out)
+				}
+				return printTokens(cmd.OutOrStdout(), toks, now, after)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printTokens(w io.Writer, toks []store.Token, now time.Time, after time.Duration) error {
+	if len(toks) == 0 {
+		_, err := fmt.Fprintln(w, "No tokens yet. Create one with: apptokens create --name NAME --access security-director")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tACCESS\tDAYS TO INACTIVE\tCREATED\tLAST USED\tHINT\tDESCRIPTION")
+	for _, t := range toks {
+		days := "-"
+		if d, ok := t.DaysToInactive(now, after); ok {
+			days = strconv.Itoa(d)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			t.Name, t.StateAt(now, after).Label(), t.AccessNames(), days,
+			fmtTime(t.CreatedAt), fmtTime(t.LastUsedAt), t.Hint, firstLine(t.Description, 60))
+	}
+	return tw.Flush()
+}
+
+func (a *app) setActiveCmd(verb string, active bool) *cobra.Command {
+	short := "Deactivate tokens: requests with them are refused"
+	if active {
+		short = "Activate tokens again"
+	}
+	return &cobra.Command{
+		Use:   verb + " NAME...",
+		Short: short,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, names []string) error {
+			return a.withStore(func(st *store.Store) error {
+				n, err := st.SetActive(a.env.Actor, names, active)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %sd\n", plural(n, "token"), verb)
+				return err
+			})
+		},
+	}
+}
+
+func (a *app) deleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME...",
+		Short: "Delete tokens and their usage for good",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, names []string) error {
+			return a.withStore(func(st *store.Store) error {
+				n, err := st.Delete(a.env.Actor, names)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted\n", plural(n, "token"))
+				return err
+			})
+		},
+	}
+}
+
+func (a *app) editCmd() *cobra.Command {
+	var desc string
+	var access []string
+	cmd := &cobra.Command{
+		Use:   "edit NAME [--description TEXT] [--access LIST]",
+		Short: "Change a token's description or access type (the name never changes)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var e store.Edit
+			if cmd.Flags().Changed("description") {
+				e.Description = &desc
+			}
+			if cmd.Flags().Changed("access") {
+				acc, err := store.ParseAccessList(strings.Join(access, ","))
+				if err != nil {
+					return err
+				}
+				e.Access = acc
+			}
+			if e.Description == nil && e.Access == nil {
+				return fmt.Errorf("nothing to change: give --description and/or --access")
+			}
+			return a.withStore(func(st *store.Store) error {
+				t, err := st.Edit(a.env.Actor, args[0], e)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "token %s updated\n", t.Name)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&desc, "description", "", "new description, at most 1024 characters")
+	cmd.Flags().StringSliceVar(&access, "access", nil, "security-director and/or third-party-feeds (comma-separated)")
+	return cmd
+}
+
+// usageJSON is the `usage --json` shape of DESIGN.md.
+type usageJSON struct {
+	IP          string     `json:"ip"`
+	FirstUsedAt *time.Time `json:"first_used_at"`
+	LastUsedAt  *time.Time `json:"last_used_at"`
+	Allowed     uint64     `json:"allowed"`
+	Denied      uint64     `json:"denied"`
+	Blocked     bool       `json:"blocked"`
+}
+
+func (a *app) usageCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "usage NAME [--json]",
+		Short: "Show the IP addresses that used a token, and when",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withStore(func(st *store.Store) error {
+				us, err := st.Usage(args[0])
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if asJSON {
+					out := make([]usageJSON, 0, len(us))
+					for _, u := range us {
+						out = append(out, usageJSON{IP: u.IP, FirstUsedAt: optTime(u.FirstUsedAt),
+							LastUsedAt: optTime(u.LastUsedAt), Allowed: u.Allowed, Denied: u.Denied, Blocked: u.Blocked})
+					}
+					return writeJSON(w, out)
+				}
+				if len(us) == 0 {
+					_, err := fmt.Fprintln(w, "No requests with this token yet.")
+					return err
+				}
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "IP ADDRESS\tFIRST USED\tLAST USED\tALLOWED\tDENIED\tSTATUS")
+				for _, u := range us {
+					status := "Allowed"
+					if u.Blocked {
+						status = "Blocked"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", u.IP, fmtTime(u.FirstUsedAt), fmtTime(u.LastUsedAt), u.Allowed, u.Denied, status)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) blockCmd(verb string, blocked bool) *cobra.Command {
+	short := "Unblock IP addresses for a token"
+	if blocked {
+		short = "Block IP addresses for a token: their requests with it are refused"
+	}
+	return &cobra.Command{
+		Use:   verb + " NAME IP...",
+		Short: short,
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withStore(func(st *store.Store) error {
+				n, err := st.SetBlocked(a.env.Actor, args[0], args[1:], blocked)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %sed for %s\n", plural(n, "IP address"), verb, args[0])
+				return err
+			})
+		},
+	}
+}
+
+func (a *app) auditCmd() *cobra.Command {
+	var asJSON bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "audit [--json]",
+		Short: "Show the audit trail, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withStore(func(st *store.Store) error {
+				evs, err := st.Audit(limit)
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if asJSON {
+					if evs == nil {
+						evs = []store.Event{}
+					}
+					for i := range evs {
+						evs[i].Time = evs[i].Time.UTC()
+					}
+					return writeJSON(w, evs)
+				}
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "TIME\tACTOR\tACTION\tTOKEN\tDETAILS")
+				for _, e := range evs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"),
+						store.Printable(e.Actor), e.Action, store.Printable(e.Token), store.Printable(e.Details))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().IntVar(&limit, "limit", 0, "show at most this many events (0: all)")
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Local().Format("2006-01-02 15:04")
+}
+
+// firstLine is the first line of s, escaped for the terminal and cut to max runes.
+func firstLine(s string, max int) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i] + " …"
+	}
+	s = store.Printable(s)
+	r := []rune(s)
+	if len(r) > max {
+		return string(r[:max-1]) + "…"
+	}
+	return s
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	if strings.HasSuffix(what, "ss") {
+		return fmt.Sprintf("%d %ses", n, what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

@@ -1,0 +1,36 @@
+package store
+
+import (
+	"encoding/hex"
+	"fmt"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Test hooks for the external store_test package.
+
+// PrefixToken is the key prefix of token records.
+const PrefixToken = pfxToken
+
+// DB is the store's Badger database, for benchmark floors.
+func (s *Store) DB() *badger.DB { return s.db }
+
+// DumpKV returns every live key (hex) with its value and commit version: two
+// equal dumps mean nothing at all was written in between.
+func (s *Store) DumpKV() (map[string]string, error) {
+	out := map[string]string{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out[hex.EncodeToString(item.Key())] = fmt.Sprintf("%x@%d", v, item.Version())
+		}
+		return nil
+	})
+	return out, err
+}

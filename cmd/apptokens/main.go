@@ -1,0 +1,59 @@
+// Command apptokens manages API application tokens: a TUI on the local database,
+// scriptable subcommands, and `serve` (SSH for admins, the HTTP token gate).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+
+	"github.com/apptokens/apptokens/internal/cli"
+	"github.com/apptokens/apptokens/store"
+)
+
+func main() {
+	env := cli.Env{
+		Stdin:  os.Stdin,
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+		Actor:  store.Actor{User: localUser()},
+		Open:   openLocal,
+		RunTUI: runTUI,
+	}
+	root := cli.NewRoot(env)
+	root.AddCommand(serveCmd(root))
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "apptokens: "+oneLine(err.Error()))
+		os.Exit(1)
+	}
+}
+
+func openLocal(dir string) (*store.Store, func(), error) {
+	st, err := store.Open(store.Options{Dir: dir})
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, func() {
+		if err := st.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "apptokens: close database: "+oneLine(err.Error()))
+		}
+	}, nil
+}
+
+func localUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return fmt.Sprintf("uid-%d", os.Getuid())
+}
+
+// oneLine keeps errors to one line on stderr.
+func oneLine(s string) string {
+	return store.Printable(s)
+}
+
+var errNoTerminal = errors.New("the TUI needs a terminal; give a command (see apptokens --help)")

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/apptokens/apptokens/internal/gate"
+	"github.com/apptokens/apptokens/internal/sshd"
+	"github.com/apptokens/apptokens/store"
+)
+
+type serveFlags struct {
+	sshAddr, httpAddr string
+	authorizedKeys    string
+	hostKey           string
+	trustedProxies    []string
+	inactiveAfter     string
+	logFormat         string
+	maxSSHConnections int
+	sshIdleTimeout    time.Duration
+	shutdownTimeout   time.Duration
+}
+
+func serveCmd(root *cobra.Command) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve [--ssh ADDR] [--http ADDR] [--authorized-keys FILE] [--host-key FILE] [--trusted-proxy CIDR]... [--inactive-after DURATION]",
+		Short: "Serve the TUI to admins over SSH and run the HTTP token gate, on one database",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := root.PersistentFlags().GetString("db")
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), db, f, cmd.Flags().Changed("inactive-after"))
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.sshAddr, "ssh", "127.0.0.1:23234", "SSH listen address")
+	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "HTTP token gate listen address")
+	fl.StringVar(&f.authorizedKeys, "authorized-keys", filepath.Join(configDir(), "authorized_keys"), "OpenSSH authorized_keys file of the admins")
+	fl.StringVar(&f.hostKey, "host-key", filepath.Join(configDir(), "ssh_host_ed25519_key"), "SSH host key (ed25519, generated on first start)")
+	fl.StringArrayVar(&f.trustedProxies, "trusted-proxy", nil, "CIDR of a reverse proxy whose X-Forwarded-For is believed (repeatable)")
+	fl.StringVar(&f.inactiveAfter, "inactive-after", "30d", "tokens unused this long become Inactive (e.g. 30d, 720h; 0 turns it off)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text (logfmt) or json")
+	fl.IntVar(&f.maxSSHConnections, "max-ssh-connections", 32, "cap on concurrent SSH connections")
+	fl.DurationVar(&f.sshIdleTimeout, "ssh-idle-timeout", 30*time.Minute, "close SSH connections idle this long")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 5*time.Second, "how long to wait for sessions and requests on shutdown")
+	return cmd
+}
+
+// configDir is $XDG_CONFIG_HOME/apptokens, else ~/.config/apptokens.
+func configDir() string {
+	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
+		return filepath.Join(d, "apptokens")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "apptokens-config"
+	}
+	return filepath.Join(home, ".config", "apptokens")
+}
+
+// parseDays accepts Go durations and a whole number of days ("30d").
+func parseDays(s string) (time.Duration, error) {
+	if strings.HasSuffix(s, "d") {
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("--inactive-after %q: want a duration such as 30d or 720h", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	if s == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("--inactive-after %q: want a duration such as 30d or 720h", s)
+	}
+	return d, nil
+}
+
+func parseTrusted(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		for _, part := range strings.Split(s, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			if p, err := netip.ParsePrefix(part); err == nil {
+				out = append(out, p.Masked())
+				continue
+			}
+			a, err := netip.ParseAddr(part)
+			if err != nil {
+				return nil, fmt.Errorf("--trusted-proxy %q: want a CIDR such as 10.0.0.0/8 or an IP address", part)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return out, nil
+}
+
+func newLogger(format string) (*slog.Logger, error) {
+	switch format {
+	case "text", "logfmt":
+		return slog.New(slog.NewTextHandler(os.Stderr, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	logger, err := newLogger(f.logFormat)
+	if err != nil {
+		return err
+	}
+	inactive, err := parseDays(f.inactiveAfter)
+	if err != nil {
+		return err
+	}
+	trusted, err := parseTrusted(f.trustedProxies)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(store.Options{Dir: db})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			logger.Error("close database", "err", err.Error())
+		}
+	}()
+	if setPolicy {
+		if err := st.SetInactiveAfter(inactive); err != nil {
+			return err
+		}
+	}
+
+	sshSrv, err := sshd.New(sshd.Config{
+		Addr: f.sshAddr, HostKeyPath: f.hostKey, AuthorizedKeysPath: f.authorizedKeys,
+		Store: st, Logger: logger, IdleTimeout: f.sshIdleTimeout, MaxConnections: f.maxSSHConnections,
+	})
+	if err != nil {
+		return err
+	}
+	g, err := gate.New(gate.Config{Store: st, TrustedProxies: trusted, Logger: logger})
+	if err != nil {
+		return err
+	}
+	sshLn, err := net.Listen("tcp", f.sshAddr)
+	if err != nil {
+		return fmt.Errorf("ssh: %w", err)
+	}
+	httpLn, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		sshLn.Close()
+		return fmt.Errorf("http: %w", err)
+	}
+	// Tell local commands refused by the lock what to run instead.
+	addrFile := filepath.Join(db, store.ServeFile)
+	if err := os.WriteFile(addrFile, []byte(sshLn.Addr().String()+"\n"), 0o600); err != nil {
+		logger.Warn("write serve address file", "err", err.Error())
+	}
+	defer os.Remove(addrFile)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	gateCtx, stopGate := context.WithCancel(context.Background())
+	gateDone := make(chan error, 1)
+	go func() { gateDone <- g.Run(gateCtx) }()
+
+	httpSrv := gate.NewServer(f.httpAddr, g.Handler())
+	errc := make(chan error, 2)
+	go func() {
+		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	go func() {
+		if err := sshSrv.Serve(sshLn); err != nil {
+			errc <- fmt.Errorf("ssh: %w", err)
+		}
+	}()
+	logger.Info("apptokens serve started", "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(),
+		"db", db, "inactive_after", st.InactiveAfter().String(), "trusted_proxies", len(trusted))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case runErr = <-errc:
+		logger.Error("server failed", "err", runErr.Error())
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		logger.Warn("http shutdown", "err", err.Error())
+		_ = httpSrv.Close()
+	}
+	if err := sshSrv.Shutdown(sctx); err != nil {
+		logger.Warn("ssh shutdown", "err", err.Error())
+	}
+	stopGate()
+	if err := <-gateDone; err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error("gate stopped", "err", err.Error())
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	logger.Info("apptokens serve stopped")
+	return runErr
+}

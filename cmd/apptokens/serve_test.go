@@ -1,0 +1,288 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/apptokens/apptokens/internal/secret"
+)
+
+func TestSSHCommandsRunAsTheKeysOwner(t *testing.T) {
+	s := startServe(t)
+	out, errOut, code := s.ssh("list", "--json")
+	if code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("list --json: code %d, out %q, err %q", code, out, errOut)
+	}
+	out, errOut, code = s.ssh("create", "--name", "ssh-made", "--access", "security-director", "--description", "'made over ssh'")
+	if code != 0 {
+		t.Fatalf("create: code %d: %s", code, errOut)
+	}
+	if _, err := secret.Parse(strings.TrimSpace(out)); err != nil {
+		t.Fatalf("create printed %q: %v", out, err)
+	}
+	_, errOut, code = s.ssh("create", "--name", "'bad name'", "--access", "security-director")
+	if code == 0 || !strings.Contains(errOut, "may contain only letters, digits and dashes") {
+		t.Fatalf("bad create: code %d, stderr %q", code, errOut)
+	}
+	out, _, _ = s.ssh("audit", "--json")
+	var evs []struct{ Actor, Action, Token string }
+	if err := json.Unmarshal([]byte(out), &evs); err != nil {
+		t.Fatalf("audit --json: %v\n%s", err, out)
+	}
+	want := "admin (" + gossh.FingerprintSHA256(s.admin.signer.PublicKey()) + ")"
+	if len(evs) != 1 || evs[0].Actor != want || evs[0].Action != "create" {
+		t.Fatalf("audit = %+v, want one create by %s", evs, want)
+	}
+}
+
+func TestSSHPTYGetsTheTUI(t *testing.T) {
+	s := startServe(t)
+	s.ssh("create", "--name", "visible-token", "--access", "third-party-feeds")
+	tm := newTmux(t, 100, 30, nil, append([]string{"ssh", "-tt"}, s.sshArgs(s.admin, "admin")...)...)
+	tm.waitFor(15*time.Second, "Application Tokens", "visible-token", "Active")
+	tm.send("q")
+	eventually(t, 10*time.Second, "the SSH session to end after q", func() bool {
+		return !strings.Contains(tm.screen(), "Application Tokens")
+	})
+}
+
+func TestSSHRefusesOtherKeysPasswordsAndNone(t *testing.T) {
+	s := startServe(t)
+	stranger := newClientKey(t, s.home, "stranger_key")
+	if _, errOut, code := s.sshAs(stranger, "admin", "list"); code == 0 || !strings.Contains(errOut, "Permission denied") {
+		t.Fatalf("unknown key: code %d, stderr %q", code, errOut)
+	}
+	cmd := []string{"-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"}
+	c := execSSH(s.sshArgs(s.admin, "admin", cmd...), "list")
+	if out, err := c.CombinedOutput(); err == nil || !strings.Contains(string(out), "Permission denied") {
+		t.Fatalf("password auth: err %v, out %q", err, out)
+	}
+	// "none" authentication: a client that offers no method at all.
+	conf := &gossh.ClientConfig{User: "admin", HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second}
+	if conn, err := gossh.Dial("tcp", s.sshAddr, conf); err == nil {
+		conn.Close()
+		t.Fatal("none authentication was accepted")
+	}
+	// The file is read again when it changes: the stranger becomes an admin.
+	f, err := os.OpenFile(s.authKeys, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(stranger.public + "\n")
+	f.Close()
+	if out, errOut, code := s.sshAs(stranger, "second", "list", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("after adding the key: code %d, stderr %q", code, errOut)
+	}
+}
+
+func TestSSHHostKeyKeptAcrossRestart(t *testing.T) {
+	s := startServe(t)
+	first := hostKeyOf(t, s)
+	fi, err := os.Stat(s.hostKey)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("host key file: %v, %v", fi, err)
+	}
+	s.stop()
+	s.start()
+	if second := hostKeyOf(t, s); second != first {
+		t.Fatalf("host key changed across restart: %s then %s", first, second)
+	}
+}
+
+func hostKeyOf(t *testing.T, s *server) string {
+	t.Helper()
+	var got string
+	conf := &gossh.ClientConfig{
+		User: "admin", Auth: []gossh.AuthMethod{gossh.PublicKeys(s.admin.signer)}, Timeout: 10 * time.Second,
+		HostKeyCallback: func(_ string, _ net.Addr, key gossh.PublicKey) error {
+			got = gossh.FingerprintSHA256(key)
+			return nil
+		},
+	}
+	conn, err := gossh.Dial("tcp", s.sshAddr, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if !strings.HasPrefix(got, "SHA256:") {
+		t.Fatalf("host key fingerprint %q", got)
+	}
+	return got
+}
+
+func TestServeRefusesToStartWithoutUsableKey(t *testing.T) {
+	home := t.TempDir()
+	keys := home + "/authorized_keys"
+	os.WriteFile(keys, []byte("# nobody yet\nnot a key\n"), 0o600)
+	_, errOut, code := runBin(t, home+"/db", "serve", "--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--authorized-keys", keys, "--host-key", home+"/hk")
+	if code == 0 || !strings.Contains(errOut, "no usable public key in "+keys) {
+		t.Fatalf("code %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = runBin(t, home+"/db", "serve", "--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--authorized-keys", home+"/missing", "--host-key", home+"/hk")
+	if code == 0 || !strings.Contains(errOut, "does not exist") {
+		t.Fatalf("missing file: code %d, stderr %q", code, errOut)
+	}
+}
+
+func TestLocalCommandsRefusedWhileServing(t *testing.T) {
+	s := startServe(t)
+	start := time.Now()
+	_, errOut, code := runBin(t, s.db, "list", "--json")
+	if code == 0 {
+		t.Fatal("a local command ran while serve holds the database")
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("the refusal took %s", time.Since(start))
+	}
+	want := "ssh -p " + s.sshPort + " 127.0.0.1 list --json"
+	if !strings.Contains(errOut, want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("stderr %q, want one line naming %q", errOut, want)
+	}
+}
+
+func TestTwoAdminsSeeEachOthersChanges(t *testing.T) {
+	s := startServe(t)
+	second := newClientKey(t, s.home, "second_key")
+	f, _ := os.OpenFile(s.authKeys, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(second.public + "\n")
+	f.Close()
+	s.ssh("create", "--name", "shared-token", "--access", "security-director")
+
+	tm := newTmux(t, 110, 30, nil, append([]string{"ssh", "-tt"}, s.sshArgs(s.admin, "admin")...)...)
+	tm.waitFor(15*time.Second, "Application Tokens", "shared-token")
+
+	if _, errOut, code := s.sshAs(second, "bob", "create", "--name", "bobs-token", "--access", "third-party-feeds"); code != 0 {
+		t.Fatal(errOut)
+	}
+	start := time.Now()
+	tm.waitFor(5*time.Second, "bobs-token")
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("the other admin's token appeared after %s, want within a second", d)
+	}
+	if _, errOut, code := s.sshAs(second, "bob", "deactivate", "shared-token"); code != 0 {
+		t.Fatal(errOut)
+	}
+	eventually(t, 3*time.Second, "shared-token to show Inactive", func() bool {
+		for _, line := range strings.Split(tm.screen(), "\n") {
+			if strings.Contains(line, "shared-token") && strings.Contains(line, "Inactive") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func TestTwoSessionsCreateSameNameOneWins(t *testing.T) {
+	s := startServe(t)
+	var wg sync.WaitGroup
+	codes := make([]int, 4)
+	for i := range codes {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			name := "race-Token"
+			if i%2 == 1 {
+				name = "RACE-token"
+			}
+			_, _, codes[i] = s.ssh("create", "--name", name, "--access", "security-director")
+		}(i)
+	}
+	wg.Wait()
+	wins := 0
+	for _, c := range codes {
+		if c == 0 {
+			wins++
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("exit codes %v: want exactly one success", codes)
+	}
+	out, _, _ := s.ssh("list", "--json")
+	if strings.Count(out, `"name"`) != 1 {
+		t.Fatalf("list after the race:\n%s", out)
+	}
+}
+
+func TestServeStopsCleanlyOnSIGTERM(t *testing.T) {
+	s := startServe(t)
+	tm := newTmux(t, 100, 30, nil, append([]string{"ssh", "-tt"}, s.sshArgs(s.admin, "admin")...)...)
+	tm.waitFor(15*time.Second, "Application Tokens")
+	start := time.Now()
+	s.stop()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("stop took %s", d)
+	}
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("serve exit code %d:\n%s", code, s.logs.String())
+	}
+	if _, err := os.Stat(s.db + "/serve.addr"); !os.IsNotExist(err) {
+		t.Fatalf("serve.addr left behind: %v", err)
+	}
+	// The database is free again for local commands.
+	if _, errOut, code := runBin(t, s.db, "list"); code != 0 {
+		t.Fatalf("local list after stop: %s", errOut)
+	}
+}
+
+// gateGet sends one request to the gate with a bearer token.
+func gateGet(t *testing.T, addr, path, token string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func TestGateThroughServe(t *testing.T) {
+	s := startServe(t)
+	out, errOut, code := s.ssh("create", "--name", "api-client", "--access", "third-party-feeds")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	tok := strings.TrimSpace(out)
+	if r := gateGet(t, s.httpAddr, "/healthz", ""); r.StatusCode != 200 {
+		t.Fatalf("/healthz: %d", r.StatusCode)
+	}
+	r := gateGet(t, s.httpAddr, "/auth/third-party-feeds/v1/feeds", tok)
+	if r.StatusCode != 200 || r.Header.Get("X-Token-Name") != "api-client" {
+		t.Fatalf("valid token: %d %v", r.StatusCode, r.Header)
+	}
+	if r := gateGet(t, s.httpAddr, "/auth/security-director", tok); r.StatusCode != 403 || r.Header.Get("X-Apptokens-Reason") != "insufficient_access" {
+		t.Fatalf("wrong access: %d %v", r.StatusCode, r.Header)
+	}
+	eventually(t, 3*time.Second, "usage of 127.0.0.1 over SSH", func() bool {
+		out, _, _ := s.ssh("usage", "api-client", "--json")
+		return strings.Contains(out, `"ip": "127.0.0.1"`) && strings.Contains(out, `"allowed": 1`)
+	})
+	if _, errOut, code := s.ssh("deactivate", "api-client"); code != 0 {
+		t.Fatal(errOut)
+	}
+	r = gateGet(t, s.httpAddr, "/auth", tok)
+	if r.StatusCode != 401 || r.Header.Get("X-Apptokens-Reason") != "inactive_token" {
+		t.Fatalf("deactivated through SSH, next request: %d %v", r.StatusCode, r.Header)
+	}
+	s.ssh("activate", "api-client")
+	s.ssh("block", "api-client", "127.0.0.1")
+	if r := gateGet(t, s.httpAddr, "/auth", tok); r.StatusCode != 403 || r.Header.Get("X-Apptokens-Reason") != "ip_blocked" {
+		t.Fatalf("blocked IP: %d %v", r.StatusCode, r.Header)
+	}
+	if strings.Contains(s.logs.String(), tok) || strings.Contains(s.logs.String(), tok[5:45]) {
+		t.Fatal("the token appears in serve's logs")
+	}
+}

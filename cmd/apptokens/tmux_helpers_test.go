@@ -1,0 +1,116 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tmuxTerm is a real terminal: a tmux server on its own socket, running one
+// command in a window of a fixed size. It is stopped through its socket.
+type tmuxTerm struct {
+	t    *testing.T
+	sock string
+}
+
+func newTmux(t *testing.T, width, height int, env []string, command ...string) *tmuxTerm {
+	t.Helper()
+	requireTool(t, "tmux")
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	m := &tmuxTerm{t: t, sock: "apptokens-test-" + hex.EncodeToString(b[:])}
+	args := []string{"-L", m.sock, "-f", "/dev/null", "new-session", "-d", "-s", "main",
+		"-x", strconv.Itoa(width), "-y", strconv.Itoa(height)}
+	for _, kv := range env {
+		args = append(args, "-e", kv)
+	}
+	args = append(args, strings.Join(quoteAll(command), " "))
+	if out, err := exec.Command("tmux", args...).CombinedOutput(); err != nil {
+		t.Fatalf("tmux new-session: %v\n%s", err, out)
+	}
+	// Keep the pane after the command exits, so its last screen can be read.
+	_ = exec.Command("tmux", "-L", m.sock, "set-option", "-t", "main", "remain-on-exit", "on").Run()
+	t.Cleanup(func() { _ = exec.Command("tmux", "-L", m.sock, "kill-server").Run() })
+	return m
+}
+
+func quoteAll(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return out
+}
+
+// send types keys (tmux key names such as Enter, Space, Escape, Down, or text),
+// then leaves the program time to redraw.
+func (m *tmuxTerm) send(keys ...string) {
+	m.t.Helper()
+	for _, k := range keys {
+		if out, err := exec.Command("tmux", "-L", m.sock, "send-keys", "-t", "main", k).CombinedOutput(); err != nil {
+			m.t.Fatalf("tmux send-keys %q: %v\n%s", k, err, out)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+}
+
+// typeText types literal text.
+func (m *tmuxTerm) typeText(text string) {
+	m.t.Helper()
+	if out, err := exec.Command("tmux", "-L", m.sock, "send-keys", "-t", "main", "-l", text).CombinedOutput(); err != nil {
+		m.t.Fatalf("tmux send-keys -l: %v\n%s", err, out)
+	}
+	time.Sleep(150 * time.Millisecond)
+}
+
+func (m *tmuxTerm) screen() string {
+	m.t.Helper()
+	out, err := exec.Command("tmux", "-L", m.sock, "capture-pane", "-p", "-t", "main").CombinedOutput()
+	if err != nil {
+		m.t.Fatalf("tmux capture-pane: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// waitFor waits until the screen shows every text, and returns it.
+func (m *tmuxTerm) waitFor(timeout time.Duration, texts ...string) string {
+	m.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s := m.screen()
+		ok := true
+		for _, x := range texts {
+			if !strings.Contains(s, x) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return s
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("screen never showed %q within %s; last screen:\n%s", texts, timeout, s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitGone waits until the screen no longer shows text.
+func (m *tmuxTerm) waitGone(timeout time.Duration, text string) string {
+	m.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s := m.screen()
+		if !strings.Contains(s, text) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("screen still shows %q after %s:\n%s", text, timeout, s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -68,7 +68,7 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 		if err := wb.Set(digestKey(t.Digest), []byte(t.ID)); err != nil {
 			return err
 		}
-		if err := setBatchJSON(wb, tokenKey(t.ID), t); err != nil {
+		if err := wb.Set(tokenKey(t.ID), encodeToken(&t)); err != nil {
 			return err
 		}
 		for _, u := range toks[i].Usage {

@@ -1,8 +1,112 @@
 package store
 
-import "encoding/json"
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"time"
 
-func unmarshalToken(b []byte, t *Token) error { return json.Unmarshal(b, t) }
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Tokens are stored in a compact binary form: listing 100k tokens is decode-bound,
+// and JSON costs several times more. Usage and audit records stay JSON.
+//
+//	version(1) id name description hint (uvarint length + bytes each)
+//	access bits(1) active(1) digest(32) created updated activated lastUsed (varint unix nanos, 0 = never)
+const tokenCodecV1 = 1
+
+var errBadToken = errors.New("stored token record is corrupt")
+
+func encodeToken(t *Token) []byte {
+	b := make([]byte, 0, 64+len(t.ID)+len(t.Name)+len(t.Description)+len(t.Hint))
+	b = append(b, tokenCodecV1)
+	for _, s := range [...]string{t.ID, t.Name, t.Description, t.Hint} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	var bits byte
+	for _, a := range t.Access {
+		for i, x := range AllAccess {
+			if a == x {
+				bits |= 1 << i
+			}
+		}
+	}
+	b = append(b, bits)
+	if t.Active {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = append(b, t.Digest[:]...)
+	for _, tm := range [...]time.Time{t.CreatedAt, t.UpdatedAt, t.ActivatedAt, t.LastUsedAt} {
+		var n int64
+		if !tm.IsZero() {
+			n = tm.UnixNano()
+		}
+		b = binary.AppendVarint(b, n)
+	}
+	return b
+}
+
+func decodeToken(b []byte, t *Token) error {
+	if len(b) == 0 || b[0] != tokenCodecV1 {
+		return errBadToken
+	}
+	b = b[1:]
+	var strs [4]string
+	for i := range strs {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return errBadToken
+		}
+		strs[i] = string(b[k : k+int(n)])
+		b = b[k+int(n):]
+	}
+	t.ID, t.Name, t.Description, t.Hint = strs[0], strs[1], strs[2], strs[3]
+	if len(b) < 2+len(t.Digest) {
+		return errBadToken
+	}
+	bits := b[0]
+	t.Access = make([]Access, 0, 2)
+	for i, x := range AllAccess {
+		if bits&(1<<i) != 0 {
+			t.Access = append(t.Access, x)
+		}
+	}
+	t.Active = b[1] == 1
+	copy(t.Digest[:], b[2:2+len(t.Digest)])
+	b = b[2+len(t.Digest):]
+	for _, dst := range [...]*time.Time{&t.CreatedAt, &t.UpdatedAt, &t.ActivatedAt, &t.LastUsedAt} {
+		n, k := binary.Varint(b)
+		if k <= 0 {
+			return errBadToken
+		}
+		b = b[k:]
+		if n == 0 {
+			*dst = time.Time{}
+		} else {
+			*dst = time.Unix(0, n).UTC()
+		}
+	}
+	return nil
+}
+
+func unmarshalToken(b []byte, t *Token) error { return decodeToken(b, t) }
+
+// getToken reads the token with this ID; badger.ErrKeyNotFound when there is none.
+func getToken(txn *badger.Txn, id string, t *Token) error {
+	item, err := txn.Get(tokenKey(id))
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return decodeToken(b, t) })
+}
+
+func putToken(txn *badger.Txn, t *Token) error {
+	return txn.Set(tokenKey(t.ID), encodeToken(t))
+}
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 

@@ -195,8 +195,11 @@ func (s *Store) SetInactiveAfter(d time.Duration) error {
 	return nil
 }
 
+// loadPolicy reads the stored policy (the default when none is stored, as after
+// restoring a backup that kept the default).
 func (s *Store) loadPolicy() error {
-	return s.db.View(func(txn *badger.Txn) error {
+	d := DefaultInactiveAfter
+	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(keyPolicy))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -209,10 +212,17 @@ func (s *Store) loadPolicy() error {
 			if err != nil {
 				return fmt.Errorf("read inactivity policy: %w", err)
 			}
-			s.inactiveAfter = time.Duration(n)
+			d = time.Duration(n)
 			return nil
 		})
 	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.inactiveAfter = d
+	s.mu.Unlock()
+	return nil
 }
 
 // update runs fn in a read-write transaction, retrying on conflicts.

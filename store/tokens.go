@@ -62,7 +62,7 @@ func (s *Store) Create(actor Actor, in NewToken) (Created, error) {
 		if err := txn.Set(digestKey(tok.Digest), []byte(tok.ID)); err != nil {
 			return err
 		}
-		if err := setJSON(txn, tokenKey(tok.ID), tok); err != nil {
+		if err := putToken(txn, &tok); err != nil {
 			return err
 		}
 		return s.addEvent(txn, now, actor, ActionCreate, tok.Name, "access="+tok.AccessNames())
@@ -85,7 +85,7 @@ func (s *Store) List() ([]Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(out, func(i, j int) bool { return strings.ToLower(out[i].Name) < strings.ToLower(out[j].Name) })
+	sortByName(out)
 	return out, nil
 }
 
@@ -121,7 +121,7 @@ func (s *Store) Get(name string) (Token, error) {
 func (s *Store) GetByID(id string) (Token, error) {
 	var t Token
 	err := s.db.View(func(txn *badger.Txn) error {
-		err := getJSON(txn, tokenKey(id), &t)
+		err := getToken(txn, id, &t)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("no token with id %s: %w", quote(id), ErrNotFound)
 		}
@@ -143,7 +143,7 @@ func getByName(txn *badger.Txn, name string) (Token, error) {
 	if err != nil {
 		return t, err
 	}
-	if err := getJSON(txn, tokenKey(string(id)), &t); err != nil {
+	if err := getToken(txn, string(id), &t); err != nil {
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return t, notFound(name)
 		}
@@ -189,7 +189,7 @@ func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
 		}
 		t.UpdatedAt = now
 		tok = t
-		if err := setJSON(txn, tokenKey(t.ID), t); err != nil {
+		if err := putToken(txn, &t); err != nil {
 			return err
 		}
 		return s.addEvent(txn, now, actor, ActionEdit, t.Name, strings.Join(details, " "))
@@ -242,7 +242,7 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 				t.Active = false
 			}
 			t.UpdatedAt = now
-			if err := setJSON(txn, tokenKey(t.ID), t); err != nil {
+			if err := putToken(txn, &t); err != nil {
 				return err
 			}
 			action := ActionDeactivate
@@ -340,7 +340,7 @@ func (s *Store) ExpireStale(actor Actor) ([]string, error) {
 			}
 			t.Active = false
 			t.UpdatedAt = now
-			if err := setJSON(txn, tokenKey(t.ID), t); err != nil {
+			if err := putToken(txn, &t); err != nil {
 				return err
 			}
 			details := fmt.Sprintf("unused for %s", formatDays(after))
@@ -364,4 +364,20 @@ func formatDays(d time.Duration) string {
 		return fmt.Sprintf("%d days", d/(24*time.Hour))
 	}
 	return d.String()
+}
+
+// sortByName orders tokens by name, case-insensitively (names are ASCII).
+func sortByName(toks []Token) {
+	keys := make([]string, len(toks))
+	idx := make([]int, len(toks))
+	for i := range toks {
+		keys[i] = strings.ToLower(toks[i].Name)
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return keys[idx[a]] < keys[idx[b]] })
+	sorted := make([]Token, len(toks))
+	for i, j := range idx {
+		sorted[i] = toks[j]
+	}
+	copy(toks, sorted)
 }

@@ -136,7 +136,7 @@ func (s *Store) RecordUsage(deltas []UsageDelta) error {
 		last := map[string]time.Time{}
 		for _, d := range deltas {
 			var t Token
-			if err := getJSON(txn, tokenKey(d.TokenID), &t); errors.Is(err, badger.ErrKeyNotFound) {
+			if err := getToken(txn, d.TokenID, &t); errors.Is(err, badger.ErrKeyNotFound) {
 				continue
 			} else if err != nil {
 				return err
@@ -168,12 +168,12 @@ func (s *Store) RecordUsage(deltas []UsageDelta) error {
 		}
 		for id, at := range last {
 			var t Token
-			if err := getJSON(txn, tokenKey(id), &t); err != nil {
+			if err := getToken(txn, id, &t); err != nil {
 				return err
 			}
 			if at.After(t.LastUsedAt) {
 				t.LastUsedAt = at.UTC()
-				if err := setJSON(txn, tokenKey(id), t); err != nil {
+				if err := putToken(txn, &t); err != nil {
 					return err
 				}
 			}
@@ -231,7 +231,7 @@ func (s *Store) GateEntries() ([]GateEntry, error) {
 func (s *Store) GateEntry(id string) (GateEntry, error) {
 	var e GateEntry
 	err := s.db.View(func(txn *badger.Txn) error {
-		if err := getJSON(txn, tokenKey(id), &e.Token); err != nil {
+		if err := getToken(txn, id, &e.Token); err != nil {
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				return ErrNotFound
 			}

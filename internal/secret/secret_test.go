@@ -250,12 +250,6 @@ func TestFormattingHidesSecret(t *testing.T) {
 	}{"x", tok}
 	ptr := &tok
 	outputs := map[string]string{
-		"%v":             fmt.Sprintf("%v", tok),
-		"%s":             fmt.Sprintf("%s", tok),
-		"%q":             fmt.Sprintf("%q", tok),
-		"%x":             fmt.Sprintf("%x", tok),
-		"%#v":            fmt.Sprintf("%#v", tok),
-		"%+v":            fmt.Sprintf("%+v", tok),
 		"Sprint":         fmt.Sprint(tok),
 		"Sprintln":       fmt.Sprintln(tok),
 		"struct %v":      fmt.Sprintf("%v", wrapped),
@@ -264,6 +258,9 @@ func TestFormattingHidesSecret(t *testing.T) {
 		"pointer %v":     fmt.Sprintf("%v", ptr),
 		"slice %v":       fmt.Sprintf("%v", []secret.Token{tok}),
 		"error wrapping": fmt.Errorf("create failed for %v", tok).Error(),
+	}
+	for _, verb := range []string{"%v", "%s", "%q", "%x", "%X", "%#v", "%+v", "%10s", "%.60s"} {
+		outputs[verb] = fmt.Sprintf(verb, tok)
 	}
 	hexBody := fmt.Sprintf("%x", body)
 	for verb, out := range outputs {
@@ -304,4 +301,28 @@ func TestDigest(t *testing.T) {
 func nextBase62(c byte) byte {
 	i := strings.IndexByte(base62, c)
 	return base62[(i+1)%62]
+}
+
+// TestCheckDoesNotAllocate: the gate checks every request's token with Check and
+// DigestOf before any lookup; neither may allocate.
+func TestCheckDoesNotAllocate(t *testing.T) {
+	tok, err := secret.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := tok.Reveal()
+	bad := s[:50] + string(nextBase62(s[50]))
+	var sink secret.Digest
+	allocs := testing.AllocsPerRun(200, func() {
+		if secret.Check(s) != nil || secret.Check(bad) == nil {
+			panic("Check gave the wrong answer")
+		}
+		sink = secret.DigestOf(s)
+	})
+	if allocs != 0 {
+		t.Errorf("Check + DigestOf allocate %.1f times per call", allocs)
+	}
+	if sink != tok.Digest() {
+		t.Error("digest differs")
+	}
 }

@@ -61,7 +61,7 @@ func (m *tmuxTerm) send(keys ...string) {
 // typeText types literal text.
 func (m *tmuxTerm) typeText(text string) {
 	m.t.Helper()
-	if out, err := exec.Command("tmux", "-L", m.sock, "send-keys", "-t", "main", "-l", text).CombinedOutput(); err != nil {
+	if out, err := exec.Command("tmux", "-L", m.sock, "send-keys", "-t", "main", "-l", "--", text).CombinedOutput(); err != nil {
 		m.t.Fatalf("tmux send-keys -l: %v\n%s", err, out)
 	}
 	time.Sleep(150 * time.Millisecond)

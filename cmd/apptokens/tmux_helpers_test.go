@@ -114,3 +114,13 @@ func (m *tmuxTerm) waitGone(timeout time.Duration, text string) string {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// runCmd runs a command and returns its combined output, failing the test on error.
+func runCmd(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}

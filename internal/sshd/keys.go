@@ -80,7 +80,6 @@ type keyring struct {
 	modTime time.Time
 	size    int64
 	keys    []gossh.PublicKey
-	err     error
 }
 
 func newKeyring(path string) (*keyring, error) {

@@ -268,6 +268,10 @@ func (s *Server) program(sess ssh.Session) *tea.Program {
 		s.mu.Lock()
 		delete(s.programs, p)
 		s.mu.Unlock()
+		// A dropped connection never sends q: end the model's store subscription here.
+		if c, ok := model.(io.Closer); ok {
+			_ = c.Close()
+		}
 	}()
 	return p
 }

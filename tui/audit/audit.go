@@ -1,0 +1,199 @@
+// Package audit is the audit screen: every change made to the tokens, newest first.
+package audit
+
+import (
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/tui/common"
+	"github.com/apptokens/apptokens/tui/keys"
+	"github.com/apptokens/apptokens/tui/table"
+)
+
+// Store is what the audit screen needs from the store.
+type Store interface {
+	Audit(limit int) ([]store.Event, error)
+}
+
+// Limit is how many of the newest events the screen shows.
+const Limit = 1000
+
+const headLines = 3
+
+// Model is the audit screen.
+type Model struct {
+	ctx    *common.Context
+	store  Store
+	keys   keys.Audit
+	events []store.Event
+	cursor int
+	offset int
+
+	loaded  bool
+	loading bool
+	dirty   bool
+	width   int
+	height  int
+}
+
+type loadedMsg struct {
+	events []store.Event
+	err    error
+}
+
+// New returns the audit screen; Init loads it.
+func New(ctx *common.Context, st Store) *Model {
+	return &Model{ctx: ctx, store: st, keys: keys.DefaultAudit()}
+}
+
+// Init loads the events.
+func (m *Model) Init() tea.Cmd { return m.load() }
+
+func (m *Model) load() tea.Cmd {
+	m.loading = true
+	st := m.store
+	return func() tea.Msg {
+		ev, err := st.Audit(Limit)
+		return loadedMsg{events: ev, err: err}
+	}
+}
+
+// SetSize sets the screen's size.
+func (m *Model) SetSize(width, height int) {
+	m.width, m.height = width, height
+	m.scroll()
+}
+
+// Typing is false: the audit screen has no text field.
+func (m *Model) Typing() bool { return false }
+
+func (m *Model) window() int { return max(1, m.height-headLines) }
+
+func (m *Model) scroll() {
+	m.cursor = max(0, min(m.cursor, len(m.events)-1))
+	m.offset = table.Scroll(m.cursor, m.offset, m.window(), len(m.events))
+}
+
+// Update handles keys, store changes and load results.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case loadedMsg:
+		m.loading = false
+		if msg.err != nil {
+			return m, common.Error(msg.err)
+		}
+		// New events come first: keep the cursor on the same event.
+		if m.loaded && m.cursor > 0 {
+			m.cursor += len(msg.events) - len(m.events)
+		}
+		m.events, m.loaded = msg.events, true
+		m.scroll()
+		if m.dirty {
+			m.dirty = false
+			return m, m.load()
+		}
+	case common.ChangesMsg:
+		if m.loading {
+			m.dirty = true
+			return m, nil
+		}
+		return m, m.load()
+	case tea.MouseMsg:
+		if msg.Action == tea.MouseActionPress {
+			switch msg.Button {
+			case tea.MouseButtonWheelUp:
+				m.cursor--
+			case tea.MouseButtonWheelDown:
+				m.cursor++
+			case tea.MouseButtonLeft:
+				if msg.Y >= headLines {
+					m.cursor = m.offset + msg.Y - headLines
+				}
+			}
+			m.scroll()
+		}
+	case tea.KeyMsg:
+		k := m.keys
+		switch {
+		case key.Matches(msg, k.Back):
+			return m, func() tea.Msg { return common.BackMsg{} }
+		case key.Matches(msg, k.Up):
+			m.cursor--
+		case key.Matches(msg, k.Down):
+			m.cursor++
+		case key.Matches(msg, k.PageUp):
+			m.cursor -= m.window()
+		case key.Matches(msg, k.PageDown):
+			m.cursor += m.window()
+		}
+		m.scroll()
+	}
+	return m, nil
+}
+
+// View renders the heading and the events on screen.
+func (m *Model) View() string {
+	s := m.ctx.Styles
+	var b strings.Builder
+	b.WriteString(s.Title.Render("Audit log"))
+	b.WriteByte('\n')
+	if !m.loaded {
+		b.WriteString(s.Subtle.Render("Loading…"))
+		return b.String()
+	}
+	b.WriteString(s.Subtle.Render(common.Plural(len(m.events), "event", "events") + " · newest first"))
+	b.WriteByte('\n')
+	if len(m.events) == 0 {
+		b.WriteString("\nNothing has happened yet.")
+		return b.String()
+	}
+	cols := table.Fit([]table.Column{
+		{Title: "Time", Width: len("2006-01-02 15:04")},
+		{Title: "Action", Width: len("deactivate")},
+		{Title: "Token", Width: 16, MinWidth: 8},
+		{Title: "Actor", Width: 16, MinWidth: 8, Priority: 1},
+		{Title: "Details", Width: 7, Flex: true, Priority: 2},
+	}, m.width-2, 3)
+	b.WriteString(s.Header.Render("  " + table.Header(cols)))
+	cells := make([]string, len(cols))
+	end := min(len(m.events), m.offset+m.window())
+	for r := m.offset; r < end; r++ {
+		e := m.events[r]
+		for i, c := range cols {
+			switch c.Title {
+			case "Time":
+				cells[i] = common.Time(e.Time)
+			case "Action":
+				cells[i] = e.Action
+			case "Token":
+				cells[i] = store.Printable(e.Token)
+			case "Actor":
+				cells[i] = store.Printable(e.Actor)
+			case "Details":
+				cells[i] = store.Printable(e.Details)
+			}
+		}
+		line := "  " + table.Row(cols, cells)
+		b.WriteByte('\n')
+		if r == m.cursor {
+			b.WriteString(s.Cursor.Render("> " + line[2:]))
+		} else {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// ShortHelp is the help line.
+func (m *Model) ShortHelp() []key.Binding {
+	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.Back}
+}
+
+// FullHelp is the full help.
+func (m *Model) FullHelp() [][]key.Binding {
+	k := m.keys
+	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Back}}
+}

@@ -1,0 +1,107 @@
+// Package common holds what the screens of the TUI share: the component
+// interface, the per-session context and the messages screens send to the root.
+// Screens never import each other; they talk through these messages.
+package common
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/charmbracelet/bubbles/help"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/tui/styles"
+)
+
+// Context is what every screen of one session needs besides its store.
+type Context struct {
+	Styles *styles.Styles
+	Actor  store.Actor
+	Now    func() time.Time
+}
+
+// Component is a screen or modal: a model that can be sized and lists its keys.
+type Component interface {
+	tea.Model
+	help.KeyMap
+	SetSize(width, height int)
+	// Typing reports whether a text field has focus, so that the root leaves
+	// global keys such as q to it.
+	Typing() bool
+}
+
+// StatusMsg is a result or an error for the status line.
+type StatusMsg struct {
+	Text string
+	Err  error
+}
+
+// Status returns a command that reports a result in the status line.
+func Status(format string, args ...any) tea.Cmd {
+	text := fmt.Sprintf(format, args...)
+	return func() tea.Msg { return StatusMsg{Text: text} }
+}
+
+// Error returns a command that reports err in the status line.
+func Error(err error) tea.Cmd {
+	return func() tea.Msg { return StatusMsg{Err: err} }
+}
+
+// ConfirmMsg asks the root to open a confirmation modal. Yes runs when the user
+// confirms. Require is text the user must type (a token name); empty means a y/n question.
+type ConfirmMsg struct {
+	Title   string
+	Lines   []string
+	Require string
+	Yes     tea.Cmd
+}
+
+// OpenModalMsg asks the root to show a modal component (the reveal).
+type OpenModalMsg struct{ Modal Component }
+
+// CloseModalMsg closes the open modal.
+type CloseModalMsg struct{}
+
+// OpenUsageMsg opens the usage screen of a token.
+type OpenUsageMsg struct{ ID, Name string }
+
+// OpenFormMsg opens the form: Edit nil creates a token, else edits that one.
+type OpenFormMsg struct{ Edit *store.Token }
+
+// CloseFormMsg leaves the form for the tokens table.
+type CloseFormMsg struct{}
+
+// BackMsg leaves the current screen for the tokens table.
+type BackMsg struct{}
+
+// ChangesMsg carries committed store changes to every open screen. Reload means
+// changes were dropped and everything shown must be reloaded.
+type ChangesMsg struct {
+	Changes []store.Change
+	Reload  bool
+}
+
+// Plural is "1 token" / "2 tokens".
+func Plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// Time formats a stored time for a table cell; zero is "never".
+func Time(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2006-01-02 15:04")
+}
+
+// Date formats a stored time as a date.
+func Date(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02")
+}

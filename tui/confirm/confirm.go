@@ -1,0 +1,122 @@
+// Package confirm is the confirmation modal: a y/n question, or a typed
+// confirmation (the token's name) for what cannot be undone.
+package confirm
+
+import (
+	"strings"
+
+	"github.com/charmbracelet/bubbles/cursor"
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/textinput"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/apptokens/apptokens/tui/common"
+	"github.com/apptokens/apptokens/tui/keys"
+)
+
+// Model is one question.
+type Model struct {
+	ctx   *common.Context
+	keys  keys.Confirm
+	q     common.ConfirmMsg
+	input textinput.Model
+	wrong bool
+	width int
+}
+
+// New builds the modal for q.
+func New(ctx *common.Context, q common.ConfirmMsg) *Model {
+	m := &Model{ctx: ctx, keys: keys.DefaultConfirm(), q: q}
+	if q.Require != "" {
+		m.input = textinput.New()
+		m.input.Prompt = "> "
+		m.input.CharLimit = 64
+		m.input.Cursor.SetMode(cursor.CursorStatic)
+		m.input.Focus()
+	}
+	return m
+}
+
+// Init does nothing: the cursor does not blink.
+func (m *Model) Init() tea.Cmd { return nil }
+
+// SetSize sets the width available to the modal.
+func (m *Model) SetSize(width, _ int) {
+	m.width = width
+	m.input.Width = max(10, min(40, width-10))
+}
+
+// Typing reports whether the answer is typed.
+func (m *Model) Typing() bool { return m.q.Require != "" }
+
+func closeModal() tea.Msg { return common.CloseModalMsg{} }
+
+// Update answers the question.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	km, ok := msg.(tea.KeyMsg)
+	if !ok {
+		if m.q.Require != "" {
+			var cmd tea.Cmd
+			m.input, cmd = m.input.Update(msg)
+			return m, cmd
+		}
+		return m, nil
+	}
+	if m.q.Require == "" {
+		switch {
+		case key.Matches(km, m.keys.Yes):
+			return m, tea.Sequence(closeModal, m.q.Yes)
+		case key.Matches(km, m.keys.No):
+			return m, tea.Sequence(closeModal, common.Status("Cancelled"))
+		}
+		return m, nil
+	}
+	switch {
+	case key.Matches(km, m.keys.Cancel):
+		return m, tea.Sequence(closeModal, common.Status("Cancelled"))
+	case key.Matches(km, m.keys.Submit):
+		if m.input.Value() != m.q.Require {
+			m.wrong = true
+			return m, nil
+		}
+		return m, tea.Sequence(closeModal, m.q.Yes)
+	}
+	m.wrong = false
+	var cmd tea.Cmd
+	m.input, cmd = m.input.Update(km)
+	return m, cmd
+}
+
+// View renders the question in a box.
+func (m *Model) View() string {
+	s := m.ctx.Styles
+	w := max(20, min(70, m.width-4))
+	var b strings.Builder
+	b.WriteString(s.Title.Render(m.q.Title))
+	for _, l := range m.q.Lines {
+		b.WriteString("\n\n")
+		b.WriteString(s.Label.Width(w).Render(l))
+	}
+	b.WriteString("\n\n")
+	if m.q.Require == "" {
+		b.WriteString(s.Warning.Render("y") + " confirms · " + s.Warning.Render("n") + " or " + s.Warning.Render("esc") + " cancels")
+	} else {
+		b.WriteString("Type " + s.Warning.Render(m.q.Require) + " and press enter (esc cancels):\n")
+		b.WriteString(m.input.View())
+		if m.wrong {
+			b.WriteString("\n" + s.Error.Render("That is not "+m.q.Require+"."))
+		}
+	}
+	return s.Modal.Render(b.String())
+}
+
+// ShortHelp is the help line.
+func (m *Model) ShortHelp() []key.Binding {
+	if m.q.Require == "" {
+		return []key.Binding{m.keys.Yes, m.keys.No}
+	}
+	return []key.Binding{m.keys.Submit, m.keys.Cancel}
+}
+
+// FullHelp is the full help.
+func (m *Model) FullHelp() [][]key.Binding { return [][]key.Binding{m.ShortHelp()} }

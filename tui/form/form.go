@@ -1,0 +1,420 @@
+// Package form is the create and edit form of a token. Every rule is checked
+// live beside its field; on submit the store checks again and is the authority
+// (a taken name comes back as a *store.FieldError and is shown on its field).
+package form
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/cursor"
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/textarea"
+	"github.com/charmbracelet/bubbles/textinput"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/tui/common"
+	"github.com/apptokens/apptokens/tui/keys"
+)
+
+// Store is what the form needs from the store.
+type Store interface {
+	Create(actor store.Actor, in store.NewToken) (store.Created, error)
+	Edit(actor store.Actor, name string, e store.Edit) (store.Token, error)
+}
+
+// CreatedMsg is sent when a token was created: the root shows its secret once.
+type CreatedMsg struct{ Created store.Created }
+
+// Focusable parts of the form, in tab order.
+const (
+	fieldName = iota
+	fieldDesc
+	fieldSD
+	fieldTPF
+	buttonOK
+	buttonCancel
+	numFields
+)
+
+// Model is the form.
+type Model struct {
+	ctx   *common.Context
+	store Store
+	keys  keys.Form
+
+	editing *store.Token // nil: create
+	name    textinput.Model
+	desc    textarea.Model
+	sd, tpf bool
+	focus   int
+
+	touched   [numFields]bool
+	submitted bool
+	// storeErrs are the store's refusals by field, shown until that field changes.
+	storeErrs map[string]string
+	formErr   string
+	busy      bool
+
+	initial string // snapshot of the values, to know whether esc must ask
+	width   int
+	height  int
+}
+
+type submittedMsg struct {
+	created store.Created
+	edited  string
+	err     error
+}
+
+// New returns the form: edit nil creates a token, else edits that one.
+func New(ctx *common.Context, st Store, edit *store.Token) *Model {
+	m := &Model{ctx: ctx, store: st, keys: keys.DefaultForm(), editing: edit, storeErrs: map[string]string{}}
+	m.name = textinput.New()
+	m.name.CharLimit = store.MaxNameLen
+	m.name.Prompt = ""
+	// A static cursor: no blink ticks over SSH, and the screen only changes on input.
+	m.name.Cursor.SetMode(cursor.CursorStatic)
+	m.desc = textarea.New()
+	m.desc.CharLimit = store.MaxDescriptionLen
+	m.desc.ShowLineNumbers = false
+	m.desc.Prompt = "│ "
+	m.desc.Placeholder = "what uses this token (optional)"
+	m.desc.Cursor.SetMode(cursor.CursorStatic)
+	m.desc.KeyMap.InsertNewline.SetKeys("enter")
+	if edit != nil {
+		m.name.SetValue(edit.Name)
+		m.desc.SetValue(edit.Description)
+		m.sd = edit.HasAccess(store.AccessSecurityDirector)
+		m.tpf = edit.HasAccess(store.AccessThirdPartyFeeds)
+		m.focus = fieldDesc
+	}
+	m.initial = m.snapshot()
+	m.setFocus(m.focus)
+	return m
+}
+
+func (m *Model) snapshot() string {
+	return m.name.Value() + "\x00" + m.desc.Value() + "\x00" + strconv.FormatBool(m.sd) + strconv.FormatBool(m.tpf)
+}
+
+// Init does nothing: the cursor does not blink.
+func (m *Model) Init() tea.Cmd { return nil }
+
+// labelWidth is the width of the labels column.
+const labelWidth = 14
+
+// SetSize sets the form's size.
+func (m *Model) SetSize(width, height int) {
+	m.width, m.height = width, height
+	fw := max(10, min(70, width-labelWidth-1))
+	m.name.Width = fw
+	m.desc.SetWidth(fw)
+	// Title, blank, name, its note, description rows, remaining, two check boxes,
+	// access note, blank, buttons: 9 lines besides the description.
+	m.desc.SetHeight(max(1, min(6, height-10)))
+}
+
+// Typing is true while a text field has focus.
+func (m *Model) Typing() bool { return m.focus == fieldName || m.focus == fieldDesc }
+
+func (m *Model) setFocus(f int) {
+	if m.editing != nil && f == fieldName {
+		f = fieldDesc // the name cannot change
+	}
+	m.focus = f
+	m.name.Blur()
+	m.desc.Blur()
+	switch f {
+	case fieldName:
+		m.name.Focus()
+	case fieldDesc:
+		m.desc.Focus()
+	}
+}
+
+func (m *Model) step(d int) {
+	f := (m.focus + d + numFields) % numFields
+	if m.editing != nil && f == fieldName {
+		f = (f + d + numFields) % numFields
+	}
+	m.setFocus(f)
+}
+
+func (m *Model) access() []store.Access {
+	var a []store.Access
+	if m.sd {
+		a = append(a, store.AccessSecurityDirector)
+	}
+	if m.tpf {
+		a = append(a, store.AccessThirdPartyFeeds)
+	}
+	return a
+}
+
+// errors is the error shown beside each field: the store's refusal first, then
+// the live rules once the field was touched or a submit was tried.
+func (m *Model) errors() (name, desc, access string) {
+	msg := func(err error) string {
+		if err == nil {
+			return ""
+		}
+		return err.Error()
+	}
+	name, desc, access = m.storeErrs["name"], m.storeErrs["description"], m.storeErrs["access"]
+	if name == "" && m.editing == nil && (m.touched[fieldName] || m.submitted) {
+		name = msg(store.ValidateName(m.name.Value()))
+	}
+	if desc == "" {
+		desc = msg(store.ValidateDescription(m.desc.Value()))
+	}
+	if access == "" && (m.touched[fieldSD] || m.touched[fieldTPF] || m.submitted) {
+		access = msg(store.ValidateAccess(m.access()))
+	}
+	return name, desc, access
+}
+
+// Update handles keys and the store's answer.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case submittedMsg:
+		return m, m.answered(msg)
+	case tea.KeyMsg:
+		if m.busy {
+			return m, nil
+		}
+		return m, m.key(msg)
+	}
+	var c1, c2 tea.Cmd
+	m.name, c1 = m.name.Update(msg)
+	m.desc, c2 = m.desc.Update(msg)
+	return m, tea.Batch(c1, c2)
+}
+
+func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
+	k := m.keys
+	switch {
+	case key.Matches(msg, k.Submit):
+		return m.submit()
+	case key.Matches(msg, k.Cancel):
+		return m.cancel()
+	case key.Matches(msg, k.Next):
+		m.step(1)
+		return nil
+	case key.Matches(msg, k.Prev):
+		m.step(-1)
+		return nil
+	}
+	switch m.focus {
+	case fieldName:
+		if key.Matches(msg, k.Enter) {
+			m.step(1)
+			return nil
+		}
+		before := m.name.Value()
+		var cmd tea.Cmd
+		m.name, cmd = m.name.Update(msg)
+		if m.name.Value() != before {
+			m.touched[fieldName] = true
+			delete(m.storeErrs, "name")
+		}
+		return cmd
+	case fieldDesc:
+		before := m.desc.Value()
+		var cmd tea.Cmd
+		m.desc, cmd = m.desc.Update(msg)
+		if m.desc.Value() != before {
+			m.touched[fieldDesc] = true
+			delete(m.storeErrs, "description")
+		}
+		return cmd
+	case fieldSD, fieldTPF:
+		if key.Matches(msg, k.Toggle, k.Enter) {
+			if m.focus == fieldSD {
+				m.sd = !m.sd
+			} else {
+				m.tpf = !m.tpf
+			}
+			m.touched[m.focus] = true
+			delete(m.storeErrs, "access")
+		}
+	case buttonOK:
+		if key.Matches(msg, k.Enter, k.Toggle) {
+			return m.submit()
+		}
+	case buttonCancel:
+		if key.Matches(msg, k.Enter, k.Toggle) {
+			return m.cancel()
+		}
+	}
+	return nil
+}
+
+func closeForm() tea.Msg { return common.CloseFormMsg{} }
+
+// cancel leaves the form, asking first when something was changed.
+func (m *Model) cancel() tea.Cmd {
+	if m.snapshot() == m.initial {
+		return closeForm
+	}
+	title := "Discard the new token?"
+	if m.editing != nil {
+		title = "Discard your changes to " + m.editing.Name + "?"
+	}
+	return func() tea.Msg {
+		return common.ConfirmMsg{Title: title, Lines: []string{"What you typed will be lost."}, Yes: closeForm}
+	}
+}
+
+// submit checks every field and, when they pass, asks the store.
+func (m *Model) submit() tea.Cmd {
+	m.submitted = true
+	m.formErr = ""
+	name, desc, access := m.errors()
+	switch {
+	case name != "":
+		m.setFocus(fieldName)
+	case desc != "":
+		m.setFocus(fieldDesc)
+	case access != "":
+		m.setFocus(fieldSD)
+	}
+	if name != "" || desc != "" || access != "" {
+		return nil
+	}
+	m.busy = true
+	st, actor := m.store, m.ctx.Actor
+	d, acc := m.desc.Value(), m.access()
+	if m.editing != nil {
+		n := m.editing.Name
+		return func() tea.Msg {
+			_, err := st.Edit(actor, n, store.Edit{Description: &d, Access: acc})
+			return submittedMsg{edited: n, err: err}
+		}
+	}
+	in := store.NewToken{Name: m.name.Value(), Description: d, Access: acc}
+	return func() tea.Msg {
+		c, err := st.Create(actor, in)
+		return submittedMsg{created: c, err: err}
+	}
+}
+
+// answered shows the store's refusal beside its field, keeping what was typed,
+// or leaves the form.
+func (m *Model) answered(msg submittedMsg) tea.Cmd {
+	m.busy = false
+	if msg.err != nil {
+		var fe *store.FieldError
+		if errors.As(msg.err, &fe) {
+			m.storeErrs[fe.Field] = fe.Msg
+			switch fe.Field {
+			case "name":
+				m.setFocus(fieldName)
+			case "description":
+				m.setFocus(fieldDesc)
+			case "access":
+				m.setFocus(fieldSD)
+			}
+			return nil
+		}
+		m.formErr = msg.err.Error()
+		return nil
+	}
+	if m.editing != nil {
+		return tea.Batch(closeForm, common.Status("Token %s saved", msg.edited))
+	}
+	created := msg.created
+	return tea.Batch(closeForm, func() tea.Msg { return CreatedMsg{Created: created} })
+}
+
+// View renders the form.
+func (m *Model) View() string {
+	s := m.ctx.Styles
+	nameErr, descErr, accErr := m.errors()
+	pad := strings.Repeat(" ", labelWidth)
+	label := func(f int, text string) string {
+		st := s.Label
+		mark := "  "
+		if m.focus == f {
+			st = s.Focused
+			mark = "> "
+		}
+		return st.Render(mark + text + strings.Repeat(" ", max(0, labelWidth-2-len(text))))
+	}
+	note := func(errText, hint string) string {
+		// Notes wrap under the field rather than run off a narrow window.
+		text, st := hint, s.Subtle
+		if errText != "" {
+			text, st = "✗ "+errText, s.Error
+		}
+		lines := strings.Split(st.Width(max(10, m.width-labelWidth)).Render(text), "\n")
+		return pad + strings.Join(lines, "\n"+pad)
+	}
+	var b strings.Builder
+	if m.editing != nil {
+		b.WriteString(s.Title.Render("Edit token " + m.editing.Name))
+	} else {
+		b.WriteString(s.Title.Render("Create Application Token"))
+	}
+	b.WriteString("\n\n")
+	if m.editing != nil {
+		b.WriteString(label(fieldName, "Name") + m.editing.Name + "\n")
+		b.WriteString(note("", "the name cannot change") + "\n")
+	} else {
+		b.WriteString(label(fieldName, "Name") + m.name.View() + "\n")
+		b.WriteString(note(nameErr, "letters, digits and dashes, up to 32") + "\n")
+	}
+	for i, l := range strings.Split(m.desc.View(), "\n") {
+		if i == 0 {
+			b.WriteString(label(fieldDesc, "Description") + l + "\n")
+		} else {
+			b.WriteString(pad + l + "\n")
+		}
+	}
+	b.WriteString(note(descErr, strconv.Itoa(store.DescriptionRemaining(m.desc.Value()))+" characters remaining") + "\n")
+	box := func(f int, on bool, text string) string {
+		c := "[ ] "
+		if on {
+			c = "[x] "
+		}
+		st := s.Label
+		if m.focus == f {
+			st = s.Focused
+			c = "> " + c
+		} else {
+			c = "  " + c
+		}
+		return st.Render(c + text)
+	}
+	b.WriteString(s.Label.Render("  Access Type"+strings.Repeat(" ", labelWidth-13)) + box(fieldSD, m.sd, "Security Director") + "\n")
+	b.WriteString(pad + box(fieldTPF, m.tpf, "Third Party Feeds") + "\n")
+	b.WriteString(note(accErr, "at least one") + "\n")
+	button := func(f int, text string) string {
+		if m.focus == f {
+			return s.ButtonOn.Render("> " + text + " <")
+		}
+		return s.Button.Render("[ " + text + " ]")
+	}
+	b.WriteString(pad + button(buttonOK, "OK") + "  " + button(buttonCancel, "Cancel"))
+	switch {
+	case m.busy:
+		b.WriteString("  " + s.Subtle.Render("saving…"))
+	case m.formErr != "":
+		b.WriteString("  " + s.Error.Render("✗ "+m.formErr))
+	}
+	return b.String()
+}
+
+// ShortHelp is the help line.
+func (m *Model) ShortHelp() []key.Binding {
+	k := m.keys
+	return []key.Binding{k.Next, k.Prev, k.Toggle, k.Submit, k.Cancel}
+}
+
+// FullHelp is the full help.
+func (m *Model) FullHelp() [][]key.Binding {
+	k := m.keys
+	return [][]key.Binding{{k.Next, k.Prev}, {k.Toggle, k.Enter}, {k.Submit, k.Cancel}}
+}

@@ -1,0 +1,132 @@
+package tui
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/charmbracelet/x/exp/golden"
+
+	"github.com/apptokens/apptokens/internal/secret"
+)
+
+// tokenRE finds a revealed token on screen.
+var tokenRE = regexp.MustCompile(`aptk_[0-9A-Za-z]{46}`)
+
+// TestView compares ansi.Strip(View()) with testdata/TestView/*.golden
+// (go test ./tui -run TestView -update rewrites them).
+func TestView(t *testing.T) {
+	tests := []struct {
+		name  string
+		w, h  int
+		empty bool
+		do    func(t *testing.T, d *driver)
+	}{
+		{name: "empty", w: 100, h: 20, empty: true},
+		{name: "populated", w: 130, h: 20},
+		{name: "selection", w: 130, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(keySpace, keyDown, keyDown, keySpace)
+		}},
+		{name: "sorted_by_created_filtered", w: 130, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(runes("s"), runes("/"))
+			d.typ("s")
+		}},
+		{name: "deactivate_confirm", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(keySpace, keyDown, keySpace, runes("d"))
+		}},
+		{name: "delete_confirm", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(keyDown, runes("x"))
+			d.typ("feeds")
+			d.keys(keyEnter)
+		}},
+		{name: "form_empty", w: 100, h: 24, do: func(t *testing.T, d *driver) {
+			d.keys(runes("n"))
+		}},
+		{name: "form_error_required", w: 100, h: 24, do: func(t *testing.T, d *driver) {
+			d.keys(runes("n"), keyCtrlS)
+		}},
+		{name: "form_error_name_characters", w: 100, h: 24, do: func(t *testing.T, d *driver) {
+			d.keys(runes("n"))
+			d.typ("my token")
+			d.keys(keyTab)
+			d.typ("two\nlines")
+		}},
+		{name: "form_error_name_taken", w: 100, h: 24, do: func(t *testing.T, d *driver) {
+			d.keys(runes("n"))
+			d.typ("Feeds-Sync")
+			d.keys(keyTab, keyTab, keySpace, keyCtrlS)
+		}},
+		{name: "form_error_access", w: 100, h: 24, do: func(t *testing.T, d *driver) {
+			d.keys(runes("+"))
+			d.typ("ci-runner")
+			d.keys(keyTab, keyTab, keySpace, keySpace)
+		}},
+		{name: "form_edit", w: 100, h: 24, do: func(t *testing.T, d *driver) {
+			d.keys(keyDown, runes("e"))
+		}},
+		{name: "reveal", w: 100, h: 20, do: createToken},
+		{name: "reveal_closing", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			createToken(t, d)
+			d.keys(keyEnter)
+		}},
+		{name: "reveal_narrow", w: 50, h: 20, do: createToken},
+		{name: "usage_blocked_ip", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(keyDown, keyEnter)
+		}},
+		{name: "audit", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(runes("L"))
+		}},
+		{name: "full_help", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(runes("?"))
+		}},
+		{name: "narrow_60x15", w: 60, h: 15},
+		{name: "narrow_60x15_form", w: 60, h: 15, do: func(t *testing.T, d *driver) {
+			d.keys(runes("n"))
+			d.typ("bad name")
+		}},
+		{name: "narrow_60x15_usage", w: 60, h: 15, do: func(t *testing.T, d *driver) {
+			d.keys(keyDown, keyEnter)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, c := newStore(t)
+			if !tt.empty {
+				seedDemo(t, st, c)
+			}
+			d := drive(t, newModel(st, c, nil), tt.w, tt.h)
+			if tt.do != nil {
+				tt.do(t, d)
+			}
+			view := d.view()
+			if got := strings.Count(view, "\n") + 1; got != tt.h {
+				t.Errorf("view has %d lines, want %d", got, tt.h)
+			}
+			for i, l := range strings.Split(view, "\n") {
+				if w := len([]rune(l)); w > tt.w {
+					t.Errorf("line %d is %d wide, more than %d: %q", i, w, tt.w, l)
+				}
+			}
+			if tok := tokenRE.FindString(view); tok != "" {
+				if _, err := secret.Parse(tok); err != nil {
+					t.Errorf("revealed token %q does not parse: %v", tok, err)
+				}
+				view = strings.ReplaceAll(view, tok, "aptk_"+strings.Repeat("X", secret.Len-len(secret.Prefix)))
+			}
+			golden.RequireEqual(t, []byte(view))
+		})
+	}
+}
+
+// createToken fills the form and submits it.
+func createToken(t *testing.T, d *driver) {
+	t.Helper()
+	d.keys(runes("n"))
+	d.typ("ci-runner")
+	d.keys(keyTab)
+	d.typ("Builds and deploys")
+	d.keys(keyTab, keySpace, keyTab, keySpace, keyCtrlS)
+	if !strings.Contains(d.view(), "will not be shown again") {
+		t.Fatalf("no reveal after create:\n%s", d.view())
+	}
+}

@@ -1,0 +1,545 @@
+// Package tokens is the tokens table: the heart of the TUI. It keeps its own
+// sorted and filtered index of every token and renders only the rows on screen.
+package tokens
+
+import (
+	"errors"
+	"time"
+
+	"github.com/charmbracelet/bubbles/cursor"
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/textinput"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/tui/common"
+	"github.com/apptokens/apptokens/tui/keys"
+	"github.com/apptokens/apptokens/tui/table"
+)
+
+// Store is what the tokens table needs from the store.
+type Store interface {
+	List() ([]store.Token, error)
+	GetByID(id string) (store.Token, error)
+	InactiveAfter() time.Duration
+	SetActive(actor store.Actor, names []string, active bool) (int, error)
+	Delete(actor store.Actor, names []string) (int, error)
+}
+
+// patchLimit is how many changed tokens are fetched one by one; past it the
+// whole list is reloaded.
+const patchLimit = 256
+
+// headLines is the number of lines above the first row: heading, filter and sort, column titles.
+const headLines = 3
+
+// Model is the tokens screen.
+type Model struct {
+	ctx    *common.Context
+	store  Store
+	keys   keys.Tokens
+	fkeys  keys.FilterInput
+	width  int
+	height int
+
+	idx      index
+	cursor   int // row in idx.view
+	offset   int // first row on screen
+	selected map[string]struct{}
+
+	filter    textinput.Model
+	filtering bool
+
+	inactiveAfter time.Duration
+	total, active int
+	nameWidth     int
+
+	loaded  bool
+	loading bool // a fetch is in flight; changes wait in pending
+	pending []store.Change
+	reload  bool
+	err     error
+}
+
+// New returns the tokens screen; Init loads the tokens.
+func New(ctx *common.Context, st Store) *Model {
+	f := textinput.New()
+	f.Prompt = "/"
+	f.Placeholder = "name or description"
+	f.CharLimit = 64
+	f.Cursor.SetMode(cursor.CursorStatic)
+	return &Model{
+		ctx:      ctx,
+		store:    st,
+		keys:     keys.DefaultTokens(),
+		fkeys:    keys.DefaultFilterInput(),
+		selected: map[string]struct{}{},
+		filter:   f,
+	}
+}
+
+// loadedMsg is the result of a fetch: a full list or a patch.
+type loadedMsg struct {
+	full          bool
+	toks          []store.Token
+	upserts       []store.Token
+	deleted       []string
+	inactiveAfter time.Duration
+	err           error
+}
+
+// actedMsg is the result of an action on tokens (activate, deactivate, delete).
+type actedMsg struct {
+	text string
+	err  error
+	ids  []string // tokens acted on, to unselect
+}
+
+// Init loads every token.
+func (m *Model) Init() tea.Cmd { return m.fetch(nil, true) }
+
+// fetch loads what changed (or everything) off the UI goroutine. Only one fetch
+// is in flight at a time, so results are applied in the order they were read.
+func (m *Model) fetch(changes []store.Change, reload bool) tea.Cmd {
+	m.loading = true
+	st := m.store
+	return func() tea.Msg {
+		msg := loadedMsg{inactiveAfter: st.InactiveAfter()}
+		ids := map[string]store.ChangeKind{}
+		for _, c := range changes {
+			switch c.Kind {
+			case store.ChangeReload:
+				reload = true
+			case store.ChangeToken, store.ChangeUsage, store.ChangeDeleted:
+				if ids[c.TokenID] != store.ChangeDeleted {
+					ids[c.TokenID] = c.Kind
+				}
+			}
+		}
+		if reload || len(ids) > patchLimit {
+			msg.full = true
+			msg.toks, msg.err = st.List()
+			return msg
+		}
+		for id := range ids {
+			t, err := st.GetByID(id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				msg.deleted = append(msg.deleted, id)
+			case err != nil:
+				msg.err = err
+				return msg
+			default:
+				msg.upserts = append(msg.upserts, t)
+			}
+		}
+		return msg
+	}
+}
+
+// SetSize sets the screen's size.
+func (m *Model) SetSize(width, height int) {
+	m.width, m.height = width, height
+	m.filter.Width = max(10, min(40, width-40))
+	m.scroll()
+}
+
+// Typing reports whether the filter field has focus.
+func (m *Model) Typing() bool { return m.filtering }
+
+func (m *Model) rows() int { return max(1, m.height-headLines) }
+
+func (m *Model) scroll() {
+	m.cursor = min(m.cursor, max(0, len(m.idx.view)-1))
+	m.offset = table.Scroll(m.cursor, m.offset, m.rows(), len(m.idx.view))
+}
+
+// Update handles keys, mouse, store changes and fetch results.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case loadedMsg:
+		return m, m.applyLoaded(msg)
+	case common.ChangesMsg:
+		m.pending = append(m.pending, msg.Changes...)
+		m.reload = m.reload || msg.Reload
+		if m.loading {
+			return m, nil
+		}
+		return m, m.flush()
+	case actedMsg:
+		if msg.err != nil {
+			return m, common.Error(msg.err)
+		}
+		for _, id := range msg.ids {
+			delete(m.selected, id)
+		}
+		return m, common.Status("%s", msg.text)
+	case tea.MouseMsg:
+		return m, m.mouse(msg)
+	case tea.KeyMsg:
+		if m.filtering {
+			return m, m.filterKey(msg)
+		}
+		return m, m.key(msg)
+	}
+	return m, nil
+}
+
+func (m *Model) flush() tea.Cmd {
+	if len(m.pending) == 0 && !m.reload {
+		return nil
+	}
+	cmd := m.fetch(m.pending, m.reload)
+	m.pending, m.reload = nil, false
+	return cmd
+}
+
+func (m *Model) applyLoaded(msg loadedMsg) tea.Cmd {
+	m.loading = false
+	if msg.err != nil {
+		m.err = msg.err
+		return tea.Batch(common.Error(msg.err), m.flush())
+	}
+	m.err = nil
+	var keepID string
+	if m.cursor < len(m.idx.view) {
+		keepID = m.idx.row(m.cursor).ID
+	}
+	screenRow := m.cursor - m.offset
+	m.inactiveAfter = msg.inactiveAfter
+	if msg.full {
+		m.idx.reset(msg.toks)
+	} else {
+		m.idx.patch(msg.upserts, msg.deleted)
+	}
+	m.loaded = true
+	m.recount()
+	if keepID != "" {
+		if r := m.idx.find(keepID); r >= 0 {
+			m.cursor = r
+			m.offset = max(0, r-screenRow)
+		}
+	}
+	m.scroll()
+	return m.flush()
+}
+
+// recount refreshes the heading's counts, drops selections of tokens that are
+// gone and measures the name column.
+func (m *Model) recount() {
+	now := m.ctx.Now()
+	m.total, m.active = len(m.idx.all), 0
+	m.nameWidth = len("Name")
+	for i := range m.idx.all {
+		t := &m.idx.all[i]
+		if t.StateAt(now, m.inactiveAfter) == store.StateActive {
+			m.active++
+		}
+		m.nameWidth = max(m.nameWidth, len(t.Name))
+	}
+	for id := range m.selected {
+		if _, ok := m.idx.byID[id]; !ok {
+			delete(m.selected, id)
+		}
+	}
+}
+
+func (m *Model) move(to int) {
+	m.cursor = max(0, min(to, len(m.idx.view)-1))
+	m.scroll()
+}
+
+func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
+	k := m.keys
+	switch {
+	case key.Matches(msg, k.Up):
+		m.move(m.cursor - 1)
+	case key.Matches(msg, k.Down):
+		m.move(m.cursor + 1)
+	case key.Matches(msg, k.PageUp):
+		m.move(m.cursor - m.rows())
+	case key.Matches(msg, k.PageDown):
+		m.move(m.cursor + m.rows())
+	case key.Matches(msg, k.Home):
+		m.move(0)
+	case key.Matches(msg, k.End):
+		m.move(len(m.idx.view) - 1)
+	case key.Matches(msg, k.Select):
+		m.toggle(m.cursor)
+	case key.Matches(msg, k.SelectAll):
+		m.toggleAll()
+	case key.Matches(msg, k.Create):
+		return func() tea.Msg { return common.OpenFormMsg{} }
+	case key.Matches(msg, k.Edit):
+		if t := m.current(); t != nil {
+			tok := *t
+			return func() tea.Msg { return common.OpenFormMsg{Edit: &tok} }
+		}
+	case key.Matches(msg, k.Open):
+		return m.open(m.cursor)
+	case key.Matches(msg, k.Activate):
+		return m.activate()
+	case key.Matches(msg, k.Deactivate):
+		return m.askDeactivate()
+	case key.Matches(msg, k.Delete):
+		return m.askDelete()
+	case key.Matches(msg, k.Filter):
+		m.filtering = true
+		return m.filter.Focus()
+	case key.Matches(msg, k.ClearFilter):
+		if m.idx.query != "" {
+			m.setQuery("")
+		}
+	case key.Matches(msg, k.Sort):
+		m.setSort((m.idx.sort + 1) % numSortKeys)
+		return common.Status("Sorted by %s", m.idx.sort)
+	}
+	return nil
+}
+
+func (m *Model) filterKey(msg tea.KeyMsg) tea.Cmd {
+	switch {
+	case key.Matches(msg, m.fkeys.Cancel):
+		m.filtering = false
+		m.filter.Blur()
+		m.setQuery("")
+		return nil
+	case key.Matches(msg, m.fkeys.Apply):
+		m.filtering = false
+		m.filter.Blur()
+		return nil
+	}
+	var cmd tea.Cmd
+	m.filter, cmd = m.filter.Update(msg)
+	if m.filter.Value() != m.idx.query {
+		m.setQuery(m.filter.Value())
+	}
+	return cmd
+}
+
+// setQuery filters, keeping the cursor on its token when it still shows.
+func (m *Model) setQuery(q string) {
+	m.filter.SetValue(q)
+	m.keepCursor(func() { m.idx.setQuery(q) })
+}
+
+func (m *Model) setSort(k SortKey) { m.keepCursor(func() { m.idx.setSort(k) }) }
+
+func (m *Model) keepCursor(change func()) {
+	var id string
+	if m.cursor < len(m.idx.view) {
+		id = m.idx.row(m.cursor).ID
+	}
+	change()
+	m.cursor = 0
+	if id != "" {
+		if r := m.idx.find(id); r >= 0 {
+			m.cursor = r
+		}
+	}
+	m.scroll()
+}
+
+func (m *Model) current() *store.Token {
+	if m.cursor >= len(m.idx.view) {
+		return nil
+	}
+	return m.idx.row(m.cursor)
+}
+
+func (m *Model) toggle(row int) {
+	if row >= len(m.idx.view) {
+		return
+	}
+	id := m.idx.row(row).ID
+	if _, ok := m.selected[id]; ok {
+		delete(m.selected, id)
+	} else {
+		m.selected[id] = struct{}{}
+	}
+}
+
+// toggleAll selects every shown token, or none when all are selected already.
+func (m *Model) toggleAll() {
+	all := true
+	for r := range m.idx.view {
+		if _, ok := m.selected[m.idx.row(r).ID]; !ok {
+			all = false
+			break
+		}
+	}
+	for r := range m.idx.view {
+		id := m.idx.row(r).ID
+		if all {
+			delete(m.selected, id)
+		} else {
+			m.selected[id] = struct{}{}
+		}
+	}
+}
+
+// targets is the selection (in table order), or the row under the cursor when nothing is selected.
+func (m *Model) targets() (names, ids []string) {
+	if len(m.selected) == 0 {
+		if t := m.current(); t != nil {
+			return []string{t.Name}, []string{t.ID}
+		}
+		return nil, nil
+	}
+	for _, p := range m.idx.order {
+		t := &m.idx.all[p]
+		if _, ok := m.selected[t.ID]; ok {
+			names = append(names, t.Name)
+			ids = append(ids, t.ID)
+		}
+	}
+	return names, ids
+}
+
+func (m *Model) open(row int) tea.Cmd {
+	if row >= len(m.idx.view) {
+		return nil
+	}
+	t := m.idx.row(row)
+	id, name := t.ID, t.Name
+	return func() tea.Msg { return common.OpenUsageMsg{ID: id, Name: name} }
+}
+
+func (m *Model) setActive(names, ids []string, active bool) tea.Cmd {
+	st, actor := m.store, m.ctx.Actor
+	return func() tea.Msg {
+		n, err := st.SetActive(actor, names, active)
+		if err != nil {
+			return actedMsg{err: err}
+		}
+		verb := "deactivated"
+		if active {
+			verb = "activated"
+		}
+		text := common.Plural(n, "token", "tokens") + " " + verb
+		if n < len(names) {
+			text += " (" + common.Plural(len(names)-n, "was", "were") + " already " + map[bool]string{true: "active", false: "inactive"}[active] + ")"
+		}
+		return actedMsg{text: text, ids: ids}
+	}
+}
+
+func (m *Model) activate() tea.Cmd {
+	names, ids := m.targets()
+	if len(names) == 0 {
+		return nil
+	}
+	return m.setActive(names, ids, true)
+}
+
+func (m *Model) askDeactivate() tea.Cmd {
+	names, ids := m.targets()
+	if len(names) == 0 {
+		return nil
+	}
+	what := common.Plural(len(names), "token", "tokens")
+	lines := []string{
+		"Deactivate " + what + "?" + nameList(names),
+		"Clients using " + map[bool]string{true: "it", false: "them"}[len(names) == 1] +
+			" will be refused (401 invalid_token) until activated again.",
+	}
+	yes := m.setActive(names, ids, false)
+	return func() tea.Msg {
+		return common.ConfirmMsg{Title: "Deactivate " + what, Lines: lines, Yes: yes}
+	}
+}
+
+// deleteWord is what to type to confirm deleting several tokens at once.
+const deleteWord = "delete"
+
+func (m *Model) askDelete() tea.Cmd {
+	names, ids := m.targets()
+	if len(names) == 0 {
+		return nil
+	}
+	what := common.Plural(len(names), "token", "tokens")
+	require := deleteWord
+	if len(names) == 1 {
+		require = names[0]
+	}
+	lines := []string{
+		"Delete " + what + "?" + nameList(names),
+		"Clients using " + map[bool]string{true: "it", false: "them"}[len(names) == 1] +
+			" will be refused, and the usage history is deleted too. This cannot be undone.",
+	}
+	st, actor := m.store, m.ctx.Actor
+	yes := func() tea.Msg {
+		n, err := st.Delete(actor, names)
+		if err != nil {
+			return actedMsg{err: err}
+		}
+		return actedMsg{text: common.Plural(n, "token", "tokens") + " deleted", ids: ids}
+	}
+	return func() tea.Msg {
+		return common.ConfirmMsg{Title: "Delete " + what, Lines: lines, Require: require, Yes: yes}
+	}
+}
+
+// nameList names up to three tokens for a confirmation.
+func nameList(names []string) string {
+	const show = 3
+	s := " ("
+	for i, n := range names {
+		if i == show {
+			return s + ", …)"
+		}
+		if i > 0 {
+			s += ", "
+		}
+		s += n
+	}
+	return s + ")"
+}
+
+func (m *Model) mouse(msg tea.MouseMsg) tea.Cmd {
+	if msg.Action != tea.MouseActionPress {
+		return nil
+	}
+	switch msg.Button {
+	case tea.MouseButtonWheelUp:
+		m.move(m.cursor - 1)
+		return nil
+	case tea.MouseButtonWheelDown:
+		m.move(m.cursor + 1)
+		return nil
+	case tea.MouseButtonLeft:
+	default:
+		return nil
+	}
+	row := m.offset + msg.Y - headLines
+	if msg.Y < headLines || row >= len(m.idx.view) {
+		return nil
+	}
+	m.move(row)
+	switch {
+	case msg.X < checkWidth:
+		m.toggle(row)
+	case msg.X < checkWidth+m.nameColumnWidth():
+		return m.open(row)
+	}
+	return nil
+}
+
+// ShortHelp is the help line.
+func (m *Model) ShortHelp() []key.Binding {
+	if m.filtering {
+		return []key.Binding{m.fkeys.Apply, m.fkeys.Cancel}
+	}
+	k := m.keys
+	return []key.Binding{k.Select, k.Create, k.Activate, k.Deactivate, k.Edit, k.Delete, k.Open, k.Filter, k.Sort}
+}
+
+// FullHelp is the full help.
+func (m *Model) FullHelp() [][]key.Binding {
+	k := m.keys
+	return [][]key.Binding{
+		{k.Up, k.Down, k.PageUp, k.PageDown, k.Home, k.End},
+		{k.Select, k.SelectAll, k.Open, k.Filter, k.ClearFilter, k.Sort},
+		{k.Create, k.Edit, k.Activate, k.Deactivate, k.Delete},
+	}
+}

@@ -1,0 +1,154 @@
+package tokens
+
+import (
+	"time"
+
+	"strconv"
+	"strings"
+
+	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/tui/common"
+	"github.com/apptokens/apptokens/tui/table"
+)
+
+// checkWidth is the cursor mark and the check box before the first column: "> [x] ".
+const checkWidth = 6
+
+// Column titles.
+const (
+	colName     = "Name"
+	colState    = "State"
+	colAccess   = "Access Type"
+	colDays     = "Inactive in"
+	colCreated  = "Created"
+	colLastUsed = "Last used"
+	colDesc     = "Description"
+)
+
+func (m *Model) columns() []table.Column {
+	return table.Fit([]table.Column{
+		{Title: colName, Width: min(m.nameWidth, store.MaxNameLen)},
+		{Title: colState, Width: len("Inactive")},
+		{Title: colAccess, Width: len("Security Director, Third Party Feeds"), MinWidth: len("Security Director")},
+		{Title: colDays, Width: len(colDays), Right: true}, // "30 days"
+		{Title: colCreated, Width: len("2006-01-02")},
+		{Title: colLastUsed, Width: len("2006-01-02 15:04")},
+		{Title: colDesc, Width: len(colDesc), Flex: true},
+	}, m.width-checkWidth, 2)
+}
+
+func (m *Model) nameColumnWidth() int {
+	cols := m.columns()
+	if len(cols) == 0 {
+		return 0
+	}
+	return cols[0].Width
+}
+
+// View renders the heading, the filter line, the column titles and the rows on screen.
+func (m *Model) View() string {
+	s := m.ctx.Styles
+	var b strings.Builder
+	b.WriteString(s.Title.Render("Application Tokens"))
+	if m.loaded {
+		counts := "  " + common.Plural(m.total, "token", "tokens") + ", " + strconv.Itoa(m.active) + " active"
+		if n := len(m.selected); n > 0 {
+			counts += ", " + strconv.Itoa(n) + " selected"
+		}
+		b.WriteString(s.Subtle.Render(counts))
+	}
+	b.WriteByte('\n')
+	b.WriteString(m.filterLine())
+	b.WriteByte('\n')
+	switch {
+	case !m.loaded && m.err != nil:
+		b.WriteString(s.Error.Render("Could not load the tokens: " + m.err.Error()))
+		return b.String()
+	case !m.loaded:
+		b.WriteString(s.Subtle.Render("Loading…"))
+		return b.String()
+	case m.total == 0:
+		b.WriteString("\nNo tokens yet. Press n to create one.")
+		return b.String()
+	case len(m.idx.view) == 0:
+		b.WriteString("\nNo token matches " + strconv.Quote(m.idx.query) + ". Press esc to clear the filter.")
+		return b.String()
+	}
+	cols := m.columns()
+	b.WriteString(s.Header.Render(strings.Repeat(" ", checkWidth) + table.Header(cols)))
+	now := m.ctx.Now()
+	end := min(len(m.idx.view), m.offset+m.rows())
+	cells := make([]string, len(cols))
+	for r := m.offset; r < end; r++ {
+		t := m.idx.row(r)
+		_, sel := m.selected[t.ID]
+		state := t.StateAt(now, m.inactiveAfter)
+		for i, c := range cols {
+			cells[i] = m.cell(c, t, state, now)
+		}
+		mark, box := "  ", "[ ] "
+		if r == m.cursor {
+			mark = "> "
+		}
+		if sel {
+			box = "[x] "
+		}
+		line := mark + box + table.Row(cols, cells)
+		b.WriteByte('\n')
+		switch {
+		case r == m.cursor:
+			b.WriteString(s.Cursor.Render(line))
+		case sel:
+			b.WriteString(s.Selected.Render(line))
+		case state == store.StateInactive:
+			b.WriteString(s.Inactive.Render(line))
+		default:
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// bothAccess is the Access cell of a token with both access types when the
+// column is too narrow for both labels.
+const bothAccess = "Both"
+
+func (m *Model) cell(col table.Column, t *store.Token, state store.State, now time.Time) string {
+	switch col.Title {
+	case colName:
+		return t.Name
+	case colState:
+		return state.Label()
+	case colAccess:
+		if l := t.AccessLabels(); len(l) <= col.Width || len(t.Access) < 2 {
+			return l
+		}
+		return bothAccess
+	case colDays:
+		if d, ok := t.DaysToInactive(now, m.inactiveAfter); ok {
+			return common.Plural(d, "day", "days")
+		}
+		return "-"
+	case colCreated:
+		return common.Date(t.CreatedAt)
+	case colLastUsed:
+		return common.Time(t.LastUsedAt)
+	case colDesc:
+		line, _, _ := strings.Cut(t.Description, "\n")
+		return store.Printable(line)
+	}
+	return ""
+}
+
+func (m *Model) filterLine() string {
+	s := m.ctx.Styles
+	sort := s.Subtle.Render("sort: " + m.idx.sort.String())
+	shown := common.Plural(len(m.idx.view), "match", "matches")
+	switch {
+	case m.filtering:
+		return m.filter.View() + s.Subtle.Render("  "+shown) + "  " + sort
+	case m.idx.query != "":
+		return "/" + m.filter.Value() + s.Subtle.Render("  "+shown+" · esc clears") + "  " + sort
+	}
+	return s.Subtle.Render("/ filter") + "  " + sort
+}

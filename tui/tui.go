@@ -1,0 +1,419 @@
+// Package tui is the terminal interface of apptokens: a root model that routes
+// between the tokens table, the form, the usage and audit screens, and holds one
+// modal (a confirmation or the one-time reveal). The same code serves the local
+// terminal and every SSH session: everything comes from Deps, nothing is global.
+package tui
+
+import (
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/tui/audit"
+	"github.com/apptokens/apptokens/tui/common"
+	"github.com/apptokens/apptokens/tui/confirm"
+	"github.com/apptokens/apptokens/tui/form"
+	"github.com/apptokens/apptokens/tui/keys"
+	"github.com/apptokens/apptokens/tui/reveal"
+	"github.com/apptokens/apptokens/tui/styles"
+	"github.com/apptokens/apptokens/tui/table"
+	"github.com/apptokens/apptokens/tui/tokens"
+	"github.com/apptokens/apptokens/tui/usage"
+)
+
+// Store is the part of *store.Store the TUI uses.
+type Store interface {
+	List() ([]store.Token, error)
+	GetByID(id string) (store.Token, error)
+	Create(actor store.Actor, in store.NewToken) (store.Created, error)
+	Edit(actor store.Actor, name string, e store.Edit) (store.Token, error)
+	SetActive(actor store.Actor, names []string, active bool) (int, error)
+	Delete(actor store.Actor, names []string) (int, error)
+	Usage(name string) ([]store.Usage, error)
+	SetBlocked(actor store.Actor, name string, ips []string, blocked bool) (int, error)
+	Audit(limit int) ([]store.Event, error)
+	InactiveAfter() time.Duration
+	Subscribe() *store.Subscription
+}
+
+// Deps is everything one TUI session is built from.
+type Deps struct {
+	Store Store
+	// Actor is who acts, for the audit trail.
+	Actor store.Actor
+	// Renderer builds every style (one per SSH session).
+	Renderer *lipgloss.Renderer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Clipboard receives the OSC 52 copy sequence (stdout locally, the SSH session
+	// remotely); nil means copying is not available.
+	Clipboard io.Writer
+}
+
+type screen int
+
+const (
+	screenTokens screen = iota
+	screenForm
+	screenUsage
+	screenAudit
+)
+
+// Model is the root model.
+type Model struct {
+	deps Deps
+	ctx  *common.Context
+	keys keys.Global
+	help help.Model
+	sub  *store.Subscription
+	// subMu guards sub: an SSH host calls Close from its own goroutine.
+	subMu sync.Mutex
+
+	tokens *tokens.Model
+	form   *form.Model  // open form, or nil
+	usage  *usage.Model // open usage screen, or nil
+	audit  *audit.Model // open audit screen, or nil
+	active screen
+	modal  common.Component // open modal, or nil
+
+	status    string
+	statusErr bool
+	width     int
+	height    int
+	bodyH     int
+}
+
+// Default size until the terminal reports its own.
+const (
+	defaultWidth  = 80
+	defaultHeight = 24
+)
+
+// New returns the root model. Its Init subscribes to the store's change feed;
+// quitting (or Close) cancels the subscription.
+func New(d Deps) tea.Model {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Renderer == nil {
+		d.Renderer = lipgloss.DefaultRenderer()
+	}
+	ctx := &common.Context{Styles: styles.New(d.Renderer), Actor: d.Actor, Now: d.Now}
+	h := help.New()
+	h.Styles = ctx.Styles.Help
+	m := &Model{
+		deps:   d,
+		ctx:    ctx,
+		keys:   keys.DefaultGlobal(),
+		help:   h,
+		tokens: tokens.New(ctx, d.Store),
+		width:  defaultWidth,
+		height: defaultHeight,
+	}
+	m.layout()
+	return m
+}
+
+// feedMsg carries what the change feed delivered.
+type feedMsg struct {
+	changes []store.Change
+	reload  bool
+	closed  bool
+}
+
+// waitForChange blocks on the subscription (not polling) until a change is
+// committed, then takes the waiting changes.
+func waitForChange(sub *store.Subscription) tea.Cmd {
+	return func() tea.Msg {
+		if _, ok := <-sub.C(); !ok {
+			return feedMsg{closed: true}
+		}
+		changes, reload := sub.Take()
+		return feedMsg{changes: changes, reload: reload}
+	}
+}
+
+// Init subscribes to the change feed and loads the tokens.
+func (m *Model) Init() tea.Cmd {
+	m.subMu.Lock()
+	if m.sub == nil {
+		m.sub = m.deps.Store.Subscribe()
+	}
+	sub := m.sub
+	m.subMu.Unlock()
+	return tea.Batch(m.tokens.Init(), waitForChange(sub))
+}
+
+// Close cancels the change feed subscription. Quitting calls it; a host that
+// ends the program some other way (an SSH session closing) should call it too.
+func (m *Model) Close() error {
+	m.subMu.Lock()
+	defer m.subMu.Unlock()
+	if m.sub != nil {
+		m.sub.Close()
+	}
+	return nil
+}
+
+func (m *Model) quit() tea.Cmd {
+	_ = m.Close()
+	return tea.Quit
+}
+
+// current is the active screen.
+func (m *Model) current() common.Component {
+	switch m.active {
+	case screenForm:
+		if m.form != nil {
+			return m.form
+		}
+	case screenUsage:
+		if m.usage != nil {
+			return m.usage
+		}
+	case screenAudit:
+		if m.audit != nil {
+			return m.audit
+		}
+	}
+	return m.tokens
+}
+
+// Update routes a message: window size, then the modal (all keys while open),
+// then global keys, then messages between screens, then the active screen.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = max(1, msg.Width), max(1, msg.Height)
+		m.layout()
+		return m, nil
+	case tea.KeyMsg:
+		return m, m.key(msg)
+	case tea.MouseMsg:
+		if m.modal != nil {
+			return m, nil
+		}
+		_, cmd := m.current().Update(msg)
+		return m, cmd
+	case feedMsg:
+		if msg.closed {
+			return m, nil
+		}
+		return m, tea.Batch(m.broadcast(common.ChangesMsg{Changes: msg.changes, Reload: msg.reload}), waitForChange(m.sub))
+	}
+	return m, m.route(msg)
+}
+
+func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
+	if key.Matches(msg, m.keys.ForceQuit) {
+		return m.quit()
+	}
+	m.status, m.statusErr = "", false
+	if m.modal != nil {
+		_, cmd := m.modal.Update(msg)
+		return cmd
+	}
+	cur := m.current()
+	if !cur.Typing() {
+		switch {
+		case key.Matches(msg, m.keys.Help):
+			m.help.ShowAll = !m.help.ShowAll
+			m.layout()
+			return nil
+		case m.active != screenForm && key.Matches(msg, m.keys.Quit):
+			return m.quit()
+		case m.active != screenForm && key.Matches(msg, m.keys.Audit):
+			m.audit = audit.New(m.ctx, m.deps.Store)
+			m.usage = nil
+			m.active = screenAudit
+			m.layout()
+			return m.audit.Init()
+		}
+	}
+	_, cmd := cur.Update(msg)
+	return cmd
+}
+
+// route handles the messages screens send to the root; anything else (load
+// results, cursor blinks) goes to every open component, which ignore what is
+// not theirs.
+func (m *Model) route(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case common.StatusMsg:
+		if msg.Err != nil {
+			m.status, m.statusErr = msg.Err.Error(), true
+		} else {
+			m.status, m.statusErr = msg.Text, false
+		}
+		return nil
+	case common.ConfirmMsg:
+		return m.openModal(confirm.New(m.ctx, msg))
+	case common.OpenModalMsg:
+		return m.openModal(msg.Modal)
+	case common.CloseModalMsg:
+		m.modal = nil
+		m.layout()
+		return nil
+	case form.CreatedMsg:
+		c := msg.Created
+		m.status, m.statusErr = "Token "+c.Token.Name+" created", false
+		return m.openModal(reveal.New(m.ctx, c.Token.Name, c.Secret, m.deps.Clipboard))
+	case common.OpenFormMsg:
+		m.form = form.New(m.ctx, m.deps.Store, msg.Edit)
+		m.active = screenForm
+		m.layout()
+		return m.form.Init()
+	case common.CloseFormMsg:
+		m.form = nil
+		m.active = screenTokens
+		m.layout()
+		return nil
+	case common.OpenUsageMsg:
+		m.usage = usage.New(m.ctx, m.deps.Store, msg.ID, msg.Name)
+		m.active = screenUsage
+		m.layout()
+		return m.usage.Init()
+	case common.BackMsg:
+		m.usage, m.audit = nil, nil
+		m.active = screenTokens
+		m.layout()
+		return nil
+	}
+	return m.broadcast(msg)
+}
+
+// broadcast gives msg to every open component.
+func (m *Model) broadcast(msg tea.Msg) tea.Cmd {
+	open := []common.Component{m.tokens}
+	if m.form != nil {
+		open = append(open, m.form)
+	}
+	if m.usage != nil {
+		open = append(open, m.usage)
+	}
+	if m.audit != nil {
+		open = append(open, m.audit)
+	}
+	if m.modal != nil {
+		open = append(open, m.modal)
+	}
+	cmds := make([]tea.Cmd, 0, len(open))
+	for _, c := range open {
+		_, cmd := c.Update(msg)
+		cmds = append(cmds, cmd)
+	}
+	return tea.Batch(cmds...)
+}
+
+func (m *Model) openModal(c common.Component) tea.Cmd {
+	m.modal = c
+	m.layout()
+	return c.Init()
+}
+
+// helpKeys is the help of the active screen or modal plus the global keys.
+type helpKeys struct {
+	m *Model
+}
+
+func (h helpKeys) target() help.KeyMap {
+	if h.m.modal != nil {
+		return h.m.modal
+	}
+	return h.m.current()
+}
+
+func (h helpKeys) ShortHelp() []key.Binding {
+	b := h.target().ShortHelp()
+	if h.m.modal == nil {
+		b = append(b, h.m.keys.Help)
+		if h.m.active != screenForm && !h.m.current().Typing() {
+			b = append(b, h.m.keys.Quit)
+		}
+	}
+	return b
+}
+
+func (h helpKeys) FullHelp() [][]key.Binding {
+	b := h.target().FullHelp()
+	if h.m.modal == nil {
+		g := []key.Binding{h.m.keys.Help, h.m.keys.ForceQuit}
+		if h.m.active != screenForm {
+			g = []key.Binding{h.m.keys.Audit, h.m.keys.Help, h.m.keys.Quit, h.m.keys.ForceQuit}
+		}
+		b = append(b, g)
+	}
+	return b
+}
+
+// layout gives the body what the status and help lines leave.
+func (m *Model) layout() {
+	m.help.Width = m.width
+	helpH := 1
+	if m.help.ShowAll {
+		helpH = lipgloss.Height(m.help.View(helpKeys{m}))
+	}
+	m.bodyH = max(1, m.height-1-helpH)
+	m.current().SetSize(m.width, m.bodyH)
+	if m.modal != nil {
+		m.modal.SetSize(m.width, m.bodyH)
+	}
+}
+
+// View renders the body (the screen, or the modal in its middle), the status
+// line and the help. Every line is cut to the window: nothing wraps.
+func (m *Model) View() string {
+	var body string
+	if m.modal != nil {
+		body = m.deps.Renderer.Place(m.width, m.bodyH, lipgloss.Center, lipgloss.Center, m.modal.View())
+	} else {
+		body = m.current().View()
+	}
+	var b strings.Builder
+	fit(&b, body, m.width, m.bodyH)
+	b.WriteByte('\n')
+	s := m.ctx.Styles
+	status := m.status
+	if m.statusErr {
+		status = s.Error.Render("✗ " + store.Printable(status))
+	} else if status != "" {
+		status = s.Status.Render(status)
+	}
+	b.WriteString(ansi.Truncate(status, m.width, "…"))
+	b.WriteByte('\n')
+	hv := m.help.View(helpKeys{m})
+	fit(&b, hv, m.width, strings.Count(hv, "\n")+1)
+	return b.String()
+}
+
+// fit writes exactly h lines of s, each cut to w cells.
+func fit(b *strings.Builder, s string, w, h int) {
+	n := 0
+	for line := range strings.SplitSeq(s, "\n") {
+		if n == h {
+			break
+		}
+		if n > 0 {
+			b.WriteByte('\n')
+		}
+		// A line never takes more cells than bytes: most need no measuring.
+		if len(line) > w && table.Width(line) > w {
+			line = ansi.Truncate(line, w, "")
+		}
+		b.WriteString(line)
+		n++
+	}
+	for ; n < h; n++ {
+		if n > 0 {
+			b.WriteByte('\n')
+		}
+	}
+}

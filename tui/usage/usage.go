@@ -1,0 +1,377 @@
+// Package usage is the usage screen of one token: which IP addresses used it and
+// when, and blocking or unblocking them.
+package usage
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/tui/common"
+	"github.com/apptokens/apptokens/tui/keys"
+	"github.com/apptokens/apptokens/tui/table"
+)
+
+// Store is what the usage screen needs from the store.
+type Store interface {
+	GetByID(id string) (store.Token, error)
+	Usage(name string) ([]store.Usage, error)
+	SetBlocked(actor store.Actor, name string, ips []string, blocked bool) (int, error)
+	InactiveAfter() time.Duration
+}
+
+// headLines is the number of lines above the first row.
+const headLines = 3
+
+// checkWidth is the cursor mark and check box before the first column.
+const checkWidth = 6
+
+// Model is the usage screen of one token.
+type Model struct {
+	ctx   *common.Context
+	store Store
+	keys  keys.Usage
+	id    string
+
+	tok           store.Token
+	inactiveAfter time.Duration
+	rows          []store.Usage
+	cursor        int
+	offset        int
+	selected      map[string]struct{} // IPs
+
+	loaded  bool
+	loading bool
+	dirty   bool // a change came while loading: load again
+	err     error
+	width   int
+	height  int
+}
+
+type loadedMsg struct {
+	id            string
+	tok           store.Token
+	rows          []store.Usage
+	inactiveAfter time.Duration
+	err           error
+}
+
+type blockedMsg struct {
+	text string
+	err  error
+}
+
+// New opens the usage screen of the token with this ID.
+func New(ctx *common.Context, st Store, id, name string) *Model {
+	return &Model{ctx: ctx, store: st, keys: keys.DefaultUsage(), id: id, tok: store.Token{ID: id, Name: name}, selected: map[string]struct{}{}}
+}
+
+// Init loads the token and its usage.
+func (m *Model) Init() tea.Cmd { return m.load() }
+
+func (m *Model) load() tea.Cmd {
+	m.loading = true
+	st, id := m.store, m.id
+	return func() tea.Msg {
+		msg := loadedMsg{id: id, inactiveAfter: st.InactiveAfter()}
+		msg.tok, msg.err = st.GetByID(id)
+		if msg.err == nil {
+			msg.rows, msg.err = st.Usage(msg.tok.Name)
+		}
+		return msg
+	}
+}
+
+// SetSize sets the screen's size.
+func (m *Model) SetSize(width, height int) {
+	m.width, m.height = width, height
+	m.scroll()
+}
+
+// Typing is false: the usage screen has no text field.
+func (m *Model) Typing() bool { return false }
+
+func (m *Model) window() int { return max(1, m.height-headLines) }
+
+func (m *Model) scroll() {
+	m.cursor = max(0, min(m.cursor, len(m.rows)-1))
+	m.offset = table.Scroll(m.cursor, m.offset, m.window(), len(m.rows))
+}
+
+func back() tea.Msg { return common.BackMsg{} }
+
+// Update handles keys, mouse, store changes and load results.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case loadedMsg:
+		if msg.id != m.id {
+			return m, nil
+		}
+		m.loading = false
+		if errors.Is(msg.err, store.ErrNotFound) {
+			return m, tea.Batch(back, common.Status("Token %s was deleted", m.tok.Name))
+		}
+		if msg.err != nil {
+			m.err = msg.err
+			return m, common.Error(msg.err)
+		}
+		m.apply(msg)
+		if m.dirty {
+			m.dirty = false
+			return m, m.load()
+		}
+		return m, nil
+	case common.ChangesMsg:
+		if !m.concerns(msg) {
+			return m, nil
+		}
+		if m.loading {
+			m.dirty = true
+			return m, nil
+		}
+		return m, m.load()
+	case blockedMsg:
+		if msg.err != nil {
+			return m, common.Error(msg.err)
+		}
+		clear(m.selected)
+		return m, common.Status("%s", msg.text)
+	case tea.MouseMsg:
+		m.mouse(msg)
+	case tea.KeyMsg:
+		return m, m.key(msg)
+	}
+	return m, nil
+}
+
+func (m *Model) concerns(msg common.ChangesMsg) bool {
+	if msg.Reload {
+		return true
+	}
+	for _, c := range msg.Changes {
+		if c.TokenID == m.id || c.Kind == store.ChangeReload || c.Kind == store.ChangePolicy {
+			return true
+		}
+	}
+	return false
+}
+
+// apply shows a fresh load, keeping the cursor on the same IP and the selection.
+func (m *Model) apply(msg loadedMsg) {
+	var ip string
+	if m.cursor < len(m.rows) {
+		ip = m.rows[m.cursor].IP
+	}
+	m.tok, m.rows, m.inactiveAfter, m.loaded, m.err = msg.tok, msg.rows, msg.inactiveAfter, true, nil
+	present := make(map[string]bool, len(m.rows))
+	for i, u := range m.rows {
+		present[u.IP] = true
+		if u.IP == ip {
+			m.cursor = i
+		}
+	}
+	for sel := range m.selected {
+		if !present[sel] {
+			delete(m.selected, sel)
+		}
+	}
+	m.scroll()
+}
+
+func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
+	k := m.keys
+	switch {
+	case key.Matches(msg, k.Back):
+		return back
+	case key.Matches(msg, k.Up):
+		m.cursor--
+	case key.Matches(msg, k.Down):
+		m.cursor++
+	case key.Matches(msg, k.PageUp):
+		m.cursor -= m.window()
+	case key.Matches(msg, k.PageDown):
+		m.cursor += m.window()
+	case key.Matches(msg, k.Select):
+		m.toggle(m.cursor)
+	case key.Matches(msg, k.SelectAll):
+		all := len(m.selected) == len(m.rows)
+		for _, u := range m.rows {
+			if all {
+				delete(m.selected, u.IP)
+			} else {
+				m.selected[u.IP] = struct{}{}
+			}
+		}
+	case key.Matches(msg, k.Block):
+		return m.setBlocked(true)
+	case key.Matches(msg, k.Unblock):
+		return m.setBlocked(false)
+	}
+	m.scroll()
+	return nil
+}
+
+func (m *Model) toggle(row int) {
+	if row < 0 || row >= len(m.rows) {
+		return
+	}
+	ip := m.rows[row].IP
+	if _, ok := m.selected[ip]; ok {
+		delete(m.selected, ip)
+	} else {
+		m.selected[ip] = struct{}{}
+	}
+}
+
+// setBlocked blocks or unblocks the selected IPs, or the one under the cursor.
+func (m *Model) setBlocked(blocked bool) tea.Cmd {
+	var ips []string
+	for _, u := range m.rows {
+		if _, ok := m.selected[u.IP]; ok {
+			ips = append(ips, u.IP)
+		}
+	}
+	if len(ips) == 0 && m.cursor < len(m.rows) {
+		ips = []string{m.rows[m.cursor].IP}
+	}
+	if len(ips) == 0 {
+		return nil
+	}
+	st, actor, name := m.store, m.ctx.Actor, m.tok.Name
+	return func() tea.Msg {
+		n, err := st.SetBlocked(actor, name, ips, blocked)
+		if err != nil {
+			return blockedMsg{err: err}
+		}
+		verb := "unblocked"
+		if blocked {
+			verb = "blocked"
+		}
+		return blockedMsg{text: common.Plural(n, "IP address", "IP addresses") + " " + verb + " for " + name}
+	}
+}
+
+func (m *Model) mouse(msg tea.MouseMsg) {
+	if msg.Action != tea.MouseActionPress {
+		return
+	}
+	switch msg.Button {
+	case tea.MouseButtonWheelUp:
+		m.cursor--
+	case tea.MouseButtonWheelDown:
+		m.cursor++
+	case tea.MouseButtonLeft:
+		row := m.offset + msg.Y - headLines
+		if msg.Y >= headLines && row < len(m.rows) {
+			m.cursor = row
+			if msg.X < checkWidth {
+				m.toggle(row)
+			}
+		}
+	}
+	m.scroll()
+}
+
+// View renders the heading and the rows on screen.
+func (m *Model) View() string {
+	s := m.ctx.Styles
+	var b strings.Builder
+	b.WriteString(s.Title.Render("Token " + m.tok.Name))
+	if m.loaded {
+		state := m.tok.StateAt(m.ctx.Now(), m.inactiveAfter)
+		st := s.Active
+		if state == store.StateInactive {
+			st = s.Inactive
+		}
+		b.WriteString("  " + st.Render(state.Label()) + s.Subtle.Render(" · "+m.tok.AccessLabels()))
+	}
+	b.WriteByte('\n')
+	if !m.loaded {
+		b.WriteString(s.Subtle.Render("Loading…"))
+		return b.String()
+	}
+	blocked := 0
+	for _, u := range m.rows {
+		if u.Blocked {
+			blocked++
+		}
+	}
+	info := common.Plural(len(m.rows), "IP address", "IP addresses") + ", " + strconv.Itoa(blocked) + " blocked"
+	if n := len(m.selected); n > 0 {
+		info += ", " + strconv.Itoa(n) + " selected"
+	}
+	b.WriteString(s.Subtle.Render(info + " · newest first"))
+	b.WriteByte('\n')
+	if len(m.rows) == 0 {
+		b.WriteString("\nNo client has used this token yet.")
+		return b.String()
+	}
+	cols := table.Fit([]table.Column{
+		{Title: "IP address", Width: 15, MinWidth: 7},
+		{Title: "First used", Width: len("2006-01-02 15:04"), Priority: 5},
+		{Title: "Last used", Width: len("2006-01-02 15:04"), Priority: 2},
+		{Title: "Allowed", Width: 9, Right: true, Priority: 3},
+		{Title: "Denied", Width: 9, Right: true, Priority: 4},
+		{Title: "Status", Width: len("Allowed"), Priority: 1},
+	}, m.width-checkWidth, 2)
+	b.WriteString(s.Header.Render(strings.Repeat(" ", checkWidth) + table.Header(cols)))
+	cells := make([]string, len(cols))
+	end := min(len(m.rows), m.offset+m.window())
+	for r := m.offset; r < end; r++ {
+		u := m.rows[r]
+		for i, c := range cols {
+			switch c.Title {
+			case "IP address":
+				cells[i] = u.IP
+			case "Status":
+				cells[i] = map[bool]string{true: "Blocked", false: "Allowed"}[u.Blocked]
+			case "Last used":
+				cells[i] = common.Time(u.LastUsedAt)
+			case "Allowed":
+				cells[i] = strconv.FormatUint(u.Allowed, 10)
+			case "Denied":
+				cells[i] = strconv.FormatUint(u.Denied, 10)
+			case "First used":
+				cells[i] = common.Time(u.FirstUsedAt)
+			}
+		}
+		mark, box := "  ", "[ ] "
+		if r == m.cursor {
+			mark = "> "
+		}
+		_, sel := m.selected[u.IP]
+		if sel {
+			box = "[x] "
+		}
+		line := mark + box + table.Row(cols, cells)
+		b.WriteByte('\n')
+		switch {
+		case r == m.cursor:
+			b.WriteString(s.Cursor.Render(line))
+		case u.Blocked:
+			b.WriteString(s.Blocked.Render(line))
+		case sel:
+			b.WriteString(s.Selected.Render(line))
+		default:
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// ShortHelp is the help line.
+func (m *Model) ShortHelp() []key.Binding {
+	k := m.keys
+	return []key.Binding{k.Select, k.Block, k.Unblock, k.Back}
+}
+
+// FullHelp is the full help.
+func (m *Model) FullHelp() [][]key.Binding {
+	k := m.keys
+	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Select, k.SelectAll}, {k.Block, k.Unblock, k.Back}}
+}

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,6 +152,87 @@ func BenchmarkOpenFirstView(b *testing.B) {
 			m.Update(m.tokens.Init()())
 			if v := m.View(); len(v) == 0 {
 				b.Fatal("empty view")
+			}
+			b.StopTimer()
+			if err := st.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+}
+
+// The floors below run beside the benchmarks above, so that the TUI's own cost
+// can be read as a ratio in one run (go test -run X -bench . -benchmem ./tui).
+
+// BenchmarkTokensKeystrokeFloor is View alone, without the key: what any frame costs.
+func BenchmarkTokensKeystrokeFloor(b *testing.B) {
+	const n = 100000
+	b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
+		st := seededStore(b, n)
+		d := drive(b, newModel(st, &clock{t: testNow}, nil), 120, 40)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			_ = d.m.View()
+		}
+	})
+}
+
+// BenchmarkTokensFilterFloor is a bare substring scan of every token's name and
+// description, lower-cased in advance: the least a filter over 100,000 tokens costs.
+func BenchmarkTokensFilterFloor(b *testing.B) {
+	const n = 100000
+	b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
+		toks, err := seededStore(b, n).List()
+		if err != nil {
+			b.Fatal(err)
+		}
+		hay := make([]string, len(toks))
+		for j := range toks {
+			hay[j] = strings.ToLower(toks[j].Name + "\x00" + toks[j].Description)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			hits := 0
+			for _, h := range hay {
+				if strings.Contains(h, "7") {
+					hits++
+				}
+			}
+			if hits == 0 {
+				b.Fatal("no hits")
+			}
+		}
+	})
+}
+
+// BenchmarkOpenFirstViewFloor opens the same seeded directory and lists the
+// tokens, without any UI: the store's share of BenchmarkOpenFirstView.
+func BenchmarkOpenFirstViewFloor(b *testing.B) {
+	const n = 100000
+	b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
+		dir := b.TempDir()
+		st, err := store.Open(store.Options{Dir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := st.BulkLoad(tester, seedTokens(n)); err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			st, err := store.Open(store.Options{Dir: dir})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if toks, err := st.List(); err != nil || len(toks) != n {
+				b.Fatalf("listed %d tokens: %v", len(toks), err)
 			}
 			b.StopTimer()
 			if err := st.Close(); err != nil {

@@ -1,0 +1,321 @@
+// Package gate is the HTTP token gate: it checks `Authorization: Bearer` tokens
+// for an API, as a forward-auth endpoint (nginx auth_request, Caddy forward_auth,
+// Traefik ForwardAuth, Envoy ext_authz) or as Go middleware.
+//
+// Verification reads only memory: an immutable index of every token (digest to
+// state, access and blocked IPs) behind an atomic pointer, rebuilt or patched from
+// the store's change feed. Before using the index a request compares its version
+// with the store's feed version; when a commit has not been applied yet, the
+// request applies it first, so a deactivation or a block is refused by the very
+// next request after the commit returns. Usage is counted in memory per
+// (token, client IP) and written to the store in batches.
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apptokens/apptokens/internal/secret"
+	"github.com/apptokens/apptokens/store"
+)
+
+// Defaults of Config.
+const (
+	DefaultFlushInterval = time.Second
+	DefaultSweepInterval = time.Minute
+)
+
+// Config configures a Gate.
+type Config struct {
+	// Store is the token store; the gate subscribes to its change feed.
+	Store *store.Store
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For and X-Real-IP
+	// headers are believed (--trusted-proxy).
+	TrustedProxies []netip.Prefix
+	// FlushInterval is how often usage counts are written; default 1s.
+	FlushInterval time.Duration
+	// Logger receives the gate's logs (never a token); nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// SweepInterval is how often tokens that the inactivity policy has made
+	// Inactive are deactivated in the store (with an "expire" audit event);
+	// default 1m.
+	SweepInterval time.Duration
+}
+
+// sweepActor is who the audit trail names for the inactivity sweep.
+var sweepActor = store.Actor{User: "inactivity-policy"}
+
+// Gate verifies bearer tokens against an in-memory index of the store.
+type Gate struct {
+	store      *store.Store
+	proxies    proxies
+	log        *slog.Logger
+	now        func() int64 // unix nanoseconds
+	clock      *wallClock   // nil when Config.Now is the clock
+	flushEvery time.Duration
+	sweepEvery time.Duration
+
+	idx   atomic.Pointer[index]
+	usage usage
+	sweep chan struct{} // a request saw a token the policy has made Inactive
+
+	mu     sync.Mutex // serializes appliers; guards the fields below
+	sub    *store.Subscription
+	byID   map[string]secret.Digest
+	broken bool // the last apply failed: rebuild everything at the next chance
+}
+
+// New builds the index from the store and subscribes to its change feed. Call
+// Run to keep usage flowing to the store.
+func New(cfg Config) (*Gate, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("gate: no store")
+	}
+	g := &Gate{
+		store:      cfg.Store,
+		proxies:    proxies(cfg.TrustedProxies),
+		log:        cfg.Logger,
+		flushEvery: cfg.FlushInterval,
+		sweepEvery: cfg.SweepInterval,
+		sweep:      make(chan struct{}, 1),
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
+	}
+	if cfg.Now != nil {
+		g.now = func() int64 { return cfg.Now().UnixNano() }
+	} else {
+		g.clock = newWallClock()
+		g.now = g.clock.now
+	}
+	if g.flushEvery <= 0 {
+		g.flushEvery = DefaultFlushInterval
+	}
+	if g.sweepEvery <= 0 {
+		g.sweepEvery = DefaultSweepInterval
+	}
+	for _, p := range cfg.TrustedProxies {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("gate: invalid trusted proxy prefix %v", p)
+		}
+	}
+	// Subscribe before reading the version, and read it before the snapshot: a
+	// commit missing from the snapshot then moves the version past the index's.
+	g.sub = g.store.Subscribe()
+	if err := g.rebuildLocked(); err != nil {
+		g.sub.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// current is the index to verify with, with every published commit applied.
+func (g *Gate) current() *index {
+	x := g.idx.Load()
+	if x.version != g.store.FeedVersion() {
+		x = g.catchUp()
+	}
+	return x
+}
+
+// catchUp applies the changes waiting on the feed and returns the new index.
+func (g *Gate) catchUp() *index {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.applyLocked(); err != nil {
+		g.log.Error("gate: cannot read token changes; serving the last known state until the next retry", "err", err)
+	}
+	return g.idx.Load()
+}
+
+func (g *Gate) rebuildLocked() error {
+	v := g.store.FeedVersion()
+	g.sub.Take() // everything up to v is in the snapshot below
+	entries, err := g.store.GateEntries()
+	if err != nil {
+		return fmt.Errorf("gate: read tokens: %w", err)
+	}
+	g.byID = make(map[string]secret.Digest, len(entries))
+	g.idx.Store(build(entries, g.store.InactiveAfter(), v, g.byID))
+	g.broken = false
+	return nil
+}
+
+// applyLocked brings the index up to the store's feed version: the version is
+// read first, then the waiting changes are taken, so every change published up
+// to that version is among them (or was applied before).
+func (g *Gate) applyLocked() error {
+	x := g.idx.Load()
+	v := g.store.FeedVersion()
+	if v == x.version && !g.broken {
+		return nil
+	}
+	changes, reload := g.sub.Take()
+	if reload || g.broken {
+		return g.markBroken(g.rebuildLocked())
+	}
+	ed := newEditor(x, g.byID)
+	seen := make(map[string]bool, len(changes))
+	for _, c := range changes {
+		switch c.Kind {
+		case store.ChangeReload:
+			return g.markBroken(g.rebuildLocked())
+		case store.ChangePolicy:
+			ed.x.inactiveAfter = int64(g.store.InactiveAfter())
+		case store.ChangeDeleted:
+			ed.remove(c.TokenID)
+			seen[c.TokenID] = true
+		case store.ChangeToken, store.ChangeUsage:
+			if seen[c.TokenID] {
+				continue // one read gives the latest state of the token
+			}
+			seen[c.TokenID] = true
+			ge, err := g.store.GateEntry(c.TokenID)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				ed.remove(c.TokenID)
+			case err != nil:
+				// Keep the index as it was, but stop asking the store on every
+				// request: the run loop retries with a full rebuild.
+				g.broken = true
+				next := *x
+				next.version = v
+				g.idx.Store(&next)
+				return fmt.Errorf("read token %s: %w", c.TokenID, err)
+			default:
+				ed.put(ge)
+			}
+		}
+	}
+	g.idx.Store(ed.done(v))
+	return nil
+}
+
+func (g *Gate) markBroken(err error) error {
+	if err != nil {
+		g.broken = true
+		next := *g.idx.Load()
+		next.version = g.store.FeedVersion()
+		g.idx.Store(&next)
+	}
+	return err
+}
+
+// nudgeSweep asks the sweeper to deactivate expired tokens now rather than at
+// its next tick, so the audit trail says when the policy took a token.
+func (g *Gate) nudgeSweep() {
+	select {
+	case g.sweep <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps the gate current and its usage flowing until ctx is done: it applies
+// the change feed as it comes, flushes usage every FlushInterval, and runs the
+// inactivity sweep every SweepInterval. When ctx is done it flushes usage one
+// last time and returns that flush's error: stop serving requests first, and
+// close the store only after Run has returned.
+func (g *Gate) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { g.follow(ctx) })
+	wg.Go(func() { g.sweepLoop(ctx) })
+	tick := time.NewTicker(g.flushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return g.Flush()
+		case <-tick.C:
+			if g.clock != nil {
+				g.clock.sync()
+			}
+			if err := g.Flush(); err != nil {
+				g.log.Error("gate: usage not written; will retry", "err", err)
+			}
+			g.mu.Lock()
+			broken := g.broken
+			g.mu.Unlock()
+			if broken {
+				g.catchUp()
+			}
+		}
+	}
+}
+
+// follow applies the change feed as soon as it signals, so that requests rarely
+// find the index behind.
+func (g *Gate) follow(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-g.sub.C():
+			if !ok {
+				return // the store is closed
+			}
+			g.catchUp()
+		}
+	}
+}
+
+// minSweepGap bounds how often requests for expired tokens can trigger a sweep.
+const minSweepGap = time.Second
+
+func (g *Gate) sweepLoop(ctx context.Context) {
+	tick := time.NewTicker(g.sweepEvery)
+	defer tick.Stop()
+	var last time.Time
+	for {
+		g.expire()
+		last = time.Now()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-g.sweep:
+			if wait := minSweepGap - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+		}
+	}
+}
+
+func (g *Gate) expire() {
+	names, err := g.store.ExpireStale(sweepActor)
+	if err != nil {
+		g.log.Error("gate: inactivity sweep failed", "err", err)
+		return
+	}
+	if len(names) > 0 {
+		g.log.Info("gate: tokens became inactive", "tokens", names, "inactive_after", g.store.InactiveAfter())
+	}
+}
+
+// Flush writes the usage counted since the last flush. Counts that cannot be
+// written are kept for the next flush.
+func (g *Gate) Flush() error {
+	deltas := g.usage.take()
+	if len(deltas) == 0 {
+		return nil
+	}
+	if err := g.store.RecordUsage(deltas); err != nil {
+		g.usage.putBack(deltas)
+		return fmt.Errorf("gate: record usage: %w", err)
+	}
+	g.catchUp() // the tokens' last-used times moved: their inactivity clocks restart
+	return nil
+}

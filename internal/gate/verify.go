@@ -1,0 +1,98 @@
+package gate
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/apptokens/apptokens/internal/secret"
+)
+
+// reason is the outcome of a verification, as X-Apptokens-Reason names it.
+type reason uint8
+
+const (
+	reasonOK reason = iota
+	reasonMissingToken
+	reasonMalformedToken
+	reasonUnknownToken
+	reasonInactiveToken
+	reasonIPBlocked
+	reasonInsufficientAccess
+)
+
+var reasonNames = [...]string{
+	reasonOK:                 "ok",
+	reasonMissingToken:       "missing_token",
+	reasonMalformedToken:     "malformed_token",
+	reasonUnknownToken:       "unknown_token",
+	reasonInactiveToken:      "inactive_token",
+	reasonIPBlocked:          "ip_blocked",
+	reasonInsufficientAccess: "insufficient_access",
+}
+
+func (r reason) String() string { return reasonNames[r] }
+
+// verdict is what verify decided. For a request that identified a token
+// (ok, inactive, blocked, insufficient access), e and x say which.
+type verdict struct {
+	reason reason
+	e      entry
+	x      *index
+}
+
+func (v *verdict) identified() bool { return v.x != nil }
+
+// bearer returns the credentials of an "Authorization: Bearer <token>" header
+// value (scheme case-insensitive); ok is false for no header or another scheme.
+func bearer(authz string) (token string, ok bool) {
+	const scheme = "bearer"
+	if len(authz) < len(scheme) || !strings.EqualFold(authz[:len(scheme)], scheme) {
+		return "", false
+	}
+	rest := authz[len(scheme):]
+	if rest == "" {
+		return "", true
+	}
+	if rest[0] != ' ' && rest[0] != '\t' {
+		return "", false // "Bearerxyz" is some other scheme
+	}
+	start, end := 0, len(rest)
+	for start < end && (rest[start] == ' ' || rest[start] == '\t') {
+		start++
+	}
+	for end > start && (rest[end-1] == ' ' || rest[end-1] == '\t') {
+		end--
+	}
+	return rest[start:end], true
+}
+
+// verify decides a request from its Authorization header, the access it needs
+// (0: any) and the client IP, at now (unix nanoseconds). It reads only memory:
+// the format is checked before any hashing or lookup, then the index snapshot.
+func (g *Gate) verify(authz string, need accessSet, ip netip.Addr, now int64) verdict {
+	tok, ok := bearer(authz)
+	if !ok {
+		return verdict{reason: reasonMissingToken}
+	}
+	if secret.Check(tok) != nil {
+		return verdict{reason: reasonMalformedToken}
+	}
+	x := g.current()
+	e, found := x.lookup(secret.DigestOf(tok))
+	if !found {
+		return verdict{reason: reasonUnknownToken}
+	}
+	v := verdict{e: e, x: x}
+	switch {
+	case v.e.flags&flagActive == 0:
+		v.reason = reasonInactiveToken
+	case x.expired(&v.e, now):
+		v.reason = reasonInactiveToken
+		g.nudgeSweep()
+	case v.e.flags&flagBlocked != 0 && ip.IsValid() && x.isBlocked(e.slot, ip):
+		v.reason = reasonIPBlocked
+	case v.e.access&need != need:
+		v.reason = reasonInsufficientAccess
+	}
+	return v
+}

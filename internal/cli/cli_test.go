@@ -107,8 +107,8 @@ func TestListJSONShape(t *testing.T) {
 	if r["hint"] != "aptk_…"+tok[len(tok)-4:] {
 		t.Fatalf("hint = %v", r["hint"])
 	}
-	if _, err := time.Parse(time.RFC3339, r["created_at"].(string)); err != nil {
-		t.Fatalf("created_at: %v", err)
+	if at, err := time.Parse(time.RFC3339, r["created_at"].(string)); err != nil || !strings.HasSuffix(r["created_at"].(string), "Z") || at.Nanosecond() != 0 {
+		t.Fatalf("created_at %q: want RFC 3339 UTC to the second (%v)", r["created_at"], err)
 	}
 	if rows[1]["state"] != "inactive" {
 		t.Fatalf("ops state = %v", rows[1]["state"])

@@ -50,8 +50,8 @@ type tokenJSON struct {
 	Description string      `json:"description"`
 	Access      []string    `json:"access"`
 	State       store.State `json:"state"`
-	CreatedAt   time.Time   `json:"created_at"`
-	LastUsedAt  *time.Time  `json:"last_used_at"`
+	CreatedAt   rfc3339     `json:"created_at"`
+	LastUsedAt  *rfc3339    `json:"last_used_at"`
 	Hint        string      `json:"hint"`
 }
 
@@ -77,7 +77,7 @@ func (a *app) listCmd() *cobra.Command {
 						}
 						out = append(out, tokenJSON{
 							Name: t.Name, Description: t.Description, Access: acc,
-							State: t.StateAt(now, after), CreatedAt: t.CreatedAt.UTC(),
+							State: t.StateAt(now, after), CreatedAt: rfc3339(t.CreatedAt),
 							LastUsedAt: optTime(t.LastUsedAt), Hint: t.Hint,
 						})
 					}
@@ -189,12 +189,12 @@ func (a *app) editCmd() *cobra.Command {
 
 // usageJSON is the `usage --json` shape of DESIGN.md.
 type usageJSON struct {
-	IP          string     `json:"ip"`
-	FirstUsedAt *time.Time `json:"first_used_at"`
-	LastUsedAt  *time.Time `json:"last_used_at"`
-	Allowed     uint64     `json:"allowed"`
-	Denied      uint64     `json:"denied"`
-	Blocked     bool       `json:"blocked"`
+	IP          string   `json:"ip"`
+	FirstUsedAt *rfc3339 `json:"first_used_at"`
+	LastUsedAt  *rfc3339 `json:"last_used_at"`
+	Allowed     uint64   `json:"allowed"`
+	Denied      uint64   `json:"denied"`
+	Blocked     bool     `json:"blocked"`
 }
 
 func (a *app) usageCmd() *cobra.Command {
@@ -276,13 +276,11 @@ func (a *app) auditCmd() *cobra.Command {
 				}
 				w := cmd.OutOrStdout()
 				if asJSON {
-					if evs == nil {
-						evs = []store.Event{}
+					out := make([]eventJSON, 0, len(evs))
+					for _, e := range evs {
+						out = append(out, eventJSON{Time: rfc3339(e.Time), Actor: e.Actor, Action: e.Action, Token: e.Token, Details: e.Details})
 					}
-					for i := range evs {
-						evs[i].Time = evs[i].Time.UTC()
-					}
-					return writeJSON(w, evs)
+					return writeJSON(w, out)
 				}
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "TIME\tACTOR\tACTION\tTOKEN\tDETAILS")
@@ -305,12 +303,30 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func optTime(t time.Time) *time.Time {
+// rfc3339 is a time in JSON output: RFC 3339 in UTC, to the second, which every
+// script's date parser reads.
+type rfc3339 time.Time
+
+func (t rfc3339) MarshalText() ([]byte, error) {
+	return []byte(time.Time(t).UTC().Format(time.RFC3339)), nil
+}
+
+// optTime is nil (JSON null) for a zero time.
+func optTime(t time.Time) *rfc3339 {
 	if t.IsZero() {
 		return nil
 	}
-	u := t.UTC()
-	return &u
+	r := rfc3339(t)
+	return &r
+}
+
+// eventJSON is the `audit --json` shape.
+type eventJSON struct {
+	Time    rfc3339 `json:"time"`
+	Actor   string  `json:"actor"`
+	Action  string  `json:"action"`
+	Token   string  `json:"token"`
+	Details string  `json:"details"`
 }
 
 func fmtTime(t time.Time) string {

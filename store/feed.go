@@ -3,6 +3,7 @@ package store
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ChangeKind says what a committed change touched.
@@ -12,9 +13,13 @@ type ChangeKind int
 const (
 	ChangeToken   ChangeKind = iota + 1 // a token was created or changed
 	ChangeDeleted                       // a token was deleted
-	ChangeUsage                         // usage or blocks of a token changed
+	ChangeUsage                         // blocks of a token changed (SetBlocked)
 	ChangePolicy                        // the inactivity policy changed
 	ChangeReload                        // everything may have changed (restore)
+	// ChangeUsed: the gate's usage counts were recorded (RecordUsage); LastUsedAt
+	// carries the token's new last-used time, so no subscriber needs to read the
+	// store for it. Blocks never change with it.
+	ChangeUsed
 )
 
 // Change is one committed change, published after the commit.
@@ -22,6 +27,8 @@ type Change struct {
 	Kind    ChangeKind
 	TokenID string
 	Name    string
+	// LastUsedAt is set for ChangeUsed.
+	LastUsedAt time.Time
 }
 
 // maxPending bounds a subscriber's queue; past it the subscriber is told to reload.

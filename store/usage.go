@@ -177,7 +177,7 @@ func (s *Store) RecordUsage(deltas []UsageDelta) error {
 					return err
 				}
 			}
-			changed = append(changed, Change{Kind: ChangeUsage, TokenID: id, Name: t.Name})
+			changed = append(changed, Change{Kind: ChangeUsed, TokenID: id, Name: t.Name, LastUsedAt: t.LastUsedAt})
 		}
 		return nil
 	})

@@ -160,7 +160,7 @@ func startServe(t *testing.T, extra ...string) *server {
 	s := &server{t: t, home: home, db: filepath.Join(home, "db"),
 		hostKey: filepath.Join(home, "host_key"), authKeys: filepath.Join(home, "authorized_keys")}
 	s.admin = newClientKey(t, home, "admin_key")
-	content := "# admins\n\n" + `no-port-forwarding,command="ignored" ` + s.admin.public + "\n"
+	content := "# admins\n\n" + `no-port-forwarding,from="127.0.0.1,::1" ` + s.admin.public + "\n"
 	if err := os.WriteFile(s.authKeys, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}

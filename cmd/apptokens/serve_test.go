@@ -286,3 +286,38 @@ func TestGateThroughServe(t *testing.T) {
 		t.Fatal("the token appears in serve's logs")
 	}
 }
+
+func TestSSHHonoursAuthorizedKeysOptions(t *testing.T) {
+	s := startServe(t)
+	s.ssh("create", "--name", "seen-by-reader", "--access", "security-director")
+	reader := newClientKey(t, s.home, "reader_key")
+	elsewhere := newClientKey(t, s.home, "elsewhere_key")
+	f, _ := os.OpenFile(s.authKeys, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`command="list --json",restrict ` + reader.public + "\n")
+	f.WriteString(`from="192.0.2.0/24" ` + elsewhere.public + "\n")
+	f.Close()
+
+	// The forced command runs whatever the client asks for.
+	out, errOut, code := s.sshAs(reader, "reader", "create", "--name", "sneaky", "--access", "security-director")
+	if code != 0 || !strings.Contains(out, `"name": "seen-by-reader"`) {
+		t.Fatalf("forced command: code %d, out %q, err %q", code, out, errOut)
+	}
+	if out, _, _ := s.ssh("list", "--json"); strings.Contains(out, "sneaky") {
+		t.Fatal("a key with a forced command created a token")
+	}
+	// A key allowed only from elsewhere is refused from 127.0.0.1.
+	if _, errOut, code := s.sshAs(elsewhere, "admin", "list"); code == 0 || !strings.Contains(errOut, "Permission denied") {
+		t.Fatalf("from= not honoured: code %d, stderr %q", code, errOut)
+	}
+	// Each key acts under its own fingerprint.
+	bob := newClientKey(t, s.home, "bob_key")
+	f, _ = os.OpenFile(s.authKeys, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(bob.public + "\n")
+	f.Close()
+	s.sshAs(bob, "bob", "deactivate", "seen-by-reader")
+	out, _, _ = s.ssh("audit", "--json")
+	want := `"actor": "bob (` + gossh.FingerprintSHA256(bob.signer.PublicKey()) + `)"`
+	if !strings.Contains(out, want) {
+		t.Fatalf("audit does not name bob's key %s:\n%s", want, out)
+	}
+}

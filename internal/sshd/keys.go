@@ -8,8 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,27 +80,40 @@ func generateHostKey(path string) error {
 // again whenever the file changes.
 type keyring struct {
 	path string
+	now  func() time.Time
 
 	mu      sync.Mutex
 	modTime time.Time
 	size    int64
-	keys    []gossh.PublicKey
+	entries []keyEntry
+	loaded  bool
+}
+
+// keyEntry is one authorized key with the options apptokens honours:
+// from="pattern-list", expiry-time="YYYYMMDD[HHMM[SS]]", command="...",
+// no-pty and restrict (which here means no PTY: commands only).
+type keyEntry struct {
+	key     gossh.PublicKey
+	from    []string // patterns; empty: any address
+	expires time.Time
+	command string // forced command, if any
+	noPTY   bool
 }
 
 func newKeyring(path string) (*keyring, error) {
-	k := &keyring{path: path}
-	keys, err := k.current()
+	k := &keyring{path: path, now: time.Now}
+	entries, err := k.current()
 	if err != nil {
 		return nil, err
 	}
-	if len(keys) == 0 {
+	if len(entries) == 0 {
 		return nil, fmt.Errorf("no usable public key in %s: add an admin's key (a line of ~/.ssh/id_ed25519.pub) to it", path)
 	}
 	return k, nil
 }
 
-// current returns the keys, re-reading the file if it changed since last time.
-func (k *keyring) current() ([]gossh.PublicKey, error) {
+// current returns the entries, re-reading the file if it changed since last time.
+func (k *keyring) current() ([]keyEntry, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	fi, err := os.Stat(k.path)
@@ -105,22 +123,23 @@ func (k *keyring) current() ([]gossh.PublicKey, error) {
 		}
 		return nil, fmt.Errorf("authorized keys: %w", err)
 	}
-	if k.keys != nil && fi.ModTime().Equal(k.modTime) && fi.Size() == k.size {
-		return k.keys, nil
+	if k.loaded && fi.ModTime().Equal(k.modTime) && fi.Size() == k.size {
+		return k.entries, nil
 	}
 	b, err := os.ReadFile(k.path)
 	if err != nil {
 		return nil, fmt.Errorf("authorized keys: %w", err)
 	}
-	keys := parseAuthorizedKeys(b)
-	k.keys, k.modTime, k.size = keys, fi.ModTime(), fi.Size()
-	return keys, nil
+	k.entries, k.modTime, k.size, k.loaded = parseAuthorizedKeys(b), fi.ModTime(), fi.Size(), true
+	return k.entries, nil
 }
 
-// parseAuthorizedKeys takes every valid key line, tolerating options, comments,
-// blank lines and lines it cannot parse.
-func parseAuthorizedKeys(b []byte) []gossh.PublicKey {
-	keys := []gossh.PublicKey{}
+// parseAuthorizedKeys takes every valid key line, tolerating comments, blank
+// lines and lines it cannot parse. A key with an option it cannot honour
+// safely (a malformed from= or expiry-time=) is left out: refusing is safer
+// than granting more than the file says.
+func parseAuthorizedKeys(b []byte) []keyEntry {
+	entries := []keyEntry{}
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -128,28 +147,132 @@ func parseAuthorizedKeys(b []byte) []gossh.PublicKey {
 		} else {
 			b = nil
 		}
-		pk, _, _, _, err := gossh.ParseAuthorizedKey(line)
+		pk, _, opts, _, err := gossh.ParseAuthorizedKey(line)
 		if err != nil {
 			continue
 		}
-		keys = append(keys, pk)
+		e, ok := parseOptions(pk, opts)
+		if !ok {
+			continue
+		}
+		entries = append(entries, e)
 	}
-	return keys
+	return entries
 }
 
-// authorized reports whether key is in the file as it is now.
-func (k *keyring) authorized(key ssh.PublicKey) bool {
-	if key == nil {
-		return false
-	}
-	keys, err := k.current()
-	if err != nil {
-		return false
-	}
-	for _, ak := range keys {
-		if ssh.KeysEqual(ak, key) {
-			return true
+func parseOptions(pk gossh.PublicKey, opts []string) (keyEntry, bool) {
+	e := keyEntry{key: pk}
+	for _, o := range opts {
+		name, value, hasValue := strings.Cut(o, "=")
+		name = strings.ToLower(name)
+		if hasValue {
+			v, err := strconv.Unquote(value)
+			if err != nil {
+				v = strings.Trim(value, `"`)
+			}
+			value = v
+		}
+		switch name {
+		case "from":
+			for _, p := range strings.Split(value, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					e.from = append(e.from, p)
+				}
+			}
+			if len(e.from) == 0 {
+				return e, false
+			}
+		case "expiry-time":
+			t, ok := parseExpiry(value)
+			if !ok {
+				return e, false
+			}
+			e.expires = t
+		case "command":
+			e.command = value
+		case "no-pty", "restrict":
+			e.noPTY = true
+		case "pty":
+			e.noPTY = false
 		}
 	}
-	return false
+	return e, true
+}
+
+// parseExpiry reads OpenSSH's YYYYMMDD[HHMM[SS]] (local time, or UTC with a Z suffix).
+func parseExpiry(v string) (time.Time, bool) {
+	loc := time.Local
+	if strings.HasSuffix(v, "Z") || strings.HasSuffix(v, "z") {
+		v, loc = v[:len(v)-1], time.UTC
+	}
+	for _, layout := range []string{"20060102150405", "200601021504", "20060102"} {
+		if len(v) == len(layout) {
+			t, err := time.ParseInLocation(layout, v, loc)
+			return t, err == nil
+		}
+	}
+	return time.Time{}, false
+}
+
+// lookup returns the entry for key when it is authorized now from addr.
+func (k *keyring) lookup(key ssh.PublicKey, addr net.Addr) (keyEntry, bool) {
+	if key == nil {
+		return keyEntry{}, false
+	}
+	entries, err := k.current()
+	if err != nil {
+		return keyEntry{}, false
+	}
+	ip := addrIP(addr)
+	now := k.now()
+	for _, e := range entries {
+		if !ssh.KeysEqual(e.key, key) {
+			continue
+		}
+		if !e.expires.IsZero() && !now.Before(e.expires) {
+			continue
+		}
+		if len(e.from) > 0 && !matchFrom(e.from, ip) {
+			continue
+		}
+		return e, true
+	}
+	return keyEntry{}, false
+}
+
+func addrIP(addr net.Addr) netip.Addr {
+	if addr == nil {
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// matchFrom applies an OpenSSH from= pattern list to an address: wildcards (*, ?)
+// and CIDR match the address; a matching negated pattern (!) refuses. Host names
+// are not looked up, so a name pattern never matches.
+func matchFrom(patterns []string, ip netip.Addr) bool {
+	if !ip.IsValid() {
+		return false
+	}
+	s := ip.String()
+	matched := false
+	for _, p := range patterns {
+		neg := strings.HasPrefix(p, "!")
+		p = strings.TrimPrefix(p, "!")
+		var ok bool
+		if pfx, err := netip.ParsePrefix(p); err == nil {
+			ok = pfx.Contains(ip)
+		} else {
+			ok, _ = path.Match(p, s)
+		}
+		if ok && neg {
+			return false
+		}
+		matched = matched || ok
+	}
+	return matched
 }

@@ -3,6 +3,7 @@ package sshd
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,20 +44,25 @@ func TestKeyringToleratesOptionsAndCommentsAndRereads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !k.authorized(a) || !k.authorized(b) || k.authorized(c) || k.authorized(nil) {
+	local := &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 5555}
+	other := &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 5555}
+	if !k.authorized(a, local) || !k.authorized(b, other) || k.authorized(c, local) || k.authorized(nil, local) {
 		t.Fatal("wrong keys authorized")
+	}
+	if k.authorized(a, other) {
+		t.Fatal(`from="127.0.0.1" was not honoured`)
 	}
 	// Removing b and adding c takes effect without a restart.
 	time.Sleep(10 * time.Millisecond)
 	if err := os.WriteFile(path, []byte(line(a)+"\n"+line(c)+" carol\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if k.authorized(b) || !k.authorized(c) {
+	if k.authorized(b, local) || !k.authorized(c, local) {
 		t.Fatal("the changed file was not read again")
 	}
 	// A deleted file authorizes nobody.
 	os.Remove(path)
-	if k.authorized(a) {
+	if k.authorized(a, local) {
 		t.Fatal("a key was authorized after the file was removed")
 	}
 }
@@ -97,4 +103,61 @@ func TestHostKeyGeneratedPrivateAndReused(t *testing.T) {
 	if _, err := loadOrCreateHostKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("readable host key: err = %v", err)
 	}
+}
+
+// authorized is lookup without the entry, for tests.
+func (k *keyring) authorized(key gossh.PublicKey, addr net.Addr) bool {
+	_, ok := k.lookup(key, addr)
+	return ok
+}
+
+func TestKeyringOptions(t *testing.T) {
+	a := newPub(t)
+	ip := func(s string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(s), Port: 22} }
+	cases := []struct {
+		opts    string
+		addr    string
+		ok      bool
+		command string
+		noPTY   bool
+	}{
+		{``, "192.0.2.1", true, "", false},
+		{`from="10.0.0.0/8,!10.9.9.9"`, "10.1.1.1", true, "", false},
+		{`from="10.0.0.0/8,!10.9.9.9"`, "10.9.9.9", false, "", false},
+		{`from="192.0.2.*"`, "192.0.2.77", true, "", false},
+		{`from="192.0.2.*"`, "198.51.100.1", false, "", false},
+		{`from="admin.example.com"`, "192.0.2.1", false, "", false},
+		{`from="::1"`, "::1", true, "", false},
+		{`expiry-time="20200101"`, "192.0.2.1", false, "", false},
+		{`expiry-time="29991231235959Z"`, "192.0.2.1", true, "", false},
+		{`expiry-time="tomorrow"`, "192.0.2.1", false, "", false},
+		{`command="list --json",no-pty`, "192.0.2.1", true, "list --json", true},
+		{`restrict`, "192.0.2.1", true, "", true},
+		{`restrict,pty`, "192.0.2.1", true, "", false},
+	}
+	for _, c := range cases {
+		line := line(a)
+		if c.opts != "" {
+			line = c.opts + " " + line
+		}
+		entries := parseAuthorizedKeys([]byte(line + "\n"))
+		k := &keyring{now: time.Now, entries: entries, loaded: true, path: writeTemp(t, line+"\n")}
+		e, ok := k.lookup(a, ip(c.addr))
+		if ok != c.ok {
+			t.Errorf("%s from %s: authorized=%v, want %v", c.opts, c.addr, ok, c.ok)
+			continue
+		}
+		if ok && (e.command != c.command || e.noPTY != c.noPTY) {
+			t.Errorf("%s: command %q noPTY %v, want %q %v", c.opts, e.command, e.noPTY, c.command, c.noPTY)
+		}
+	}
+}
+
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "authorized_keys")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

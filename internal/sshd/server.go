@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anmitsu/go-shlex"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/ssh"
 	"github.com/charmbracelet/wish"
@@ -87,8 +88,9 @@ func New(cfg Config) (*Server, error) {
 	srv, err := wish.NewServer(
 		wish.WithAddress(cfg.Addr),
 		func(srv *ssh.Server) error { srv.AddHostKey(signer); return nil },
-		wish.WithPublicKeyAuth(func(_ ssh.Context, key ssh.PublicKey) bool {
-			return keys.authorized(key)
+		wish.WithPublicKeyAuth(func(ctx ssh.Context, key ssh.PublicKey) bool {
+			_, ok := keys.lookup(key, ctx.RemoteAddr())
+			return ok
 		}),
 		wish.WithIdleTimeout(cfg.IdleTimeout),
 		func(srv *ssh.Server) error {
@@ -209,7 +211,7 @@ func (s *Server) logging(next ssh.Handler) ssh.Handler {
 // authorized now. It never trusts what the auth callback saw.
 func (s *Server) identity(next ssh.Handler) ssh.Handler {
 	return func(sess ssh.Session) {
-		if !s.keys.authorized(sess.PublicKey()) {
+		if _, ok := s.keys.lookup(sess.PublicKey(), sess.RemoteAddr()); !ok {
 			fmt.Fprintln(sess.Stderr(), "apptokens: this key is not authorized")
 			_ = sess.Exit(1)
 			return
@@ -222,8 +224,31 @@ func (s *Server) identity(next ssh.Handler) ssh.Handler {
 // a terminal, and hands PTY sessions on to the TUI.
 func (s *Server) dispatch(next ssh.Handler) ssh.Handler {
 	return func(sess ssh.Session) {
-		if len(sess.Command()) > 0 {
-			s.command(sess)
+		entry, ok := s.keys.lookup(sess.PublicKey(), sess.RemoteAddr())
+		if !ok {
+			fmt.Fprintln(sess.Stderr(), "apptokens: this key is not authorized")
+			_ = sess.Exit(1)
+			return
+		}
+		if entry.command != "" {
+			// A forced command (command= in authorized_keys) runs instead of
+			// whatever the client asked for, as OpenSSH does.
+			args, err := shlex.Split(entry.command, true)
+			if err != nil || len(args) == 0 {
+				fmt.Fprintln(sess.Stderr(), "apptokens: this key's forced command cannot be parsed")
+				_ = sess.Exit(1)
+				return
+			}
+			s.command(sess, args)
+			return
+		}
+		if args := sess.Command(); len(args) > 0 {
+			s.command(sess, args)
+			return
+		}
+		if entry.noPTY {
+			fmt.Fprintln(sess.Stderr(), "apptokens: this key may run commands only (no-pty): give a command, e.g. list --json")
+			_ = sess.Exit(1)
 			return
 		}
 		if _, _, ok := sess.Pty(); !ok {
@@ -278,8 +303,7 @@ func (s *Server) program(sess ssh.Session) *tea.Program {
 
 // command runs the CLI command tree against the server's store, with the
 // command's exit status.
-func (s *Server) command(sess ssh.Session) {
-	args := sess.Command()
+func (s *Server) command(sess ssh.Session, args []string) {
 	root := cli.NewRoot(cli.Env{
 		Stdin:  sess,
 		Stdout: sess,

@@ -9,18 +9,24 @@ import (
 	"github.com/charmbracelet/lipgloss"
 )
 
-// Palette is the set of adaptive colours: readable on dark and light terminals.
-var palette = struct {
+// palette is the set of adaptive colours: readable on dark and light terminals.
+type palette struct {
 	accent, text, muted, good, bad, warn, selectBg, border lipgloss.AdaptiveColor
-}{
-	accent:   lipgloss.AdaptiveColor{Light: "#5A3FC0", Dark: "#A78BFA"},
-	text:     lipgloss.AdaptiveColor{Light: "#1F2328", Dark: "#E6EDF3"},
-	muted:    lipgloss.AdaptiveColor{Light: "#6E7781", Dark: "#8B949E"},
-	good:     lipgloss.AdaptiveColor{Light: "#1A7F37", Dark: "#3FB950"},
-	bad:      lipgloss.AdaptiveColor{Light: "#CF222E", Dark: "#F85149"},
-	warn:     lipgloss.AdaptiveColor{Light: "#9A6700", Dark: "#D29922"},
-	selectBg: lipgloss.AdaptiveColor{Light: "#DDF4FF", Dark: "#1F3A5F"},
-	border:   lipgloss.AdaptiveColor{Light: "#8C959F", Dark: "#6E7681"},
+}
+
+// defaultPalette returns the colours; a function, not a variable, so that no
+// session can change another's colours.
+func defaultPalette() palette {
+	return palette{
+		accent:   lipgloss.AdaptiveColor{Light: "#5A3FC0", Dark: "#A78BFA"},
+		text:     lipgloss.AdaptiveColor{Light: "#1F2328", Dark: "#E6EDF3"},
+		muted:    lipgloss.AdaptiveColor{Light: "#6E7781", Dark: "#8B949E"},
+		good:     lipgloss.AdaptiveColor{Light: "#1A7F37", Dark: "#3FB950"},
+		bad:      lipgloss.AdaptiveColor{Light: "#CF222E", Dark: "#F85149"},
+		warn:     lipgloss.AdaptiveColor{Light: "#9A6700", Dark: "#D29922"},
+		selectBg: lipgloss.AdaptiveColor{Light: "#DDF4FF", Dark: "#1F3A5F"},
+		border:   lipgloss.AdaptiveColor{Light: "#8C959F", Dark: "#6E7681"},
+	}
 }
 
 // Styles is every style the screens use.
@@ -48,6 +54,7 @@ type Styles struct {
 
 // New builds the styles for the terminal behind r.
 func New(r *lipgloss.Renderer) *Styles {
+	palette := defaultPalette()
 	st := func() lipgloss.Style { return r.NewStyle() }
 	s := &Styles{
 		Title:    st().Bold(true).Foreground(palette.accent),

@@ -125,7 +125,7 @@ func sshHint(addr string, args []string) string {
 	}
 	cmd := "ssh -p " + port + " " + host
 	if len(rest) == 0 {
-		return cmd + " COMMAND"
+		return cmd // the TUI
 	}
 	return cmd + " " + strings.Join(rest, " ")
 }

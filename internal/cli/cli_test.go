@@ -321,4 +321,7 @@ func TestSSHHint(t *testing.T) {
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
+	if got := sshHint("127.0.0.1:23234", []string{"--db=/x"}); got != "ssh -p 23234 127.0.0.1" {
+		t.Fatalf("hint for the TUI: %s", got)
+	}
 }

@@ -1,11 +1,23 @@
 package store
 
 import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/apptokens/apptokens/internal/secret"
 )
+
+// ErrInvalidBackup is matched (errors.Is) by a restore refused because the
+// backup breaks a data rule or is not a backup at all.
+var ErrInvalidBackup = errors.New("invalid backup")
 
 // Backup writes a full backup (tokens, usage, audit, policy) to w.
 func (s *Store) Backup(w io.Writer) error {
@@ -17,7 +29,15 @@ func (s *Store) Backup(w io.Writer) error {
 
 // Restore loads a backup made by Backup. It refuses a database that already holds
 // tokens unless replace is set, in which case everything is dropped first.
+//
+// A backup is a file from outside: it is loaded into a scratch in-memory
+// database and every record checked against the data rules (names, descriptions,
+// access, indexes, IPs, audit text) before the store is touched. A refused
+// backup (ErrInvalidBackup) leaves the store exactly as it was; the error names
+// the first bad record. Other writers wait while a restore runs.
 func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	toks, err := s.List()
 	if err != nil {
 		return err
@@ -25,13 +45,32 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 	if len(toks) > 0 && !replace {
 		return fmt.Errorf("database already holds %d tokens; restore needs an empty database (or --replace): %w", len(toks), ErrNotEmpty)
 	}
-	if len(toks) > 0 || replace {
-		if err := s.db.DropAll(); err != nil {
-			return fmt.Errorf("restore: clear database: %w", err)
-		}
-	}
-	if err := s.db.Load(r, 256); err != nil {
+	scratch, err := badger.Open(badgerOptions(""))
+	if err != nil {
 		return fmt.Errorf("restore: %w", err)
+	}
+	defer scratch.Close()
+	if err := scratch.Load(&frameReader{r: r}, 256); err != nil {
+		return fmt.Errorf("%w: cannot read it: %w", ErrInvalidBackup, err)
+	}
+	// Check and copy in one read transaction: exactly what was checked is copied.
+	err = scratch.View(func(txn *badger.Txn) error {
+		orphans, err := checkBackup(txn)
+		if err != nil {
+			return err
+		}
+		if len(toks) > 0 || replace {
+			if err := s.db.DropAll(); err != nil {
+				return fmt.Errorf("restore: clear database: %w", err)
+			}
+		}
+		if err := copyRecords(txn, s.db, orphans); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := s.db.Sync(); err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -40,11 +79,263 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 		return err
 	}
 	now := s.now().UTC()
-	if err := s.update(func(txn *badger.Txn) error {
+	if err := s.updateLocked(func(txn *badger.Txn) error {
 		return s.addEvent(txn, now, actor, ActionRestore, "", "")
 	}); err != nil {
 		return err
 	}
 	s.feed.publish(Change{Kind: ChangeReload})
 	return nil
+}
+
+// copyRecords writes every live record that txn sees but the skipped keys into dst.
+func copyRecords(txn *badger.Txn, dst *badger.DB, skip map[string]bool) error {
+	wb := dst.NewWriteBatch()
+	defer wb.Cancel()
+	it := txn.NewIterator(badger.DefaultIteratorOptions)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		if skip[string(item.Key())] {
+			continue
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		if err := wb.Set(item.KeyCopy(nil), v); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// maxFrame bounds one frame of a backup stream. Badger writes frames of about
+// 16 MB (at most ~100 MB) and trusts the size in a frame's header, allocating it
+// before reading: a crafted header would make it panic or take all memory.
+const maxFrame = 256 << 20
+
+// frameReader passes a backup stream (frames of a little-endian uint64 size and
+// that many bytes) on to Badger's Load only once each frame has fully arrived
+// and is of a sane size.
+type frameReader struct {
+	r    io.Reader
+	next bytes.Buffer // the frame being passed on
+}
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	if f.next.Len() == 0 {
+		var hdr [8]byte
+		if _, err := io.ReadFull(f.r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, io.EOF
+			}
+			return 0, fmt.Errorf("truncated frame header: %w", err)
+		}
+		size := binary.LittleEndian.Uint64(hdr[:])
+		if size > maxFrame {
+			return 0, fmt.Errorf("frame of %d bytes (at most %d)", size, maxFrame)
+		}
+		f.next.Reset()
+		f.next.Write(hdr[:])
+		// CopyN grows the buffer as bytes arrive, not by the size announced.
+		if n, err := io.CopyN(&f.next, f.r, int64(size)); err != nil {
+			return 0, fmt.Errorf("truncated frame: %d of %d bytes: %w", n, size, err)
+		}
+	}
+	return f.next.Read(p)
+}
+
+// checkBackup checks every record of a loaded backup. It returns the keys of
+// usage records whose token is gone (left behind when clearing a deleted
+// token's usage failed): harmless, and not restored.
+func checkBackup(txn *badger.Txn) (orphans map[string]bool, err error) {
+	bad := func(what string, key []byte, err error) error {
+		return fmt.Errorf("%w: %s record %s: %w", ErrInvalidBackup, what, quote(string(key)), err)
+	}
+	tokens := map[string]Token{}
+	names := map[string]string{}   // lower(name) → id, from the name index
+	digests := map[string]string{} // digest key → id, from the digest index
+	type usageRec struct {
+		key   []byte
+		owner string
+	}
+	var usage []usageRec
+
+	it := txn.NewIterator(badger.DefaultIteratorOptions)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		key := item.KeyCopy(nil)
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cannot read it: %w", ErrInvalidBackup, err)
+		}
+		k := string(key)
+		switch {
+		case strings.HasPrefix(k, pfxToken):
+			t, err := checkTokenRecord(strings.TrimPrefix(k, pfxToken), v)
+			if err != nil {
+				return nil, bad("token", key, err)
+			}
+			tokens[t.ID] = t
+		case strings.HasPrefix(k, pfxName):
+			if !validID(string(v)) {
+				return nil, bad("name index", key, errors.New("holds no token id"))
+			}
+			names[strings.TrimPrefix(k, pfxName)] = string(v)
+		case strings.HasPrefix(k, pfxDigest):
+			if len(key) != len(pfxDigest)+len(secret.Digest{}) || !validID(string(v)) {
+				return nil, bad("digest index", key, errors.New("is malformed"))
+			}
+			digests[k] = string(v)
+		case strings.HasPrefix(k, pfxUsage):
+			owner, err := checkUsageRecord(k, v)
+			if err != nil {
+				return nil, bad("usage", key, err)
+			}
+			usage = append(usage, usageRec{key, owner})
+		case strings.HasPrefix(k, pfxEvent):
+			if err := checkEventRecord(key, v); err != nil {
+				return nil, bad("audit", key, err)
+			}
+		case k == keyPolicy:
+			if n, err := strconv.ParseInt(string(v), 10, 64); err != nil || n < 0 {
+				return nil, bad("policy", key, errors.New("is not a duration"))
+			}
+		default:
+			return nil, bad("unknown", key, errors.New("is not an apptokens record"))
+		}
+	}
+
+	// Both indexes point at every token, and at nothing else: together with
+	// the one name key per lower-cased name, names are unique case-insensitively.
+	for id, t := range tokens {
+		if names[strings.ToLower(t.Name)] != id {
+			return nil, bad("token", tokenKey(id), fmt.Errorf("name %s is not indexed to it (name taken twice?)", quote(t.Name)))
+		}
+		if digests[string(digestKey(t.Digest))] != id {
+			return nil, bad("token", tokenKey(id), errors.New("its secret digest is not indexed to it"))
+		}
+	}
+	for low, id := range names {
+		if t, ok := tokens[id]; !ok || strings.ToLower(t.Name) != low {
+			return nil, bad("name index", nameKey(low), errors.New("points at no token of that name"))
+		}
+	}
+	for dk, id := range digests {
+		if t, ok := tokens[id]; !ok || string(digestKey(t.Digest)) != dk {
+			return nil, bad("digest index", []byte(dk), errors.New("points at no token with that digest"))
+		}
+	}
+	orphans = map[string]bool{}
+	for _, u := range usage {
+		if _, ok := tokens[u.owner]; !ok {
+			orphans[string(u.key)] = true
+		}
+	}
+	return orphans, nil
+}
+
+func checkTokenRecord(id string, v []byte) (Token, error) {
+	var t Token
+	if err := decodeToken(v, &t); err != nil {
+		return t, err
+	}
+	if !bytes.Equal(encodeToken(&t), v) {
+		return t, errBadToken
+	}
+	if t.ID != id || !validID(id) {
+		return t, fmt.Errorf("holds id %s", quote(t.ID))
+	}
+	for _, check := range []func() error{
+		func() error { return ValidateName(t.Name) },
+		func() error { return ValidateDescription(t.Description) },
+		func() error { return ValidateAccess(t.Access) },
+	} {
+		if err := check(); err != nil {
+			return t, err
+		}
+	}
+	if !validHint(t.Hint) {
+		return t, fmt.Errorf("hint %s is not a token hint", quote(t.Hint))
+	}
+	return t, nil
+}
+
+// checkUsageRecord checks a usage record and returns the ID of its token.
+func checkUsageRecord(key string, v []byte) (string, error) {
+	var u Usage
+	if err := strictJSON(v, &u); err != nil {
+		return "", err
+	}
+	ip, err := ParseIP(u.IP)
+	if err != nil {
+		return "", err
+	}
+	if ip != u.IP || !validID(u.TokenID) || key != string(usageKey(u.TokenID, u.IP)) {
+		return "", errors.New("does not match its key")
+	}
+	return u.TokenID, nil
+}
+
+func checkEventRecord(key, v []byte) error {
+	if len(key) != len(pfxEvent)+16 {
+		return errors.New("key is malformed")
+	}
+	var e Event
+	if err := strictJSON(v, &e); err != nil {
+		return err
+	}
+	for _, f := range [...]string{e.Actor, e.Action, e.Token, e.Details} {
+		if Printable(f) != f {
+			return fmt.Errorf("holds control characters: %s", quote(f))
+		}
+	}
+	return nil
+}
+
+// strictJSON decodes one JSON value with no unknown fields and nothing after it.
+func strictJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
+}
+
+// validID reports whether id can be a token ID: 1 to 64 letters, digits, dashes
+// or underscores (Create makes 16 hex digits; it must never hold the '/' that
+// separates parts of a key).
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validHint reports whether h has the form of secret.HintOf: the prefix, an
+// ellipsis and at most the last 4 (base62) characters.
+func validHint(h string) bool {
+	rest, ok := strings.CutPrefix(h, secret.Prefix+"…")
+	if !ok || len(rest) > 4 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -22,7 +22,7 @@ func populate(t *testing.T, s *store.Store, c *clock) {
 	mustCreate(t, s, "gone")
 	c.Add(time.Hour)
 	t0 := c.Now()
-	if err := s.RecordUsage([]store.UsageDelta{
+	if _, err := s.RecordUsage([]store.UsageDelta{
 		{TokenID: feed.Token.ID, IP: "192.0.2.1", FirstUsedAt: t0, LastUsedAt: t0.Add(time.Minute), Allowed: 12, Denied: 2},
 		{TokenID: feed.Token.ID, IP: "2001:db8::7", FirstUsedAt: t0, LastUsedAt: t0.Add(2 * time.Minute), Allowed: 1},
 		{TokenID: siem.Token.ID, IP: "198.51.100.3", FirstUsedAt: t0, LastUsedAt: t0, Denied: 5},

@@ -20,8 +20,12 @@ type SeedToken struct {
 // BulkLoad writes many tokens at once through a write batch (seed data for demos
 // and benchmarks). Every token is validated first and no name may already exist
 // or repeat; then the batch is written and synced. One audit event records it.
+// It holds every other writer off from the name check to the sync, so a
+// concurrent Create cannot take a name in between.
 func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 	seen := make(map[string]bool, len(toks))
+	seenID := make(map[string]bool, len(toks))
+	seenDigest := make(map[secret.Digest]bool, len(toks))
 	for i := range toks {
 		t := &toks[i].Token
 		if err := ValidateName(t.Name); err != nil {
@@ -41,14 +45,44 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 		t.Access = normalizeAccess(t.Access)
 		if t.ID == "" {
 			t.ID = newID()
+		} else if !validID(t.ID) {
+			return fmt.Errorf("token %s: id %s is not 1 to 64 letters, digits, dashes or underscores", quote(t.Name), quote(t.ID))
 		}
 		t.Digest = toks[i].Secret.Digest()
 		t.Hint = toks[i].Secret.Hint()
+		if seenDigest[t.Digest] {
+			return fmt.Errorf("token %s: its secret is given twice", quote(t.Name))
+		}
+		seenDigest[t.Digest] = true
+		if seenID[t.ID] {
+			return fmt.Errorf("token %s: id %s given twice", quote(t.Name), quote(t.ID))
+		}
+		seenID[t.ID] = true
+		for j := range toks[i].Usage {
+			ip, err := ParseIP(toks[i].Usage[j].IP)
+			if err != nil {
+				return err
+			}
+			toks[i].Usage[j].IP = ip
+		}
 	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	err := s.db.View(func(txn *badger.Txn) error {
 		for i := range toks {
-			if _, err := txn.Get(nameKey(toks[i].Token.Name)); err == nil {
-				return fieldErr("name", ErrNameTaken, "name %s is already taken", quote(toks[i].Token.Name))
+			t := &toks[i].Token
+			if _, err := txn.Get(nameKey(t.Name)); err == nil {
+				return fieldErr("name", ErrNameTaken, "name %s is already taken", quote(t.Name))
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			if _, err := txn.Get(digestKey(t.Digest)); err == nil {
+				return fmt.Errorf("token %s: its secret belongs to another token", quote(t.Name))
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			if _, err := txn.Get(tokenKey(t.ID)); err == nil {
+				return fmt.Errorf("token %s: id %s is already taken", quote(t.Name), quote(t.ID))
 			} else if !errors.Is(err, badger.ErrKeyNotFound) {
 				return err
 			}
@@ -73,12 +107,7 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 		}
 		for _, u := range toks[i].Usage {
 			u.TokenID = t.ID
-			ip, err := ParseIP(u.IP)
-			if err != nil {
-				return err
-			}
-			u.IP = ip
-			if err := setBatchJSON(wb, usageKey(t.ID, ip), u); err != nil {
+			if err := setBatchJSON(wb, usageKey(t.ID, u.IP), u); err != nil {
 				return err
 			}
 		}

@@ -27,7 +27,7 @@ func encodeToken(t *Token) []byte {
 	}
 	var bits byte
 	for _, a := range t.Access {
-		for i, x := range AllAccess {
+		for i, x := range accessOrder() {
 			if a == x {
 				bits |= 1 << i
 			}
@@ -70,7 +70,7 @@ func decodeToken(b []byte, t *Token) error {
 	}
 	bits := b[0]
 	t.Access = make([]Access, 0, 2)
-	for i, x := range AllAccess {
+	for i, x := range accessOrder() {
 		if bits&(1<<i) != 0 {
 			t.Access = append(t.Access, x)
 		}

@@ -34,3 +34,25 @@ func (s *Store) DumpKV() (map[string]string, error) {
 	})
 	return out, err
 }
+
+// PrefixUsage is the key prefix of usage records.
+const PrefixUsage = pfxUsage
+
+// TokenRecords is what Create writes for t: its record and both index entries,
+// keyed by raw key, for crafting backups in tests.
+func TokenRecords(t Token) map[string][]byte {
+	return map[string][]byte{
+		string(tokenKey(t.ID)):      encodeToken(&t),
+		string(nameKey(t.Name)):     []byte(t.ID),
+		string(digestKey(t.Digest)): []byte(t.ID),
+	}
+}
+
+// UsageKey is the key of the usage record of (id, ip).
+func UsageKey(id, ip string) []byte { return usageKey(id, ip) }
+
+// PutRaw writes one record as given, bypassing every rule: a test corrupts a
+// store with it on purpose.
+func (s *Store) PutRaw(key, value []byte) error {
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, value) })
+}

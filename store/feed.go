@@ -42,6 +42,9 @@ type Subscription struct {
 	queue  []Change
 	reload bool
 	feed   *feed
+	// used indexes the queued ChangeUsed of each token: the gate records usage
+	// every second, and a later one supersedes an earlier one in the queue.
+	used map[string]int
 }
 
 // C is signalled (coalesced) when changes are waiting; it is closed when the
@@ -54,7 +57,7 @@ func (s *Subscription) Take() (changes []Change, reload bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	changes, reload = s.queue, s.reload
-	s.queue, s.reload = nil, false
+	s.queue, s.reload, s.used = nil, false, nil
 	return changes, reload
 }
 
@@ -102,11 +105,7 @@ func (f *feed) publish(changes ...Change) {
 	for sub := range f.subs {
 		sub.mu.Lock()
 		if !sub.reload {
-			if len(sub.queue)+len(changes) > maxPending {
-				sub.queue, sub.reload = nil, true
-			} else {
-				sub.queue = append(sub.queue, changes...)
-			}
+			sub.enqueue(changes)
 		}
 		sub.mu.Unlock()
 		select {
@@ -134,4 +133,28 @@ func (f *feed) closeAll() {
 		close(sub.c)
 	}
 	f.subs = nil
+}
+
+// enqueue adds changes to the queue, collapsing repeated ChangeUsed of a token
+// into the newest, and turns an overlong queue into one reload. sub.mu is held.
+func (s *Subscription) enqueue(changes []Change) {
+	for _, c := range changes {
+		if c.Kind == ChangeUsed {
+			if i, ok := s.used[c.TokenID]; ok {
+				if c.LastUsedAt.After(s.queue[i].LastUsedAt) {
+					s.queue[i] = c
+				}
+				continue
+			}
+			if s.used == nil {
+				s.used = map[string]int{}
+			}
+			s.used[c.TokenID] = len(s.queue)
+		}
+		if len(s.queue) >= maxPending {
+			s.queue, s.used, s.reload = nil, nil, true
+			return
+		}
+		s.queue = append(s.queue, c)
+	}
 }

@@ -71,6 +71,7 @@ func TestFeedKinds(t *testing.T) {
 	defer sub.Close()
 	c := mustCreate(t, s, "kinds")
 	id := c.Token.ID
+	usedAt := time.Date(2026, 3, 1, 9, 30, 0, 0, time.UTC)
 	steps := []struct {
 		name  string
 		write func() error
@@ -87,9 +88,9 @@ func TestFeedKinds(t *testing.T) {
 		{"block", func() error { _, err := s.SetBlocked(admin, "kinds", []string{"192.0.2.1"}, true); return err },
 			store.Change{Kind: store.ChangeUsage, TokenID: id, Name: "kinds"}},
 		{"usage", func() error {
-			now := s.Now()
-			return s.RecordUsage([]store.UsageDelta{{TokenID: id, IP: "192.0.2.2", FirstUsedAt: now, LastUsedAt: now, Allowed: 1}})
-		}, store.Change{Kind: store.ChangeUsage, TokenID: id, Name: "kinds"}},
+			_, err := s.RecordUsage([]store.UsageDelta{{TokenID: id, IP: "192.0.2.2", FirstUsedAt: usedAt, LastUsedAt: usedAt, Allowed: 1}})
+			return err
+		}, store.Change{Kind: store.ChangeUsed, TokenID: id, Name: "kinds", LastUsedAt: usedAt}},
 		{"policy", func() error { return s.SetInactiveAfter(time.Hour) }, store.Change{Kind: store.ChangePolicy}},
 		{"delete", func() error { _, err := s.Delete(admin, []string{"kinds"}); return err },
 			store.Change{Kind: store.ChangeDeleted, TokenID: id, Name: "kinds"}},

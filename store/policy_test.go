@@ -76,7 +76,7 @@ func TestExpireStale(t *testing.T) {
 	}
 
 	c.Add(20 * day)
-	if err := s.RecordUsage([]store.UsageDelta{{TokenID: used.Token.ID, IP: "192.0.2.4", FirstUsedAt: c.Now(), LastUsedAt: c.Now(), Allowed: 1}}); err != nil {
+	if _, err := s.RecordUsage([]store.UsageDelta{{TokenID: used.Token.ID, IP: "192.0.2.4", FirstUsedAt: c.Now(), LastUsedAt: c.Now(), Allowed: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	// Denied requests alone do not count as use.
@@ -84,7 +84,7 @@ func TestExpireStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RecordUsage([]store.UsageDelta{{TokenID: idleA.ID, IP: "192.0.2.5", FirstUsedAt: c.Now(), LastUsedAt: c.Now(), Denied: 3}}); err != nil {
+	if _, err := s.RecordUsage([]store.UsageDelta{{TokenID: idleA.ID, IP: "192.0.2.5", FirstUsedAt: c.Now(), LastUsedAt: c.Now(), Denied: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	if names, err := s.ExpireStale(admin); err != nil || len(names) != 0 {

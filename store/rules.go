@@ -129,7 +129,7 @@ func ParseAccessList(s string) ([]Access, error) {
 // normalizeAccess orders access types as AllAccess does.
 func normalizeAccess(in []Access) []Access {
 	out := make([]Access, 0, len(in))
-	for _, a := range AllAccess {
+	for _, a := range accessOrder() {
 		for _, x := range in {
 			if x == a {
 				out = append(out, a)

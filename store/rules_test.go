@@ -18,7 +18,7 @@ func seedStore(t *testing.T) *store.Store {
 	a := mustCreate(t, s, "Feed-1", store.AccessThirdPartyFeeds)
 	mustCreate(t, s, "soc-export", store.AccessSecurityDirector, store.AccessThirdPartyFeeds)
 	now := s.Now()
-	if err := s.RecordUsage([]store.UsageDelta{{TokenID: a.Token.ID, IP: "192.0.2.7", FirstUsedAt: now, LastUsedAt: now, Allowed: 3, Denied: 1}}); err != nil {
+	if _, err := s.RecordUsage([]store.UsageDelta{{TokenID: a.Token.ID, IP: "192.0.2.7", FirstUsedAt: now, LastUsedAt: now, Allowed: 3, Denied: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.SetBlocked(admin, "Feed-1", []string{"198.51.100.9"}, true); err != nil {

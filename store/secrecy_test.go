@@ -72,7 +72,7 @@ func TestSecretNeverOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := s.Now()
-	if err := s.RecordUsage([]store.UsageDelta{{TokenID: toks[1].ID, IP: "203.0.113.5", FirstUsedAt: now, LastUsedAt: now, Allowed: 1}}); err != nil {
+	if _, err := s.RecordUsage([]store.UsageDelta{{TokenID: toks[1].ID, IP: "203.0.113.5", FirstUsedAt: now, LastUsedAt: now, Allowed: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.SetBlocked(admin, "disk-02", []string{"203.0.113.6"}, true); err != nil {

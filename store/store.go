@@ -58,6 +58,11 @@ type Store struct {
 
 	mu            sync.RWMutex
 	inactiveAfter time.Duration
+
+	// writeMu is held shared by every transactional write and exclusively by
+	// BulkLoad and Restore, which write outside transactions: a Create cannot slip
+	// between their checks and their writes.
+	writeMu sync.RWMutex
 }
 
 // LockedError is returned by Open when another process holds the database.
@@ -84,21 +89,9 @@ func Open(opts Options) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	bopts := badger.DefaultOptions(opts.Dir).
-		WithLogger(nil).
-		WithSyncWrites(true).
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(4).
-		WithBlockCacheSize(8 << 20).
-		WithIndexCacheSize(4 << 20).
-		WithValueLogFileSize(16 << 20).
-		WithValueThreshold(1 << 10).
-		WithCompression(options.Snappy).
-		WithNumCompactors(2)
+	var bopts badger.Options
 	if opts.InMemory {
-		bopts = bopts.WithInMemory(true).WithDir("").WithValueDir("")
+		bopts = badgerOptions("")
 	} else {
 		if opts.Dir == "" {
 			return nil, errors.New("no database directory given")
@@ -111,6 +104,7 @@ func Open(opts Options) (*Store, error) {
 			return nil, err
 		}
 		s.lock = lock
+		bopts = badgerOptions(opts.Dir)
 	}
 	db, err := badger.Open(bopts)
 	if err != nil {
@@ -123,6 +117,29 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// badgerOptions are the store's Badger options, sized for a small footprint;
+// dir "" is an in-memory database.
+func badgerOptions(dir string) badger.Options {
+	o := badger.DefaultOptions(dir).
+		WithLogger(nil).
+		WithSyncWrites(true).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithValueLogFileSize(16 << 20).
+		WithValueThreshold(1 << 10).
+		WithCompression(options.Snappy).
+		WithNumCompactors(2)
+	if dir == "" {
+		// In memory there is no value log: every value must fit the LSM tree.
+		o = o.WithInMemory(true).WithDir("").WithValueDir("").WithValueThreshold(1 << 20)
+	}
+	return o
 }
 
 func lockDir(dir string) (*os.File, error) {
@@ -227,9 +244,19 @@ func (s *Store) loadPolicy() error {
 
 // update runs fn in a read-write transaction, retrying on conflicts.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	s.writeMu.RLock()
+	defer s.writeMu.RUnlock()
+	return s.updateLocked(fn)
+}
+
+// updateLocked is update for a caller that already holds writeMu.
+func (s *Store) updateLocked(fn func(txn *badger.Txn) error) error {
 	var err error
 	for attempt := 0; attempt < 50; attempt++ {
 		err = s.db.Update(fn)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			return errTxnTooBig
+		}
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}

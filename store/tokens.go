@@ -215,9 +215,13 @@ func equalAccess(a, b []Access) bool {
 
 // SetActive activates or deactivates the named tokens in one transaction. Every
 // name must exist, or nothing changes. It returns how many tokens changed state.
+// More than MaxBatch names are refused (ErrTooMany) before anything is read.
 func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error) {
 	if len(names) == 0 {
 		return 0, errors.New("no token names given")
+	}
+	if len(names) > MaxBatch {
+		return 0, tooMany("tokens", len(names))
 	}
 	now := s.now().UTC()
 	after := s.InactiveAfter()
@@ -263,11 +267,21 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 	return len(changed), nil
 }
 
-// Delete removes the named tokens, their indexes and usage, in one transaction.
-// Every name must exist, or nothing changes.
+// Delete removes the named tokens and their indexes in one transaction: every
+// name must exist, or nothing changes. More than MaxBatch names are refused
+// (ErrTooMany) before anything is read.
+//
+// Their usage records go after that commit, in bounded transactions: a token
+// used from many addresses has more of them than one transaction can hold, and
+// nothing reaches them once the token is gone (IDs are random, never reused;
+// RecordUsage drops deltas of missing tokens). Should clearing them fail, the
+// tokens stay deleted and the error says so.
 func (s *Store) Delete(actor Actor, names []string) (int, error) {
 	if len(names) == 0 {
 		return 0, errors.New("no token names given")
+	}
+	if len(names) > MaxBatch {
+		return 0, tooMany("tokens", len(names))
 	}
 	now := s.now().UTC()
 	var changed []Change
@@ -283,9 +297,6 @@ func (s *Store) Delete(actor Actor, names []string) (int, error) {
 					return err
 				}
 			}
-			if err := deletePrefix(txn, usagePrefix(t.ID)); err != nil {
-				return err
-			}
 			if err := s.addEvent(txn, now, actor, ActionDelete, t.Name, ""); err != nil {
 				return err
 			}
@@ -297,65 +308,111 @@ func (s *Store) Delete(actor Actor, names []string) (int, error) {
 		return 0, err
 	}
 	s.feed.publish(changed...)
+	for _, c := range changed {
+		if err := s.deletePrefix(usagePrefix(c.TokenID)); err != nil {
+			return len(changed), fmt.Errorf("token %s deleted, but clearing its usage records failed: %w", quote(c.Name), err)
+		}
+	}
 	return len(changed), nil
 }
 
-func deletePrefix(txn *badger.Txn, prefix []byte) error {
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = prefix
-	opts.PrefetchValues = false
-	it := txn.NewIterator(opts)
-	var keys [][]byte
-	for it.Rewind(); it.Valid(); it.Next() {
-		keys = append(keys, it.Item().KeyCopy(nil))
-	}
-	it.Close()
-	for _, k := range keys {
-		if err := txn.Delete(k); err != nil {
+// deletePrefix deletes every key with the prefix, writeChunk keys per transaction.
+func (s *Store) deletePrefix(prefix []byte) error {
+	for {
+		var n int
+		err := s.update(func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = prefix
+			opts.PrefetchValues = false
+			it := txn.NewIterator(opts)
+			var keys [][]byte
+			for it.Rewind(); it.Valid() && len(keys) < writeChunk; it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			it.Close()
+			for _, k := range keys {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			n = len(keys)
+			return nil
+		})
+		if err != nil || n < writeChunk {
 			return err
 		}
 	}
-	return nil
 }
 
 // ExpireStale deactivates every active token that the inactivity policy has made
 // Inactive, recording an audit event for each. It returns the names deactivated.
+//
+// The tokens are written writeChunk per transaction, each chunk published after
+// its commit, since a long-idle fleet can hold more than one transaction can. When
+// a chunk fails, the earlier ones stay committed: the names returned with the
+// error are those deactivated, and the next sweep picks up the rest.
 func (s *Store) ExpireStale(actor Actor) ([]string, error) {
 	after := s.InactiveAfter()
 	if after <= 0 {
 		return nil, nil
 	}
 	now := s.now().UTC()
-	var names []string
-	var changed []Change
-	err := s.update(func(txn *badger.Txn) error {
-		names, changed = names[:0], changed[:0]
+	var ids []string
+	err := s.db.View(func(txn *badger.Txn) error {
 		toks, err := listTokens(txn)
 		if err != nil {
 			return err
 		}
 		for _, t := range toks {
-			if !t.Expired(now, after) {
-				continue
+			if t.Expired(now, after) {
+				ids = append(ids, t.ID)
 			}
-			t.Active = false
-			t.UpdatedAt = now
-			if err := putToken(txn, &t); err != nil {
-				return err
-			}
-			details := fmt.Sprintf("unused for %s", formatDays(after))
-			if err := s.addEvent(txn, now, actor, ActionExpire, t.Name, details); err != nil {
-				return err
-			}
-			names = append(names, t.Name)
-			changed = append(changed, Change{Kind: ChangeToken, TokenID: t.ID, Name: t.Name})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.feed.publish(changed...)
+	details := fmt.Sprintf("unused for %s", formatDays(after))
+	var names []string
+	for len(ids) > 0 {
+		chunk := ids[:min(writeChunk, len(ids))]
+		ids = ids[len(chunk):]
+		var changed []Change
+		err := s.update(func(txn *badger.Txn) error {
+			changed = changed[:0]
+			for _, id := range chunk {
+				// Read again inside the transaction: an admin may have activated
+				// or deleted the token since the scan.
+				var t Token
+				if err := getToken(txn, id, &t); errors.Is(err, badger.ErrKeyNotFound) {
+					continue
+				} else if err != nil {
+					return err
+				}
+				if !t.Expired(now, after) {
+					continue
+				}
+				t.Active = false
+				t.UpdatedAt = now
+				if err := putToken(txn, &t); err != nil {
+					return err
+				}
+				if err := s.addEvent(txn, now, actor, ActionExpire, t.Name, details); err != nil {
+					return err
+				}
+				changed = append(changed, Change{Kind: ChangeToken, TokenID: t.ID, Name: t.Name})
+			}
+			return nil
+		})
+		if err != nil {
+			return names, fmt.Errorf("inactivity sweep: %w", err)
+		}
+		s.feed.publish(changed...)
+		for _, c := range changed {
+			names = append(names, c.Name)
+		}
+	}
 	return names, nil
 }
 

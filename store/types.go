@@ -20,8 +20,17 @@ const (
 	AccessThirdPartyFeeds  Access = "third-party-feeds"
 )
 
-// AllAccess lists the access types in display order.
-var AllAccess = [...]Access{AccessSecurityDirector, AccessThirdPartyFeeds}
+// AllAccess lists the access types in display order, in a slice of its own.
+func AllAccess() []Access {
+	all := accessOrder()
+	return all[:]
+}
+
+// accessOrder is the display order as an array value: no allocation, and no
+// package-level variable anyone could change.
+func accessOrder() [2]Access {
+	return [...]Access{AccessSecurityDirector, AccessThirdPartyFeeds}
+}
 
 // Label is the portal's wording of the access type.
 func (a Access) Label() string {

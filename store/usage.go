@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -64,6 +65,9 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 	if len(ips) == 0 {
 		return 0, errors.New("no IP addresses given")
 	}
+	if len(ips) > MaxBatch {
+		return 0, tooMany("IP addresses", len(ips))
+	}
 	norm := make([]string, 0, len(ips))
 	for _, ip := range ips {
 		n, err := ParseIP(ip)
@@ -123,13 +127,28 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 	return changed, nil
 }
 
-// RecordUsage adds a batch of aggregated requests from the gate in one
-// transaction, and moves each token's last-used time forward. Deltas for tokens
-// deleted meanwhile are dropped.
-func (s *Store) RecordUsage(deltas []UsageDelta) error {
-	if len(deltas) == 0 {
-		return nil
+// RecordUsage adds aggregated requests from the gate and moves each token's
+// last-used time forward. Deltas for tokens deleted meanwhile are dropped.
+//
+// The deltas are written in order, writeChunk per transaction, each chunk
+// published after its commit. written is how many deltas are done (committed or
+// dropped): when err is not nil, deltas[written:] were not written and can be
+// given again; deltas[:written] must not be, or they would count twice.
+func (s *Store) RecordUsage(deltas []UsageDelta) (written int, err error) {
+	for written < len(deltas) {
+		chunk := deltas[written:min(written+writeChunk, len(deltas))]
+		changed, err := s.recordUsageChunk(chunk)
+		if err != nil {
+			return written, fmt.Errorf("record usage: %w", err)
+		}
+		s.feed.publish(changed...)
+		written += len(chunk)
 	}
+	return written, nil
+}
+
+// recordUsageChunk writes deltas in one transaction and returns the changes to publish.
+func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 	var changed []Change
 	err := s.update(func(txn *badger.Txn) error {
 		changed = changed[:0]
@@ -181,11 +200,7 @@ func (s *Store) RecordUsage(deltas []UsageDelta) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	s.feed.publish(changed...)
-	return nil
+	return changed, err
 }
 
 // GateEntry is what the gate needs to verify one token: the token and the IPs

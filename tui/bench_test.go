@@ -16,9 +16,9 @@ import (
 // Floors, measured on the 2-core machine (AMD EPYC, shared, load ~4-6;
 // go test -run X -bench . -benchmem ./tui):
 //
-//	BenchmarkTokensKeystroke/tokens=1000     150-250 µs/op   59 KB/op   730 allocs/op
-//	BenchmarkTokensKeystroke/tokens=100000   150-280 µs/op   59 KB/op   730 allocs/op (within 1.5× of 1000)
-//	BenchmarkTokensFilter/tokens=100000      1.4-2.3 ms/op   59 KB/op   666 allocs/op (refilters every token)
+//	BenchmarkTokensKeystroke/tokens=1000     150-250 µs/op   60 KB/op   750 allocs/op
+//	BenchmarkTokensKeystroke/tokens=100000   150-280 µs/op   60 KB/op   750 allocs/op (within 1.5× of 1000)
+//	BenchmarkTokensFilter/tokens=100000      1.2-2.3 ms/op   60 KB/op   690 allocs/op (refilters every token)
 //	BenchmarkOpenFirstView/tokens=100000     0.4-1.7 s/op   ~370 MB/op  ~0.9 M allocs/op (open Badger, list, index, first View)
 //
 // A keystroke costs the same at 100,000 tokens as at 1,000 because the table

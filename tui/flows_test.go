@@ -305,7 +305,7 @@ func TestFlowUsageUpdatesLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = st.RecordUsage([]store.UsageDelta{{TokenID: tok.ID, IP: "192.0.2.44", FirstUsedAt: testNow, LastUsedAt: testNow, Allowed: 1}})
+	_, err = st.RecordUsage([]store.UsageDelta{{TokenID: tok.ID, IP: "192.0.2.44", FirstUsedAt: testNow, LastUsedAt: testNow, Allowed: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,10 +4,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/charmbracelet/x/exp/golden"
 
 	"github.com/apptokens/apptokens/internal/secret"
+	"github.com/apptokens/apptokens/store"
 )
 
 // tokenRE finds a revealed token on screen.
@@ -20,6 +22,7 @@ func TestView(t *testing.T) {
 		name  string
 		w, h  int
 		empty bool
+		more  func(t *testing.T, st *store.Store) // more seed data
 		do    func(t *testing.T, d *driver)
 	}{
 		{name: "empty", w: 100, h: 20, empty: true},
@@ -73,6 +76,9 @@ func TestView(t *testing.T) {
 		{name: "usage_blocked_ip", w: 100, h: 20, do: func(t *testing.T, d *driver) {
 			d.keys(keyDown, keyEnter)
 		}},
+		{name: "usage_ipv6", w: 100, h: 20, more: seedIPv6, do: func(t *testing.T, d *driver) {
+			d.keys(keyDown, keyEnter)
+		}},
 		{name: "audit", w: 100, h: 20, do: func(t *testing.T, d *driver) {
 			d.keys(runes("L"))
 		}},
@@ -87,12 +93,18 @@ func TestView(t *testing.T) {
 		{name: "narrow_60x15_usage", w: 60, h: 15, do: func(t *testing.T, d *driver) {
 			d.keys(keyDown, keyEnter)
 		}},
+		{name: "narrow_60x15_usage_ipv6", w: 60, h: 15, more: seedIPv6, do: func(t *testing.T, d *driver) {
+			d.keys(keyDown, keyEnter)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st, c := newStore(t)
 			if !tt.empty {
 				seedDemo(t, st, c)
+			}
+			if tt.more != nil {
+				tt.more(t, st)
 			}
 			d := drive(t, newModel(st, c, nil), tt.w, tt.h)
 			if tt.do != nil {
@@ -115,6 +127,29 @@ func TestView(t *testing.T) {
 			}
 			golden.RequireEqual(t, []byte(view))
 		})
+	}
+}
+
+// longIPv6 is as long as an IPv6 address gets (39 characters).
+const longIPv6 = "fd12:3456:789a:bcde:f012:3456:789a:bcde"
+
+// seedIPv6 adds two IPv6 clients of feeds-sync and blocks the longest.
+func seedIPv6(t *testing.T, st *store.Store) {
+	t.Helper()
+	feeds, err := st.Get("feeds-sync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := testNow.Add(-30 * time.Minute)
+	_, err = st.RecordUsage([]store.UsageDelta{
+		{TokenID: feeds.ID, IP: longIPv6, FirstUsedAt: at.Add(-time.Hour), LastUsedAt: at, Allowed: 12, Denied: 1},
+		{TokenID: feeds.ID, IP: "2001:db8::7", FirstUsedAt: at.Add(-2 * time.Hour), LastUsedAt: at.Add(-time.Minute), Allowed: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SetBlocked(tester, "feeds-sync", []string{longIPv6}, true); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -88,7 +88,7 @@ func seedDemo(t testing.TB, st *store.Store, c *clock) {
 	if _, err := st.SetActive(tester, []string{"siem-connector"}, false); err != nil {
 		t.Fatal(err)
 	}
-	err := st.RecordUsage([]store.UsageDelta{
+	_, err := st.RecordUsage([]store.UsageDelta{
 		{TokenID: feeds.ID, IP: "203.0.113.7", FirstUsedAt: testNow.Add(-10 * day), LastUsedAt: testNow.Add(-2 * time.Hour), Allowed: 1520, Denied: 3},
 		{TokenID: feeds.ID, IP: "198.51.100.23", FirstUsedAt: testNow.Add(-5 * day), LastUsedAt: testNow.Add(-26 * time.Hour), Allowed: 87},
 	})

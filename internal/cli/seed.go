@@ -73,7 +73,7 @@ func SeedLoad(st *store.Store, actor store.Actor, now time.Time, n, m int) error
 				Token: store.Token{
 					Name:        fmt.Sprintf("load-%06d", i+1),
 					Description: fmt.Sprintf("generated token %d", i+1),
-					Access:      []store.Access{store.AllAccess[i%2]},
+					Access:      []store.Access{store.AllAccess()[i%2]},
 					Active:      i%7 != 0,
 					CreatedAt:   created,
 					UpdatedAt:   created,

@@ -96,6 +96,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, m.load()
 		}
 	case common.ChangesMsg:
+		if !audited(msg) {
+			return m, nil
+		}
 		if m.loading {
 			m.dirty = true
 			return m, nil
@@ -196,4 +199,18 @@ func (m *Model) ShortHelp() []key.Binding {
 func (m *Model) FullHelp() [][]key.Binding {
 	k := m.keys
 	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Back}}
+}
+
+// audited reports whether msg may bring new events: the gate's usage
+// (store.ChangeUsed, every second while tokens are used) is not audited.
+func audited(msg common.ChangesMsg) bool {
+	if msg.Reload {
+		return true
+	}
+	for _, c := range msg.Changes {
+		if c.Kind != store.ChangeUsed {
+			return true
+		}
+	}
+	return false
 }

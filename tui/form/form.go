@@ -5,6 +5,7 @@ package form
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,6 +29,19 @@ type Store interface {
 // CreatedMsg is sent when a token was created: the root shows its secret once.
 type CreatedMsg struct{ Created store.Created }
 
+// tabMark stands for a tab in the description field. The text area turns tabs
+// into four spaces, but descriptions may hold tabs (DESIGN): the field shows each
+// tab (stored or pasted) as this mark, and the form turns every mark back into
+// a tab, so a typed mark is a tab too. A description that already holds the
+// mark itself is edited without marks (see Model.markTabs), so that it is kept.
+const tabMark = '⇥'
+
+// descFieldCells bounds what the description field holds. The text area counts
+// cells (a wide character is two), not characters, so its limit is not the
+// rule: the rule (store.MaxDescriptionLen characters) is checked live and on
+// submit. This bound only keeps a runaway paste from growing without end.
+const descFieldCells = 4 * store.MaxDescriptionLen
+
 // Focusable parts of the form, in tab order.
 const (
 	fieldName = iota
@@ -48,8 +62,13 @@ type Model struct {
 	editing *store.Token // nil: create
 	name    textinput.Model
 	desc    textarea.Model
-	sd, tpf bool
-	focus   int
+	// markTabs: tabs show as tabMark in the description field (see tabMark).
+	markTabs bool
+	// descField is what the description field showed when the form opened: a
+	// description the admin has not touched is not sent.
+	descField string
+	sd, tpf   bool
+	focus     int
 
 	touched   [numFields]bool
 	submitted bool
@@ -78,26 +97,47 @@ func New(ctx *common.Context, st Store, edit *store.Token) *Model {
 	// A static cursor: no blink ticks over SSH, and the screen only changes on input.
 	m.name.Cursor.SetMode(cursor.CursorStatic)
 	m.desc = textarea.New()
-	m.desc.CharLimit = store.MaxDescriptionLen
+	m.desc.CharLimit = descFieldCells
+	// Every character may be a newline: the field must take as many lines.
+	m.desc.MaxHeight = store.MaxDescriptionLen + 1
 	m.desc.ShowLineNumbers = false
 	m.desc.Prompt = "│ "
 	m.desc.Placeholder = "what uses this token (optional)"
 	m.desc.Cursor.SetMode(cursor.CursorStatic)
 	m.desc.KeyMap.InsertNewline.SetKeys("enter")
+	m.markTabs = edit == nil || !strings.ContainsRune(edit.Description, tabMark)
 	if edit != nil {
 		m.name.SetValue(edit.Name)
-		m.desc.SetValue(edit.Description)
+		m.desc.SetValue(m.toField(edit.Description))
 		m.sd = edit.HasAccess(store.AccessSecurityDirector)
 		m.tpf = edit.HasAccess(store.AccessThirdPartyFeeds)
 		m.focus = fieldDesc
 	}
+	m.descField = m.desc.Value()
 	m.initial = m.snapshot()
 	m.setFocus(m.focus)
 	return m
 }
 
 func (m *Model) snapshot() string {
-	return m.name.Value() + "\x00" + m.desc.Value() + "\x00" + strconv.FormatBool(m.sd) + strconv.FormatBool(m.tpf)
+	return m.name.Value() + "\x00" + m.description() + "\x00" + strconv.FormatBool(m.sd) + strconv.FormatBool(m.tpf)
+}
+
+// toField is text as the description field shows it: tabs as tabMark.
+func (m *Model) toField(s string) string {
+	if !m.markTabs {
+		return s
+	}
+	return strings.ReplaceAll(s, "\t", string(tabMark))
+}
+
+// description is the description as typed, with its tabs.
+func (m *Model) description() string {
+	v := m.desc.Value()
+	if !m.markTabs {
+		return v
+	}
+	return strings.ReplaceAll(v, string(tabMark), "\t")
 }
 
 // Init does nothing: the cursor does not blink.
@@ -168,7 +208,7 @@ func (m *Model) errors() (name, desc, access string) {
 		name = msg(store.ValidateName(m.name.Value()))
 	}
 	if desc == "" {
-		desc = msg(store.ValidateDescription(m.desc.Value()))
+		desc = msg(store.ValidateDescription(m.description()))
 	}
 	if access == "" && (m.touched[fieldSD] || m.touched[fieldTPF] || m.submitted) {
 		access = msg(store.ValidateAccess(m.access()))
@@ -222,6 +262,10 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 		}
 		return cmd
 	case fieldDesc:
+		if msg.Type == tea.KeyRunes && m.markTabs && slices.Contains(msg.Runes, '\t') {
+			// A pasted tab: keep it (the text area would make it spaces).
+			msg.Runes = []rune(m.toField(string(msg.Runes)))
+		}
 		before := m.desc.Value()
 		var cmd tea.Cmd
 		m.desc, cmd = m.desc.Update(msg)
@@ -284,21 +328,47 @@ func (m *Model) submit() tea.Cmd {
 	if name != "" || desc != "" || access != "" {
 		return nil
 	}
-	m.busy = true
 	st, actor := m.store, m.ctx.Actor
-	d, acc := m.desc.Value(), m.access()
+	d, acc := m.description(), m.access()
 	if m.editing != nil {
+		// Send only what the admin changed: the store rewrites (and audits)
+		// every field it is given.
 		n := m.editing.Name
+		var e store.Edit
+		if m.desc.Value() != m.descField && d != m.editing.Description {
+			e.Description = &d
+		}
+		if !sameAccess(acc, m.editing) {
+			e.Access = acc
+		}
+		if e.Description == nil && e.Access == nil {
+			return tea.Batch(closeForm, common.Status("Token %s unchanged", n))
+		}
+		m.busy = true
 		return func() tea.Msg {
-			_, err := st.Edit(actor, n, store.Edit{Description: &d, Access: acc})
+			_, err := st.Edit(actor, n, e)
 			return submittedMsg{edited: n, err: err}
 		}
 	}
+	m.busy = true
 	in := store.NewToken{Name: m.name.Value(), Description: d, Access: acc}
 	return func() tea.Msg {
 		c, err := st.Create(actor, in)
 		return submittedMsg{created: c, err: err}
 	}
+}
+
+// sameAccess reports whether acc is exactly the access of t.
+func sameAccess(acc []store.Access, t *store.Token) bool {
+	if len(acc) != len(t.Access) {
+		return false
+	}
+	for _, a := range acc {
+		if !t.HasAccess(a) {
+			return false
+		}
+	}
+	return true
 }
 
 // answered shows the store's refusal beside its field, keeping what was typed,
@@ -373,7 +443,11 @@ func (m *Model) View() string {
 			b.WriteString(pad + l + "\n")
 		}
 	}
-	b.WriteString(note(descErr, strconv.Itoa(store.DescriptionRemaining(m.desc.Value()))+" characters remaining") + "\n")
+	remaining := strconv.Itoa(store.DescriptionRemaining(m.description())) + " characters remaining"
+	if m.markTabs && strings.ContainsRune(m.desc.Value(), tabMark) {
+		remaining += " · " + string(tabMark) + " is a tab"
+	}
+	b.WriteString(note(descErr, remaining) + "\n")
 	box := func(f int, on bool, text string) string {
 		c := "[ ] "
 		if on {

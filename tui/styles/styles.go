@@ -9,15 +9,15 @@ import (
 	"github.com/charmbracelet/lipgloss"
 )
 
-// palette is the set of adaptive colours: readable on dark and light terminals.
-type palette struct {
+// colours is the palette: adaptive colours, readable on dark and light terminals.
+type colours struct {
 	accent, text, muted, good, bad, warn, selectBg, border lipgloss.AdaptiveColor
 }
 
 // defaultPalette returns the colours; a function, not a variable, so that no
 // session can change another's colours.
-func defaultPalette() palette {
-	return palette{
+func defaultPalette() colours {
+	return colours{
 		accent:   lipgloss.AdaptiveColor{Light: "#5A3FC0", Dark: "#A78BFA"},
 		text:     lipgloss.AdaptiveColor{Light: "#1F2328", Dark: "#E6EDF3"},
 		muted:    lipgloss.AdaptiveColor{Light: "#6E7781", Dark: "#8B949E"},

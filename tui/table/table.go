@@ -12,7 +12,10 @@ import (
 
 // Column is one column of a table.
 type Column struct {
-	Title    string
+	Title string
+	// Short are shorter titles, longest first, for when the column is too
+	// narrow for Title; the header shows the first that fits.
+	Short    []string
 	Width    int  // preferred width
 	MinWidth int  // narrowest useful width (0: Width); the column is shrunk to fit down to it
 	Right    bool // right-aligned (numbers)
@@ -118,9 +121,23 @@ func Cell(s string, width int, right bool) string {
 func Header(cols []Column) string {
 	cells := make([]string, len(cols))
 	for i, c := range cols {
-		cells[i] = c.Title
+		cells[i] = c.headerTitle()
 	}
 	return Row(cols, cells)
+}
+
+// headerTitle is the title the column's width has room for: Title, else the
+// first of Short that fits, else the shortest, cut.
+func (c Column) headerTitle() string {
+	if Width(c.Title) <= c.Width || len(c.Short) == 0 {
+		return c.Title
+	}
+	for _, s := range c.Short {
+		if Width(s) <= c.Width {
+			return s
+		}
+	}
+	return c.Short[len(c.Short)-1]
 }
 
 // Row renders cells under cols; cells beyond the columns are ignored.

@@ -93,3 +93,21 @@ func TestWidthMatchesAnsi(t *testing.T) {
 		}
 	}
 }
+
+func TestHeaderFallsBackToShortTitles(t *testing.T) {
+	col := Column{Title: "Days to become inactive", Short: []string{"Days to inactive", "Days"}}
+	for width, want := range map[int]string{
+		30: "Days to become inactive",
+		23: "Days to become inactive",
+		22: "Days to inactive",
+		16: "Days to inactive",
+		15: "Days",
+		4:  "Days",
+		3:  "Da…",
+	} {
+		col.Width = width
+		if got := Header([]Column{col}); got != Cell(want, width, false) {
+			t.Errorf("header at width %d = %q, want %q", width, got, want)
+		}
+	}
+}

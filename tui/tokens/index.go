@@ -3,6 +3,7 @@ package tokens
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/apptokens/apptokens/store"
 )
@@ -102,6 +103,46 @@ func (x *index) patch(upserts []store.Token, deleted []string) {
 	}
 }
 
+// touch moves the last-used time of the token at position i forward (the
+// gate's usage; it never moves back) and reports whether it moved. The caller
+// puts it back in order (reposition) when the order is by last use.
+func (x *index) touch(i int, at time.Time) bool {
+	if !at.After(x.all[i].LastUsedAt) {
+		return false
+	}
+	x.all[i].LastUsedAt = at
+	return true
+}
+
+// reposition puts the tokens at positions ps, whose sort keys changed, back in
+// order: they are taken out, sorted, and merged with the rest, which is still
+// in order. That is linear in the tokens, where sorting them all is not.
+func (x *index) reposition(ps []int) {
+	moved := make(map[int]bool, len(ps))
+	var sorted []int
+	for _, p := range ps {
+		if !moved[p] {
+			moved[p] = true
+			sorted = append(sorted, p)
+		}
+	}
+	slices.SortFunc(sorted, x.compare)
+	merged := make([]int, 0, len(x.order))
+	j := 0
+	for _, p := range x.order {
+		if moved[p] {
+			continue
+		}
+		for j < len(sorted) && x.compare(sorted[j], p) < 0 {
+			merged = append(merged, sorted[j])
+			j++
+		}
+		merged = append(merged, p)
+	}
+	x.order = append(merged, sorted[j:]...)
+	x.refilter()
+}
+
 // setSort changes the order.
 func (x *index) setSort(k SortKey) {
 	x.sort = k
@@ -119,26 +160,23 @@ func (x *index) resort() {
 	for i := range x.all {
 		x.order = append(x.order, i)
 	}
-	byName := func(a, b int) int { return strings.Compare(x.lower[a], x.lower[b]) }
-	switch x.sort {
-	case SortName:
-		slices.SortFunc(x.order, byName)
-	case SortCreated:
-		slices.SortFunc(x.order, func(a, b int) int {
-			if c := x.all[b].CreatedAt.Compare(x.all[a].CreatedAt); c != 0 {
-				return c
-			}
-			return byName(a, b)
-		})
-	case SortLastUsed:
-		slices.SortFunc(x.order, func(a, b int) int {
-			if c := x.all[b].LastUsedAt.Compare(x.all[a].LastUsedAt); c != 0 {
-				return c
-			}
-			return byName(a, b)
-		})
-	}
+	slices.SortFunc(x.order, x.compare)
 	x.refilter()
+}
+
+// compare orders the tokens at positions a and b by the sort key, then by name.
+func (x *index) compare(a, b int) int {
+	switch x.sort {
+	case SortCreated:
+		if c := x.all[b].CreatedAt.Compare(x.all[a].CreatedAt); c != 0 {
+			return c
+		}
+	case SortLastUsed:
+		if c := x.all[b].LastUsedAt.Compare(x.all[a].LastUsedAt); c != 0 {
+			return c
+		}
+	}
+	return strings.Compare(x.lower[a], x.lower[b])
 }
 
 func (x *index) refilter() {

@@ -27,7 +27,8 @@ type Store interface {
 }
 
 // patchLimit is how many changed tokens are fetched one by one; past it the
-// whole list is reloaded.
+// whole list is reloaded. The gate's usage (store.ChangeUsed) never counts: it
+// carries the new last-used time and is applied without reading the store.
 const patchLimit = 256
 
 // headLines is the number of lines above the first row: heading, filter and sort, column titles.
@@ -58,7 +59,11 @@ type Model struct {
 	loading bool // a fetch is in flight; changes wait in pending
 	pending []store.Change
 	reload  bool
-	err     error
+	// usedSince holds the last-used times the gate recorded while a fetch was
+	// in flight: that fetch may have read the tokens before them, so they are
+	// applied again over its result.
+	usedSince map[string]time.Time
+	err       error
 }
 
 // New returns the tokens screen; Init loads the tokens.
@@ -69,12 +74,13 @@ func New(ctx *common.Context, st Store) *Model {
 	f.CharLimit = 64
 	f.Cursor.SetMode(cursor.CursorStatic)
 	return &Model{
-		ctx:      ctx,
-		store:    st,
-		keys:     keys.DefaultTokens(),
-		fkeys:    keys.DefaultFilterInput(),
-		selected: map[string]struct{}{},
-		filter:   f,
+		ctx:       ctx,
+		store:     st,
+		keys:      keys.DefaultTokens(),
+		fkeys:     keys.DefaultFilterInput(),
+		selected:  map[string]struct{}{},
+		filter:    f,
+		usedSince: map[string]time.Time{},
 	}
 }
 
@@ -102,18 +108,15 @@ func (m *Model) Init() tea.Cmd { return m.fetch(nil, true) }
 // is in flight at a time, so results are applied in the order they were read.
 func (m *Model) fetch(changes []store.Change, reload bool) tea.Cmd {
 	m.loading = true
+	// The fetch reads after every change delivered so far.
+	clear(m.usedSince)
 	st := m.store
 	return func() tea.Msg {
 		msg := loadedMsg{inactiveAfter: st.InactiveAfter()}
-		ids := map[string]store.ChangeKind{}
+		ids := map[string]bool{}
 		for _, c := range changes {
-			switch c.Kind {
-			case store.ChangeReload:
-				reload = true
-			case store.ChangeToken, store.ChangeUsage, store.ChangeDeleted:
-				if ids[c.TokenID] != store.ChangeDeleted {
-					ids[c.TokenID] = c.Kind
-				}
+			if c.Kind == store.ChangeToken || c.Kind == store.ChangeDeleted {
+				ids[c.TokenID] = true
 			}
 		}
 		if reload || len(ids) > patchLimit {
@@ -160,8 +163,21 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case loadedMsg:
 		return m, m.applyLoaded(msg)
 	case common.ChangesMsg:
-		m.pending = append(m.pending, msg.Changes...)
+		m.used(msg.Changes)
+		for _, c := range msg.Changes {
+			switch c.Kind {
+			case store.ChangeToken, store.ChangeDeleted, store.ChangePolicy:
+				m.pending = append(m.pending, c)
+			case store.ChangeReload:
+				m.reload = true
+			}
+			// ChangeUsed is applied above; ChangeUsage (blocks) is not shown here.
+		}
 		m.reload = m.reload || msg.Reload
+		if m.reload {
+			// One full reload covers every change: only it waits.
+			m.pending = nil
+		}
 		if m.loading {
 			return m, nil
 		}
@@ -194,6 +210,41 @@ func (m *Model) flush() tea.Cmd {
 	return cmd
 }
 
+// used applies the gate's usage: each change carries its token's new last-used
+// time, so the store is not read, however many tokens were used.
+// Its cost grows with the number of changes, not of tokens (but for a merge
+// of the order when the table is sorted by last use).
+func (m *Model) used(changes []store.Change) {
+	now := m.ctx.Now()
+	var moved []int
+	for _, c := range changes {
+		if c.Kind != store.ChangeUsed {
+			continue
+		}
+		if m.loading {
+			m.usedSince[c.TokenID] = c.LastUsedAt
+		}
+		i, ok := m.idx.byID[c.TokenID]
+		if !ok {
+			continue // not loaded yet: the fetch that loads it reads it after this use
+		}
+		t := &m.idx.all[i]
+		was := t.StateAt(now, m.inactiveAfter) == store.StateActive
+		if !m.idx.touch(i, c.LastUsedAt) {
+			continue
+		}
+		// A use only moves the inactivity clock forward: it can make a token
+		// active again, never inactive.
+		if !was && t.StateAt(now, m.inactiveAfter) == store.StateActive {
+			m.active++
+		}
+		moved = append(moved, i)
+	}
+	if len(moved) > 0 && m.idx.sort == SortLastUsed {
+		m.keepRow(func() { m.idx.reposition(moved) })
+	}
+}
+
 func (m *Model) applyLoaded(msg loadedMsg) tea.Cmd {
 	m.loading = false
 	if msg.err != nil {
@@ -201,19 +252,37 @@ func (m *Model) applyLoaded(msg loadedMsg) tea.Cmd {
 		return tea.Batch(common.Error(msg.err), m.flush())
 	}
 	m.err = nil
+	m.inactiveAfter = msg.inactiveAfter
+	m.keepRow(func() {
+		if msg.full {
+			m.idx.reset(msg.toks)
+		} else {
+			m.idx.patch(msg.upserts, msg.deleted)
+		}
+		for id, at := range m.usedSince {
+			if i, ok := m.idx.byID[id]; ok {
+				m.idx.touch(i, at)
+			}
+		}
+		if len(m.usedSince) > 0 && m.idx.sort == SortLastUsed {
+			m.idx.resort()
+		}
+		clear(m.usedSince)
+	})
+	m.loaded = true
+	m.recount()
+	return m.flush()
+}
+
+// keepRow runs a change of the rows, keeping the cursor on its token and that
+// token on the same line of the screen.
+func (m *Model) keepRow(change func()) {
 	var keepID string
 	if m.cursor < len(m.idx.view) {
 		keepID = m.idx.row(m.cursor).ID
 	}
 	screenRow := m.cursor - m.offset
-	m.inactiveAfter = msg.inactiveAfter
-	if msg.full {
-		m.idx.reset(msg.toks)
-	} else {
-		m.idx.patch(msg.upserts, msg.deleted)
-	}
-	m.loaded = true
-	m.recount()
+	change()
 	if keepID != "" {
 		if r := m.idx.find(keepID); r >= 0 {
 			m.cursor = r
@@ -221,7 +290,6 @@ func (m *Model) applyLoaded(msg loadedMsg) tea.Cmd {
 		}
 	}
 	m.scroll()
-	return m.flush()
 }
 
 // recount refreshes the heading's counts, drops selections of tokens that are

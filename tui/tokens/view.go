@@ -1,10 +1,9 @@
 package tokens
 
 import (
-	"time"
-
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui/common"
@@ -19,21 +18,51 @@ const (
 	colName     = "Name"
 	colState    = "State"
 	colAccess   = "Access Type"
-	colDays     = "Inactive in"
+	colDays     = "Days to become inactive" // the contract's words (DESIGN)
 	colCreated  = "Created"
 	colLastUsed = "Last used"
 	colDesc     = "Description"
 )
 
+// Titles of the days column when it is too narrow for colDays.
+const (
+	colDaysShort    = "Days to inactive"
+	colDaysShortest = "Days"
+)
+
+// Useful widths of the access column: both labels, or the longer one (a token
+// with both then shows bothAccess).
+const (
+	accessFull = len("Security Director, Third Party Feeds")
+	accessMin  = len("Security Director")
+)
+
+// columns fits the columns to the window. The days column is widened to its
+// whole title before any other (Access, Description) takes the room left: its
+// shorter titles are only for windows too narrow for it.
 func (m *Model) columns() []table.Column {
+	cols := m.fit(accessFull)
+	for _, c := range cols {
+		if c.Title == colAccess && c.Width < accessFull {
+			// Narrower than both labels, the column shows no more than at
+			// accessMin: the description takes the cells instead.
+			return m.fit(accessMin)
+		}
+	}
+	return cols
+}
+
+func (m *Model) fit(accessWidth int) []table.Column {
+	const day = 24 * time.Hour
+	maxDays := common.Plural(int((m.inactiveAfter+day-1)/day), "day", "days")
 	return table.Fit([]table.Column{
 		{Title: colName, Width: min(m.nameWidth, store.MaxNameLen)},
 		{Title: colState, Width: len("Inactive")},
-		{Title: colAccess, Width: len("Security Director, Third Party Feeds"), MinWidth: len("Security Director")},
-		{Title: colDays, Width: len(colDays), Right: true}, // "30 days"
-		{Title: colCreated, Width: len("2006-01-02")},
-		{Title: colLastUsed, Width: len("2006-01-02 15:04")},
-		{Title: colDesc, Width: len(colDesc), Flex: true},
+		{Title: colAccess, Width: accessWidth, MinWidth: accessMin, Priority: 1},
+		{Title: colDays, Short: []string{colDaysShort, colDaysShortest}, Width: len(colDays), MinWidth: max(len(colDaysShortest), len(maxDays)), Right: true},
+		{Title: colCreated, Width: len("2006-01-02"), Priority: 1},
+		{Title: colLastUsed, Width: len("2006-01-02 15:04"), Priority: 1},
+		{Title: colDesc, Width: len(colDesc), Flex: true, Priority: 1},
 	}, m.width-checkWidth, 2)
 }
 

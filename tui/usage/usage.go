@@ -31,6 +31,9 @@ const headLines = 3
 // checkWidth is the cursor mark and check box before the first column.
 const checkWidth = 6
 
+// colIP is the title of the IP address column.
+const colIP = "IP address"
+
 // Model is the usage screen of one token.
 type Model struct {
 	ctx   *common.Context
@@ -41,6 +44,7 @@ type Model struct {
 	tok           store.Token
 	inactiveAfter time.Duration
 	rows          []store.Usage
+	ipWidth       int // the longest IP address of rows
 	cursor        int
 	offset        int
 	selected      map[string]struct{} // IPs
@@ -169,7 +173,9 @@ func (m *Model) apply(msg loadedMsg) {
 	}
 	m.tok, m.rows, m.inactiveAfter, m.loaded, m.err = msg.tok, msg.rows, msg.inactiveAfter, true, nil
 	present := make(map[string]bool, len(m.rows))
+	m.ipWidth = 0
 	for i, u := range m.rows {
+		m.ipWidth = max(m.ipWidth, table.Width(u.IP))
 		present[u.IP] = true
 		if u.IP == ip {
 			m.cursor = i
@@ -311,8 +317,12 @@ func (m *Model) View() string {
 		b.WriteString("\nNo client has used this token yet.")
 		return b.String()
 	}
+	// The IP column is as wide as the longest address (an IPv6 address takes up
+	// to 39): it is kept first, and cut only when the window is narrower than
+	// it, for an admin must see what they block.
+	ipWidth := max(len(colIP), m.ipWidth)
 	cols := table.Fit([]table.Column{
-		{Title: "IP address", Width: 15, MinWidth: 7},
+		{Title: colIP, Width: ipWidth, MinWidth: ipWidth},
 		{Title: "First used", Width: len("2006-01-02 15:04"), Priority: 5},
 		{Title: "Last used", Width: len("2006-01-02 15:04"), Priority: 2},
 		{Title: "Allowed", Width: 9, Right: true, Priority: 3},
@@ -326,7 +336,7 @@ func (m *Model) View() string {
 		u := m.rows[r]
 		for i, c := range cols {
 			switch c.Title {
-			case "IP address":
+			case colIP:
 				cells[i] = u.IP
 			case "Status":
 				cells[i] = map[bool]string{true: "Blocked", false: "Allowed"}[u.Blocked]

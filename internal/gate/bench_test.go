@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
@@ -92,7 +93,9 @@ func BenchmarkGateVerify(b *testing.B) {
 }
 
 // BenchmarkGateHTTP is the whole forward-auth handler through httptest (no
-// network, no disk): an allowed request, a 401 and a 403.
+// network, no disk): an allowed request, a 401 and a 403; then allowed requests
+// while usage is flushed every 10 ms, which the index follows from memory.
+// Floor: BenchmarkGateVerify plus the httptest request and recorder.
 func BenchmarkGateHTTP(b *testing.B) {
 	setupBench(b)
 	g := benchGate.g
@@ -106,29 +109,55 @@ func BenchmarkGateHTTP(b *testing.B) {
 		// tok-0 has security-director only.
 		{"403", "/auth/third-party-feeds", benchGate.authz[0], http.StatusForbidden},
 	}
-	before := g.idx.Load()
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				r := httptest.NewRequest(http.MethodGet, c.path, nil)
-				r.Header.Set("Authorization", c.authz)
-				for pb.Next() {
-					w := httptest.NewRecorder()
-					h.ServeHTTP(w, r)
-					if w.Code != c.want {
-						b.Errorf("status %d, want %d", w.Code, c.want)
-						return
-					}
+	serve := func(b *testing.B, path, authz string, want int) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			r := httptest.NewRequest(http.MethodGet, path, nil)
+			r.Header.Set("Authorization", authz)
+			for pb.Next() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != want {
+					b.Errorf("status %d, want %d", w.Code, want)
+					return
 				}
-			})
+			}
 		})
 	}
+	before, reads := g.idx.Load(), g.storeReads.Load()
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) { serve(b, c.path, c.authz, c.want) })
+	}
 	// The index never needed the store: no request read from disk.
-	if g.idx.Load() != before {
+	if g.idx.Load() != before || g.storeReads.Load() != reads {
 		b.Error("the index was re-read from the store during the benchmark")
 	}
+
+	b.Run("allow+flush", func(b *testing.B) {
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if err := g.Flush(); err != nil {
+						b.Error(err)
+					}
+				}
+			}
+		}()
+		serve(b, "/auth", benchGate.authz[1], http.StatusOK)
+		close(stop)
+		<-done
+	})
 	if err := g.Flush(); err != nil {
 		b.Fatal(err)
+	}
+	if n := g.storeReads.Load() - reads; n != 0 {
+		b.Errorf("%d store reads while usage was flushed: a flush must not make the gate read tokens", n)
 	}
 }

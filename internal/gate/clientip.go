@@ -20,16 +20,17 @@ func (p proxies) trusted(ip netip.Addr) bool {
 
 // clientIP is the address a request is counted and blocked under: the socket's
 // peer; only when that peer is a trusted proxy, the rightmost X-Forwarded-For
-// entry that is not itself a trusted proxy, else X-Real-IP. Never the leftmost
-// entry: the client writes that one. The zero Addr means the peer is unknown
-// (not a TCP socket).
+// entry that is not itself a trusted proxy. Never the leftmost entry: the client
+// writes that one. X-Real-IP is believed only when there is no X-Forwarded-For
+// at all: a proxy that appends to X-Forwarded-For may pass a client's X-Real-IP
+// on untouched. The zero Addr means the peer is unknown (not a TCP socket).
 func (p proxies) clientIP(r *http.Request) netip.Addr {
 	peer := parseAddr(r.RemoteAddr)
 	if !peer.IsValid() || !p.trusted(peer) {
 		return peer
 	}
-	if ip, ok := p.fromForwardedFor(r.Header["X-Forwarded-For"]); ok {
-		return ip
+	if xff, ok := r.Header["X-Forwarded-For"]; ok {
+		return p.fromForwardedFor(xff, peer)
 	}
 	if ip := parseAddr(strings.TrimSpace(r.Header.Get("X-Real-Ip"))); ip.IsValid() {
 		return ip
@@ -38,10 +39,13 @@ func (p proxies) clientIP(r *http.Request) netip.Addr {
 }
 
 // fromForwardedFor walks X-Forwarded-For (all its lines, as one list) from the
-// right, past trusted proxies, to the first address that is not one. An entry
-// that is not an address stops the walk: everything left of it came from the
-// client, unverified.
-func (p proxies) fromForwardedFor(lines []string) (netip.Addr, bool) {
+// right, starting at peer, past trusted proxies, to the first address that is
+// not one. An entry that is not an address stops the walk at the trusted hop
+// right of it (the one that wrote the entry): everything left of it is
+// unverified. When every entry is a trusted proxy, the leftmost one is the
+// client.
+func (p proxies) fromForwardedFor(lines []string, peer netip.Addr) netip.Addr {
+	last := peer // the last trusted hop walked
 	for i := len(lines) - 1; i >= 0; i-- {
 		list := lines[i]
 		for list != "" {
@@ -57,14 +61,15 @@ func (p proxies) fromForwardedFor(lines []string) (netip.Addr, bool) {
 			}
 			ip := parseAddr(item)
 			if !ip.IsValid() {
-				return netip.Addr{}, false
+				return last
 			}
 			if !p.trusted(ip) {
-				return ip, true
+				return ip
 			}
+			last = ip
 		}
 	}
-	return netip.Addr{}, false
+	return last
 }
 
 // parseAddr reads "ip", "ip:port" or "[ip]:port", without a zone, unmapped

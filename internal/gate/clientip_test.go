@@ -3,6 +3,7 @@ package gate
 import (
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -24,8 +25,13 @@ func TestClientIP(t *testing.T) {
 		{"spaces and empty items", "10.0.0.1:1", http.Header{"X-Forwarded-For": {" 203.0.113.9 ,, "}}, "203.0.113.9"},
 		{"IPv6 entry", "[fd00::1]:1", http.Header{"X-Forwarded-For": {"2001:db8::7"}}, "2001:db8::7"},
 		{"entry with port", "10.0.0.1:1", http.Header{"X-Forwarded-For": {"[2001:db8::7]:443, 203.0.113.9:8080"}}, "203.0.113.9"},
-		{"junk stops the walk", "10.0.0.1:1", http.Header{"X-Forwarded-For": {"203.0.113.9, junk, 10.0.0.7"}, "X-Real-Ip": {"198.51.100.2"}}, "198.51.100.2"},
-		{"all trusted: X-Real-IP", "10.0.0.1:1", http.Header{"X-Forwarded-For": {"10.1.1.1"}, "X-Real-Ip": {"198.51.100.2"}}, "198.51.100.2"},
+		// A client's X-Real-IP passed on beside X-Forwarded-For is never believed.
+		{"junk stops the walk at the hop right of it", "10.0.0.1:1", http.Header{"X-Forwarded-For": {"203.0.113.9, junk, 10.0.0.7"}, "X-Real-Ip": {"198.51.100.2"}}, "10.0.0.7"},
+		{"junk rightmost: the proxy", "10.0.0.1:1", http.Header{"X-Forwarded-For": {"203.0.113.9, junk"}, "X-Real-Ip": {"198.51.100.2"}}, "10.0.0.1"},
+		{"junk on a later line", "10.0.0.1:1", http.Header{"X-Forwarded-For": {"203.0.113.9", "[nope, 10.0.0.8", "10.0.0.7"}, "X-Real-Ip": {"198.51.100.2"}}, "10.0.0.8"},
+		{"all trusted: the leftmost", "10.0.0.1:1", http.Header{"X-Forwarded-For": {"10.1.1.1, 10.2.2.2"}, "X-Real-Ip": {"198.51.100.2"}}, "10.1.1.1"},
+		{"empty X-Forwarded-For: the proxy", "10.0.0.1:1", http.Header{"X-Forwarded-For": {""}, "X-Real-Ip": {"198.51.100.2"}}, "10.0.0.1"},
+		{"X-Real-IP without X-Forwarded-For", "10.0.0.1:1", http.Header{"X-Real-Ip": {" 198.51.100.2 "}}, "198.51.100.2"},
 		{"no header: the proxy", "10.0.0.1:1", nil, "10.0.0.1"},
 		{"bad X-Real-IP: the proxy", "10.0.0.1:1", http.Header{"X-Real-Ip": {"nope"}}, "10.0.0.1"},
 		{"not TCP", "@", nil, "invalid IP"},
@@ -64,21 +70,45 @@ func TestBearer(t *testing.T) {
 }
 
 func TestRoute(t *testing.T) {
-	for path, want := range map[string]accessSet{
-		"/auth":                           0,
-		"/auth/security-director":         accessSecurityDirector,
-		"/auth/security-director/a/b":     accessSecurityDirector,
-		"/auth/third-party-feeds":         accessThirdPartyFeeds,
-		"/auth/third-party-feeds/":        accessThirdPartyFeeds,
-		"/auth/third-party-feeds/x/../..": accessThirdPartyFeeds,
+	for _, tc := range []struct {
+		path    string
+		need    accessSet
+		segment string
+	}{
+		{"/auth", 0, ""},
+		{"/auth/", 0, ""},
+		{"/auth/security-director", accessSecurityDirector, "security-director"},
+		{"/auth/security-director/a/b", accessSecurityDirector, "security-director"},
+		{"/auth/third-party-feeds", accessThirdPartyFeeds, "third-party-feeds"},
+		{"/auth/third-party-feeds/", accessThirdPartyFeeds, "third-party-feeds"},
+		{"/auth/third-party-feeds/x/../..", accessThirdPartyFeeds, "third-party-feeds"},
+		// Under /auth/ but no access type: refused whatever the token.
+		{"/auth/admin", accessNone, "admin"},
+		{"/auth/third-party-feedsx", accessNone, "third-party-feedsx"},
+		{"/auth/x/security-director", accessNone, "x"},
+		{"/auth//security-director", accessNone, ""},
+		{"/auth/Security-Director", accessNone, "Security-Director"},
 	} {
-		if got, ok := route(path); !ok || got != want {
-			t.Errorf("route(%q) = %v, %v; want %v", path, got, ok, want)
+		need, segment, ok := route(tc.path)
+		if !ok || need != tc.need || segment != tc.segment {
+			t.Errorf("route(%q) = %v, %q, %v; want %v, %q", tc.path, need, segment, ok, tc.need, tc.segment)
 		}
 	}
-	for _, path := range []string{"/", "/auth/", "/authz", "/auth/third-party-feedsx", "/auth/x/security-director", "/healthz/auth"} {
-		if _, ok := route(path); ok {
+	for _, path := range []string{"/", "/authz", "/authz/security-director", "/healthz/auth", "/x/auth"} {
+		if _, _, ok := route(path); ok {
 			t.Errorf("route(%q) is a gate path", path)
+		}
+	}
+}
+
+func TestScopeToken(t *testing.T) {
+	long := strings.Repeat("a", 64)
+	for s, want := range map[string]bool{
+		"admin": true, "feeds-2": true, long: true,
+		"": false, long + "a": false, "Admin": false, `a"b`: false, "a b": false, "a,b": false, "é": false,
+	} {
+		if got := scopeToken(s); got != want {
+			t.Errorf("scopeToken(%q) = %v, want %v", s, got, want)
 		}
 	}
 }

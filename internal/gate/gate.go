@@ -7,8 +7,11 @@
 // the store's change feed. Before using the index a request compares its version
 // with the store's feed version; when a commit has not been applied yet, the
 // request applies it first, so a deactivation or a block is refused by the very
-// next request after the commit returns. Usage is counted in memory per
-// (token, client IP) and written to the store in batches.
+// next request after the commit returns. Only an admin's change (or a reload) is
+// read back from the store; the gate's own usage flushes come back on the feed
+// with the tokens' new last-used times, and are applied from memory. Usage is
+// counted in memory per (token, client IP), up to a bound, and written to the
+// store in batches.
 package gate
 
 import (
@@ -67,6 +70,17 @@ type Gate struct {
 	idx   atomic.Pointer[index]
 	usage usage
 	sweep chan struct{} // a request saw a token the policy has made Inactive
+	// storeReads counts reads of tokens from the store (rebuilds and admin
+	// changes): tests and benchmarks check that usage flushes cause none.
+	storeReads atomic.Uint64
+
+	warnMu       sync.Mutex
+	lastDropWarn time.Time // when dropped usage was last logged
+
+	flushMu sync.Mutex // one flush at a time: inflight is its own
+	// inflight is the kept uses (see usageShard.used) of the flush under way,
+	// until the index has applied it.
+	inflight atomic.Pointer[map[string]int64]
 
 	mu     sync.Mutex // serializes appliers; guards the fields below
 	sub    *store.Subscription
@@ -88,6 +102,7 @@ func New(cfg Config) (*Gate, error) {
 		sweepEvery: cfg.SweepInterval,
 		sweep:      make(chan struct{}, 1),
 	}
+	g.usage.limit = maxPendingPairs
 	if g.log == nil {
 		g.log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
 	}
@@ -140,6 +155,7 @@ func (g *Gate) catchUp() *index {
 func (g *Gate) rebuildLocked() error {
 	v := g.store.FeedVersion()
 	g.sub.Take() // everything up to v is in the snapshot below
+	g.storeReads.Add(1)
 	entries, err := g.store.GateEntries()
 	if err != nil {
 		return fmt.Errorf("gate: read tokens: %w", err)
@@ -174,11 +190,19 @@ func (g *Gate) applyLocked() error {
 		case store.ChangeDeleted:
 			ed.remove(c.TokenID)
 			seen[c.TokenID] = true
+		case store.ChangeUsed:
+			// The gate's own flush: only the last-used time moved, and the
+			// change carries it. A token read or deleted above is already
+			// at least as new.
+			if !seen[c.TokenID] && !c.LastUsedAt.IsZero() {
+				ed.used(c.TokenID, c.LastUsedAt.UnixNano())
+			}
 		case store.ChangeToken, store.ChangeUsage:
 			if seen[c.TokenID] {
 				continue // one read gives the latest state of the token
 			}
 			seen[c.TokenID] = true
+			g.storeReads.Add(1)
 			ge, err := g.store.GateEntry(c.TokenID)
 			switch {
 			case errors.Is(err, store.ErrNotFound):
@@ -295,6 +319,11 @@ func (g *Gate) sweepLoop(ctx context.Context) {
 }
 
 func (g *Gate) expire() {
+	// The store judges by the last uses it has: give it the ones counted here.
+	if err := g.Flush(); err != nil {
+		g.log.Error("gate: usage not written before the inactivity sweep; will retry", "err", err)
+		return
+	}
 	names, err := g.store.ExpireStale(sweepActor)
 	if err != nil {
 		g.log.Error("gate: inactivity sweep failed", "err", err)
@@ -305,17 +334,62 @@ func (g *Gate) expire() {
 	}
 }
 
-// Flush writes the usage counted since the last flush. Counts that cannot be
-// written are kept for the next flush.
+// flushBatch bounds the deltas given to the store at once. Each token in a
+// batch comes back as one change on the feed, and Flush applies them before the
+// next batch, so that the gate's subscription never overflows into a reload (a
+// full re-read of the store) however many tokens were used.
+const flushBatch = 1024
+
+// Flush writes the usage counted since the last flush. Counts that could not be
+// written are kept for the next flush, within the bound on waiting pairs.
 func (g *Gate) Flush() error {
-	deltas := g.usage.take()
-	if len(deltas) == 0 {
-		return nil
+	g.flushMu.Lock()
+	defer g.flushMu.Unlock()
+	g.warnDropped()
+	pending, used := g.usage.take()
+	if used != nil {
+		g.inflight.Store(&used)
+		defer g.inflight.Store(nil) // after the index has the uses, or requeue has them back
 	}
-	if err := g.store.RecordUsage(deltas); err != nil {
-		g.usage.putBack(deltas)
-		return fmt.Errorf("gate: record usage: %w", err)
+	for len(pending) > 0 {
+		batch := pending[:min(len(pending), flushBatch)]
+		written, err := g.store.RecordUsage(deltasOf(batch))
+		// The tokens' last-used times moved: their inactivity clocks restart.
+		g.catchUp()
+		if err != nil {
+			g.usage.requeue(pending[written:], used)
+			return fmt.Errorf("gate: %w", err)
+		}
+		pending = pending[len(batch):]
 	}
-	g.catchUp() // the tokens' last-used times moved: their inactivity clocks restart
 	return nil
+}
+
+// usedAfter reports whether the gate allowed a request for the token later than
+// cutoff (unix nanoseconds) that the index does not know of yet.
+func (g *Gate) usedAfter(id string, cutoff int64) bool {
+	if m := g.inflight.Load(); m != nil && (*m)[id] > cutoff {
+		return true
+	}
+	return g.usage.usedAfter(id, cutoff)
+}
+
+// dropWarnEvery rate-limits the warning about usage dropped at the bound.
+const dropWarnEvery = time.Minute
+
+// warnDropped logs how many requests went uncounted because too many (token,
+// IP) pairs were waiting, at most once per dropWarnEvery.
+func (g *Gate) warnDropped() {
+	g.warnMu.Lock()
+	defer g.warnMu.Unlock()
+	if !g.lastDropWarn.IsZero() && time.Since(g.lastDropWarn) < dropWarnEvery {
+		return
+	}
+	n := g.usage.dropped.Swap(0)
+	if n == 0 {
+		return
+	}
+	g.lastDropWarn = time.Now()
+	g.log.Warn("gate: usage of some requests not counted: too many (token, IP) pairs waiting to be written",
+		"dropped_requests", n, "max_pairs", g.usage.limit)
 }

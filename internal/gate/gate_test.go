@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -82,7 +83,7 @@ const (
 	challengeInvalidToken = `Bearer realm="apptokens", error="invalid_token"`
 )
 
-func challengeScope(a store.Access) string {
+func challengeScope[S ~string](a S) string {
 	return `Bearer realm="apptokens", error="insufficient_scope", scope="` + string(a) + `"`
 }
 
@@ -198,14 +199,45 @@ func TestGateAnswers(t *testing.T) {
 		})
 	}
 
+	t.Run("/auth/ is /auth", func(t *testing.T) {
+		if a := call(t, c, srv.URL+"/auth/", "Bearer "+feeds); a.status != http.StatusOK || a.header.Get("X-Token-Name") != "feeds-only" {
+			t.Errorf("/auth/: %d %v", a.status, a.header)
+		}
+		wantDenial(t, call(t, c, srv.URL+"/auth/", ""), 401, "missing_token", challengeBare)
+	})
+
+	// A path under /auth/ that names no access type (a typo in a proxy's
+	// configuration) answers like a denial, with a status every proxy relays,
+	// and never lets a token through: the token checks first, then 403.
+	t.Run("unknown access type", func(t *testing.T) {
+		noScope := `Bearer realm="apptokens", error="insufficient_scope"`
+		for _, tc := range []struct{ path, challenge string }{
+			{"/auth/admin", challengeScope("admin")},
+			{"/auth/security-directorate/api/v1", challengeScope("security-directorate")},
+			{"/auth/" + strings.Repeat("a", 64), challengeScope(store.Access(strings.Repeat("a", 64)))},
+			{"/auth/" + strings.Repeat("a", 65), noScope},
+			{"/auth/Security-Director", noScope},
+			{"/auth/a%22,%20scope=%22x", noScope},
+			{"/auth//security-director", noScope},
+		} {
+			a := call(t, c, srv.URL+tc.path, "Bearer "+both)
+			wantDenial(t, a, 403, "insufficient_access", tc.challenge)
+			wantDenial(t, call(t, c, srv.URL+tc.path, ""), 401, "missing_token", challengeBare)
+			wantDenial(t, call(t, c, srv.URL+tc.path, "Bearer not-a-token"), 401, "malformed_token", challengeInvalidToken)
+			wantDenial(t, call(t, c, srv.URL+tc.path, "Bearer "+off), 401, "inactive_token", challengeInvalidToken)
+			wantDenial(t, call(t, c, srv.URL+tc.path, "Bearer "+stale), 401, "inactive_token", challengeInvalidToken)
+			wantDenial(t, call(t, c, srv.URL+tc.path, "Bearer "+blocked), 403, "ip_blocked", "")
+		}
+	})
+
 	t.Run("not gate paths", func(t *testing.T) {
-		for _, path := range []string{"/", "/authx", "/auth/", "/auth/security-directorate", "/auth/admin"} {
+		for _, path := range []string{"/", "/authx", "/authx/security-director", "/api/auth"} {
 			if a := call(t, c, srv.URL+path, "Bearer "+both); a.status != http.StatusNotFound {
 				t.Errorf("%s: %d, want 404", path, a.status)
 			}
 		}
-		if a := call(t, c, srv.URL+"/healthz", ""); a.status != http.StatusOK {
-			t.Errorf("/healthz: %d", a.status)
+		if a := call(t, c, srv.URL+"/healthz", ""); a.status != http.StatusOK || a.header.Get("X-Apptokens-Reason") != "ok" {
+			t.Errorf("/healthz: %d %v", a.status, a.header)
 		}
 	})
 }
@@ -292,7 +324,11 @@ func TestGateClientIP(t *testing.T) {
 		{"untrusted peer, header ignored", nil, []string{"X-Forwarded-For", "203.0.113.9", "X-Real-IP", "203.0.113.10"}, "127.0.0.1"},
 		{"trusted proxy", []netip.Prefix{mustPrefix("127.0.0.0/8")}, []string{"X-Forwarded-For", "198.51.100.1, 203.0.113.9"}, "203.0.113.9"},
 		{"trusted hops skipped", []netip.Prefix{mustPrefix("127.0.0.0/8"), mustPrefix("10.0.0.0/8")}, []string{"X-Forwarded-For", "198.51.100.1, 203.0.113.9, 10.1.2.3", "X-Forwarded-For", "127.0.0.9"}, "203.0.113.9"},
-		{"X-Real-IP when no untrusted entry", []netip.Prefix{mustPrefix("127.0.0.0/8")}, []string{"X-Forwarded-For", "127.0.0.3", "X-Real-IP", "203.0.113.10"}, "203.0.113.10"},
+		{"X-Real-IP without X-Forwarded-For", []netip.Prefix{mustPrefix("127.0.0.0/8")}, []string{"X-Real-IP", "203.0.113.10"}, "203.0.113.10"},
+		// The client wrote X-Real-IP and junk into X-Forwarded-For, which a
+		// trusted hop (127.0.0.2) passed on: the client is that hop.
+		{"junk in X-Forwarded-For, X-Real-IP ignored", []netip.Prefix{mustPrefix("127.0.0.0/8")}, []string{"X-Forwarded-For", "5.5.5.5, junk, 127.0.0.2", "X-Real-IP", "4.4.4.4"}, "127.0.0.2"},
+		{"all trusted: the leftmost, X-Real-IP ignored", []netip.Prefix{mustPrefix("127.0.0.0/8")}, []string{"X-Forwarded-For", "127.0.0.3, 127.0.0.4", "X-Real-IP", "4.4.4.4"}, "127.0.0.3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openStore(t, nil)
@@ -574,5 +610,263 @@ func TestGateLogsNoToken(t *testing.T) {
 		if strings.Contains(out, secret) {
 			t.Fatalf("a log holds a token:\n%s", out)
 		}
+	}
+}
+
+// TestGateFlushReadsNothing: a usage flush comes back on the feed with the
+// tokens' new last-used times, which the gate applies from memory: no store
+// read, on the request path or elsewhere, even when one flush names more tokens
+// than the feed queues for a subscriber. A token used within the policy is then
+// never refused as expired; one left unused is.
+func TestGateFlushReadsNothing(t *testing.T) {
+	clk := newClock()
+	s := openStore(t, clk.Now)
+	secrets := seed(t, s, 5000)
+	g := newGate(t, Config{Store: s, Now: clk.Now})
+	h := g.Handler()
+	get := func(tok string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, "/auth", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	reads := g.storeReads.Load()
+	clk.Add(store.DefaultInactiveAfter - time.Hour)
+	for _, tok := range secrets[1:] {
+		if w := get(tok); w.Code != 200 {
+			t.Fatalf("before the flush: %d %s", w.Code, w.Header().Get("X-Apptokens-Reason"))
+		}
+	}
+	version := g.idx.Load().version
+	if err := g.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Past the policy since creation, within it since the last use.
+	clk.Add(2 * time.Hour)
+	for i, tok := range secrets[1:] {
+		if w := get(tok); w.Code != 200 {
+			t.Fatalf("token %d used an hour ago: %d %s", i+1, w.Code, w.Header().Get("X-Apptokens-Reason"))
+		}
+	}
+	if w := get(secrets[0]); w.Code != 401 || w.Header().Get("X-Apptokens-Reason") != "inactive_token" {
+		t.Errorf("unused token: %d %s, want 401 inactive_token", w.Code, w.Header().Get("X-Apptokens-Reason"))
+	}
+	if g.idx.Load().version == version {
+		t.Error("the flush's changes were not applied")
+	}
+	if n := g.storeReads.Load() - reads; n != 0 {
+		t.Errorf("%d store reads after a usage flush, want none", n)
+	}
+	// The store agrees with the gate.
+	if names, err := s.ExpireStale(admin); err != nil || len(names) != 1 || names[0] != "tok-0" {
+		t.Errorf("ExpireStale: %v, %v; want [tok-0]", names, err)
+	}
+
+	// A request that finds a flush not yet applied applies it itself, from memory.
+	if err := g.Flush(); err != nil { // the requests above
+		t.Fatal(err)
+	}
+	clk.Add(time.Minute)
+	if w := get(secrets[1]); w.Code != 200 {
+		t.Fatal(w.Code)
+	}
+	reads = g.storeReads.Load() // after reading tok-0, which the sweep deactivated
+	if _, err := s.RecordUsage(deltasOf(takePairs(g))); err != nil {
+		t.Fatal(err)
+	}
+	before := g.idx.Load()
+	if w := get(secrets[1]); w.Code != 200 {
+		t.Fatal(w.Code)
+	}
+	if g.idx.Load() == before || g.storeReads.Load() != reads {
+		t.Errorf("request after an unapplied flush: index moved %v, %d store reads", g.idx.Load() != before, g.storeReads.Load()-reads)
+	}
+}
+
+// TestGateFlushFailureBounded: when the store refuses writes, counts stay in
+// memory for the next flush, but never more (token, IP) pairs than the bound,
+// however many addresses call; the requests left uncounted are reported in a
+// rate-limited warning.
+func TestGateFlushFailureBounded(t *testing.T) {
+	s, err := store.Open(store.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = s.Close()
+		}
+	})
+	tok := create(t, s, "api-1", store.AccessSecurityDirector)
+	var logs syncBuffer
+	g := newGate(t, Config{Store: s, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	const limit = 10
+	g.usage.limit = limit
+	h := g.Handler()
+	from := func(i int) {
+		r := httptest.NewRequest(http.MethodGet, "/auth", nil)
+		r.RemoteAddr = fmt.Sprintf("[2001:db8::%x]:443", i)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("request %d: %d", i, w.Code)
+		}
+	}
+	for i := range 25 {
+		from(i)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	for range 3 {
+		if err := g.Flush(); err == nil {
+			t.Fatal("Flush to a closed store succeeded")
+		}
+		from(100) // a new pair: no room
+		from(0)   // a pair still waiting: counted
+	}
+	warnings := strings.Count(logs.String(), "level=WARN")
+	if warnings != 1 || !strings.Contains(logs.String(), "dropped_requests=15 max_pairs=10") {
+		t.Errorf("want one warning of 15 dropped requests:\n%s", logs.String())
+	}
+	// Rate-limited: the later drops are reported once the minute has passed.
+	g.warnMu.Lock()
+	g.lastDropWarn = g.lastDropWarn.Add(-dropWarnEvery)
+	g.warnMu.Unlock()
+	_ = g.Flush()
+	if !strings.Contains(logs.String(), "dropped_requests=3 ") {
+		t.Errorf("the later drops were not reported:\n%s", logs.String())
+	}
+	taken, _ := g.usage.take()
+	allowed, _ := sum(taken)
+	if len(taken) != limit || allowed != limit+3 {
+		t.Fatalf("%d pairs, %d requests kept; want %d pairs, %d requests", len(taken), allowed, limit, limit+3)
+	}
+}
+
+// TestGateFreshHeaders: every answer has header value slices of its own, so a
+// wrapper that writes into one (h[k][0] = ...) or appends to one changes no
+// other answer.
+func TestGateFreshHeaders(t *testing.T) {
+	s := openStore(t, nil)
+	tok := create(t, s, "api-1", store.AccessSecurityDirector)
+	g := newGate(t, Config{Store: s})
+	h := g.Handler()
+	mw := g.Middleware(store.AccessSecurityDirector)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header["X-Token-Name"][0] = "scribbled"
+	}))
+	for _, tc := range []struct {
+		name, path, authz string
+		handler           http.Handler
+	}{
+		{"allowed", "/auth", "Bearer " + tok, h},
+		{"missing", "/auth", "", h},
+		{"invalid", "/auth", "Bearer x", h},
+		{"insufficient", "/auth/third-party-feeds", "Bearer " + tok, h},
+		{"unknown scope", "/auth/admin", "Bearer " + tok, h},
+		{"healthz", "/healthz", "", h},
+		{"middleware allowed", "/x", "Bearer " + tok, mw},
+		{"middleware denied", "/x", "", mw},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			serve := func() *httptest.ResponseRecorder {
+				r := httptest.NewRequest(http.MethodGet, tc.path, nil)
+				if tc.authz != "" {
+					r.Header.Set("Authorization", tc.authz)
+				}
+				w := httptest.NewRecorder()
+				tc.handler.ServeHTTP(w, r)
+				return w
+			}
+			first := serve()
+			want := first.Header().Clone()
+			for k, vs := range first.Header() {
+				vs[0] = "scribbled"
+				_ = append(vs, "appended")
+				first.Header()[k] = vs
+			}
+			second := serve().Header()
+			delete(want, "Content-Length")
+			delete(second, "Content-Length")
+			for k, vs := range want {
+				if got := second.Values(k); len(got) != len(vs) || got[0] != vs[0] {
+					t.Errorf("%s: %q after another answer was written into, want %q", k, got, vs)
+				}
+			}
+		})
+	}
+}
+
+func takePairs(g *Gate) []pendingUse {
+	ps, _ := g.usage.take()
+	return ps
+}
+
+// TestGateUseBeforeFlush: a token used within the policy is never refused as
+// expired, not even before that use is flushed (from another address), nor
+// while the store refuses the flush; the sweep writes such uses before it
+// judges. A token left unused is refused and expired.
+func TestGateUseBeforeFlush(t *testing.T) {
+	clk := newClock()
+	s, err := store.Open(store.Options{InMemory: true, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = s.Close()
+		}
+	})
+	used := create(t, s, "used", store.AccessSecurityDirector)
+	idle := create(t, s, "idle", store.AccessSecurityDirector)
+	g := newGate(t, Config{Store: s, Now: clk.Now})
+	h := g.Handler()
+	get := func(tok, ip string) string {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodGet, "/auth", nil)
+		r.RemoteAddr = ip + ":443"
+		r.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Header().Get("X-Apptokens-Reason")
+	}
+	clk.Add(store.DefaultInactiveAfter - time.Minute)
+	if got := get(used, "192.0.2.1"); got != "ok" {
+		t.Fatalf("before the policy: %s", got)
+	}
+	clk.Add(2 * time.Minute)
+	if got := get(used, "192.0.2.2"); got != "ok" {
+		t.Errorf("used a minute ago, not flushed yet: %s", got)
+	}
+	if got := get(idle, "192.0.2.1"); got != "inactive_token" {
+		t.Errorf("unused token: %s", got)
+	}
+	g.expire()
+	for name, active := range map[string]bool{"used": true, "idle": false} {
+		if tk, err := s.Get(name); err != nil || tk.Active != active {
+			t.Errorf("after the sweep, %s active=%v (%v), want %v", name, tk.Active, err, active)
+		}
+	}
+
+	// The store refuses the flush: the use is still known.
+	clk.Add(store.DefaultInactiveAfter - time.Minute)
+	if got := get(used, "192.0.2.1"); got != "ok" {
+		t.Fatalf("before the policy again: %s", got)
+	}
+	clk.Add(2 * time.Minute)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	if err := g.Flush(); err == nil {
+		t.Fatal("Flush to a closed store succeeded")
+	}
+	if got := get(used, "192.0.2.2"); got != "ok" {
+		t.Errorf("used a minute ago, flush failed: %s", got)
 	}
 }

@@ -35,8 +35,7 @@ func NewServer(addr string, h http.Handler) *http.Server {
 	}
 }
 
-// Answer headers. The values are shared, never modified slices: net/http only
-// reads them, and Header.Add on a full slice copies it.
+// Answer headers.
 const (
 	headerReason = "X-Apptokens-Reason"
 	headerName   = "X-Token-Name"
@@ -45,66 +44,89 @@ const (
 	tokenHeaders = "X-Token-"         // prefix a client must never be able to send
 )
 
-var (
-	reasonValues [len(reasonNames)][]string
-	denyBodies   [len(reasonNames)][]byte
-	accessValues [len(accessHeader)][]string
-	// scopeChallenges is the insufficient_scope challenge for each single access.
-	scopeChallenges [len(accessHeader)][]string
+const (
+	challengeMissing      = `Bearer realm="apptokens"`
+	challengeInvalid      = `Bearer realm="apptokens", error="invalid_token"`
+	challengeInsufficient = `Bearer realm="apptokens", error="insufficient_scope"`
+)
 
-	challengeMissing = []string{`Bearer realm="apptokens"`}
-	challengeInvalid = []string{`Bearer realm="apptokens", error="invalid_token"`}
-	contentTypeJSON  = []string{"application/json"}
-	noStore          = []string{"no-store"}
+var (
+	denyBodies [len(reasonNames)][]byte
+	// scopeChallenges is the insufficient_scope challenge for each single access.
+	scopeChallenges [len(accessHeader)]string
 )
 
 func init() {
 	for r, name := range reasonNames {
-		reasonValues[r] = []string{name}
 		denyBodies[r] = []byte(`{"error":"` + name + `"}` + "\n")
 	}
 	for a, names := range accessHeader {
-		accessValues[a] = []string{names}
-		scopeChallenges[a] = []string{`Bearer realm="apptokens", error="insufficient_scope", scope="` + names + `"`}
+		scopeChallenges[a] = challengeInsufficient + `, scope="` + names + `"`
 	}
 }
 
-// Handler serves the forward-auth endpoints: /auth (any access),
+// accessNone is what a path under /auth/ that names no access type needs: no
+// token has it, so the request is refused with insufficient_access once the
+// token itself passes. A typo in a proxy's configuration then lets no token
+// through, and the proxy still gets one of the statuses it relays.
+const accessNone accessSet = 1 << 7
+
+// Handler serves the forward-auth endpoints: /auth and /auth/ (any access),
 // /auth/security-director[/...] and /auth/third-party-feeds[/...] (that access;
 // the path may go on, as Envoy appends the original path), and /healthz. Any
-// method is accepted; bodies are ignored. Other paths are 404.
+// method is accepted; bodies are ignored. Any other path under /auth/ names an
+// access type that does not exist: it answers 401 or 403 like a denial, never
+// 200. Paths outside /auth and /healthz are 404.
 func (g *Gate) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
-			w.Header()[headerReason] = reasonValues[reasonOK]
+			w.Header()[headerReason] = []string{reasonNames[reasonOK]}
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		need, ok := route(r.URL.Path)
+		need, segment, ok := route(r.URL.Path)
 		if !ok {
 			http.NotFound(w, r)
 			return
 		}
 		v := g.check(r, need)
-		g.answer(w, &v, need, false)
+		g.answer(w, &v, need, segment)
 	})
 }
 
-// route maps a gate path to the access it needs (0: any).
-func route(path string) (accessSet, bool) {
+// route maps a gate path to the access it needs (0: any). For a path under
+// /auth/ that names no access type, need is accessNone and segment is the
+// name it gave.
+func route(path string) (need accessSet, segment string, ok bool) {
 	rest, ok := strings.CutPrefix(path, "/auth")
-	if !ok {
-		return 0, false
+	if !ok || rest != "" && rest[0] != '/' {
+		return 0, "", false // not /auth, or /authx
 	}
-	if rest == "" {
-		return 0, true
+	if rest == "" || rest == "/" {
+		return 0, "", true
 	}
-	for _, a := range store.AllAccess {
-		if tail, ok := strings.CutPrefix(rest, "/"+string(a)); ok && (tail == "" || tail[0] == '/') {
-			return accessBits(a), true
+	segment = rest[1:]
+	if i := strings.IndexByte(segment, '/'); i >= 0 {
+		segment = segment[:i]
+	}
+	if a := accessBits(store.Access(segment)); a != 0 {
+		return a, segment, true
+	}
+	return accessNone, segment, true
+}
+
+// scopeToken reports whether an unknown path segment may be named in a
+// challenge's scope: short, and nothing that needs quoting or escaping.
+func scopeToken(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
 		}
 	}
-	return 0, false
+	return true
 }
 
 // check verifies a request and counts it in the usage of the token it named.
@@ -113,7 +135,10 @@ func (g *Gate) check(r *http.Request, need accessSet) verdict {
 	ip := g.proxies.clientIP(r)
 	v := g.verify(r.Header.Get("Authorization"), need, ip, now)
 	if v.identified() {
-		g.usage.add(v.e.slot, v.x.id(&v.e), ip, now, v.reason == reasonOK)
+		// Keep the time of an allowed use for verify when the index's clock
+		// of the token is old: it will not know of this use until the flush.
+		keepUse := v.x.inactiveAfter > 0 && now-v.e.since > v.x.inactiveAfter/2
+		g.usage.add(v.e.slot, v.x.id(&v.e), ip, now, v.reason == reasonOK, keepUse)
 	}
 	if g.log.Enabled(r.Context(), slog.LevelDebug) {
 		g.logVerdict(r.Context(), &v, ip)
@@ -131,36 +156,47 @@ func (g *Gate) logVerdict(ctx context.Context, v *verdict, ip netip.Addr) {
 
 // answer writes the gate's answer: 200 with the token's name and access, or a
 // 401/403 denial with its RFC 6750 challenge and a JSON body. The token itself
-// is never echoed. With fresh, header values are new slices: the middleware's
-// caller owns that header map, and might write into a value.
-func (g *Gate) answer(w http.ResponseWriter, v *verdict, need accessSet, fresh bool) {
+// is never echoed. need and segment are route's.
+//
+// Every header value is a fresh slice of this answer's own array, with
+// capacity 1: a wrapper of w may write into a value (h[k][0] = ...) or append
+// to one, and neither may reach another answer. One allocation serves them all.
+func (g *Gate) answer(w http.ResponseWriter, v *verdict, need accessSet, segment string) {
 	h := w.Header()
-	set := func(key string, val []string) {
-		if fresh {
-			val = []string{val[0]}
-		}
-		h[key] = val
-	}
-	set(headerReason, reasonValues[v.reason])
-	set("Cache-Control", noStore)
+	vals := new([4]string)
+	vals[0], vals[1] = reasonNames[v.reason], "no-store"
+	h[headerReason] = vals[0:1:1]
+	h["Cache-Control"] = vals[1:2:2]
 	code := http.StatusUnauthorized
 	switch v.reason {
 	case reasonOK:
-		h[headerName] = []string{v.x.name(&v.e)}
-		set(headerAccess, accessValues[v.e.access])
+		vals[2], vals[3] = v.x.name(&v.e), accessHeader[v.e.access]
+		h[headerName] = vals[2:3:3]
+		h[headerAccess] = vals[3:4:4]
 		w.WriteHeader(http.StatusOK)
 		return
 	case reasonMissingToken:
-		set(headerWWW, challengeMissing)
+		vals[2] = challengeMissing
 	case reasonMalformedToken, reasonUnknownToken, reasonInactiveToken:
-		set(headerWWW, challengeInvalid)
+		vals[2] = challengeInvalid
 	case reasonIPBlocked:
 		code = http.StatusForbidden
 	case reasonInsufficientAccess:
 		code = http.StatusForbidden
-		set(headerWWW, scopeChallenges[need])
+		switch {
+		case need != accessNone:
+			vals[2] = scopeChallenges[need]
+		case scopeToken(segment):
+			vals[2] = challengeInsufficient + `, scope="` + segment + `"`
+		default:
+			vals[2] = challengeInsufficient
+		}
 	}
-	set("Content-Type", contentTypeJSON)
+	if vals[2] != "" {
+		h[headerWWW] = vals[2:3:3]
+	}
+	vals[3] = "application/json"
+	h["Content-Type"] = vals[3:4:4]
 	w.WriteHeader(code)
 	_, _ = w.Write(denyBodies[v.reason])
 }
@@ -186,12 +222,14 @@ func (g *Gate) Middleware(access store.Access) func(http.Handler) http.Handler {
 			}
 			v := g.check(r, need)
 			if v.reason != reasonOK {
-				g.answer(w, &v, need, true)
+				g.answer(w, &v, need, "")
 				return
 			}
-			r.Header[headerName] = []string{v.x.name(&v.e)}
-			r.Header[headerAccess] = []string{accessHeader[v.e.access]}
-			w.Header()[headerReason] = []string{reasonNames[reasonOK]}
+			// Fresh values of one array, as in answer.
+			vals := &[3]string{v.x.name(&v.e), accessHeader[v.e.access], reasonNames[reasonOK]}
+			r.Header[headerName] = vals[0:1:1]
+			r.Header[headerAccess] = vals[1:2:2]
+			w.Header()[headerReason] = vals[2:3:3]
 			next.ServeHTTP(w, r)
 		})
 	}

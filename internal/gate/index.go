@@ -206,6 +206,19 @@ func (ed *editor) put(ge store.GateEntry) {
 	}
 }
 
+// used moves a token's last use to at (unix nanoseconds), if that is later than
+// when its inactivity clock started.
+func (ed *editor) used(id string, at int64) {
+	d, ok := ed.byID[id]
+	if !ok {
+		return
+	}
+	if e, live := ed.x.lookup(d); live && at > e.since {
+		e.since = at
+		ed.recent()[d] = e
+	}
+}
+
 // unblockAll forgets the blocked IPs of slot.
 func (ed *editor) unblockAll(slot uint32) {
 	b := ed.blocked()

@@ -211,14 +211,43 @@ func startProxy(t *testing.T, listen, logFile string, env []string, name string,
 }
 
 // TestNginxAuthRequest runs the real nginx with testdata/nginx.conf in front
-// of an upstream, with the gate as auth_request.
+// of an upstream, with the gate as auth_request; then with a typo in the access
+// name of the configuration, which must refuse every token with a 403 (nginx
+// turns any status but 200, 401 and 403 into a 500).
 func TestNginxAuthRequest(t *testing.T) {
 	nginx := needBinary(t, "nginx", "nginx-light")
 	rig := newProxyRig(t)
+	site := rig.config(t, "nginx.conf", confListen)
+	rig.check(t, "http://"+startNginx(t, nginx, site))
+
+	const good, typo = "/_apptokens/auth/security-director;", "/_apptokens/auth/security-directr;"
+	if !strings.Contains(site, good) {
+		t.Fatalf("testdata/nginx.conf does not use %s", good)
+	}
+	base := "http://" + startNginx(t, nginx, strings.Replace(site, good, typo, 1))
+	for _, tc := range []struct {
+		authz  string
+		status int
+		reason string
+	}{
+		{"Bearer " + rig.tokens["api-client"], http.StatusForbidden, "insufficient_access"},
+		{"", http.StatusUnauthorized, "missing_token"},
+	} {
+		a := rig.get(t, base, tc.authz)
+		if a.status != tc.status || a.header.Get("X-Apptokens-Reason") != tc.reason || strings.Contains(a.body, "token_name") {
+			t.Errorf("access name with a typo: %d %q, want %d %s and no upstream answer", a.status, a.header.Get("X-Apptokens-Reason"), tc.status, tc.reason)
+		}
+	}
+}
+
+// startNginx runs nginx with the server block site, listening on a free address
+// in place of confListen, and returns that address.
+func startNginx(t *testing.T, nginx, site string) string {
+	t.Helper()
 	prefix := t.TempDir()
 	listen := freeAddr(t)
-	site := filepath.Join(prefix, "apptokens.conf")
-	if err := os.WriteFile(site, []byte(rig.config(t, "nginx.conf", listen)), 0o600); err != nil {
+	sitePath := filepath.Join(prefix, "apptokens.conf")
+	if err := os.WriteFile(sitePath, []byte(strings.ReplaceAll(site, confListen, listen)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	errorLog := filepath.Join(prefix, "error.log")
@@ -228,13 +257,13 @@ func TestNginxAuthRequest(t *testing.T) {
 	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 		fmt.Fprintf(&main, "  %s_temp_path %s;\n", d, filepath.Join(prefix, d+"_temp"))
 	}
-	fmt.Fprintf(&main, "  include %s;\n}\n", site)
+	fmt.Fprintf(&main, "  include %s;\n}\n", sitePath)
 	conf := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(main.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	startProxy(t, listen, errorLog, nil, nginx, "-p", prefix+"/", "-e", errorLog, "-c", conf, "-g", "daemon off;")
-	rig.check(t, "http://"+listen)
+	return listen
 }
 
 // TestCaddyForwardAuth runs the real Caddy with testdata/Caddyfile in front of
@@ -254,31 +283,37 @@ func TestCaddyForwardAuth(t *testing.T) {
 	rig.check(t, "http://"+listen)
 }
 
+// get asks the proxy at base for an API path, as the client.
+func (rig *proxyRig) get(t *testing.T, base, authz string, hdr ...string) answer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+"/reports/daily", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := rig.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	if _, err := body.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return answer{status: resp.StatusCode, header: resp.Header, body: body.String()}
+}
+
 // check runs the contract through a proxy at base.
 func (rig *proxyRig) check(t *testing.T, base string) {
 	t.Helper()
 	get := func(authz string, hdr ...string) answer {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodGet, base+"/reports/daily", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if authz != "" {
-			req.Header.Set("Authorization", authz)
-		}
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Add(hdr[i], hdr[i+1])
-		}
-		resp, err := rig.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body bytes.Buffer
-		if _, err := body.ReadFrom(resp.Body); err != nil {
-			t.Fatal(err)
-		}
-		return answer{status: resp.StatusCode, header: resp.Header, body: body.String()}
+		return rig.get(t, base, authz, hdr...)
 	}
 
 	t.Run("valid token reaches the upstream with its name", func(t *testing.T) {

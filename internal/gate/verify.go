@@ -86,7 +86,9 @@ func (g *Gate) verify(authz string, need accessSet, ip netip.Addr, now int64) ve
 	switch {
 	case v.e.flags&flagActive == 0:
 		v.reason = reasonInactiveToken
-	case x.expired(&v.e, now):
+	case x.expired(&v.e, now) && !g.usedAfter(x.id(&v.e), now-x.inactiveAfter):
+		// Expired by the index, and no use the index has yet to learn of
+		// (rare: only tokens actually past the policy get here).
 		v.reason = reasonInactiveToken
 		g.nudgeSweep()
 	case v.e.flags&flagBlocked != 0 && ip.IsValid() && x.isBlocked(e.slot, ip):

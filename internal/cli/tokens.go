@@ -110,44 +110,40 @@ func printTokens(w io.Writer, toks []store.Token, now time.Time, after time.Dura
 	return tw.Flush()
 }
 
-func (a *app) setActiveCmd(verb string, active bool) *cobra.Command {
-	short := "Deactivate tokens: requests with them are refused"
-	if active {
-		short = "Activate tokens again"
-	}
+// namesCmd is a command that changes the named tokens in one transaction and
+// says how many it changed, e.g. "2 tokens deactivated".
+func (a *app) namesCmd(verb, short string, change func(st *store.Store, names []string) (int, error)) *cobra.Command {
 	return &cobra.Command{
 		Use:   verb + " NAME...",
 		Short: short,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, names []string) error {
 			return a.withStore(func(st *store.Store) error {
-				n, err := st.SetActive(a.env.Actor, names, active)
+				n, err := change(st, names)
 				if err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %sd\n", plural(n, "token"), verb)
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %sd\n", plural(n, "token"), verb) // activate, deactivate, delete + "d"
 				return err
 			})
 		},
 	}
 }
 
-func (a *app) deleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete NAME...",
-		Short: "Delete tokens and their usage for good",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, names []string) error {
-			return a.withStore(func(st *store.Store) error {
-				n, err := st.Delete(a.env.Actor, names)
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s deleted\n", plural(n, "token"))
-				return err
-			})
-		},
+func (a *app) setActiveCmd(verb string, active bool) *cobra.Command {
+	short := "Deactivate tokens: requests with them are refused"
+	if active {
+		short = "Activate tokens again"
 	}
+	return a.namesCmd(verb, short, func(st *store.Store, names []string) (int, error) {
+		return st.SetActive(a.env.Actor, names, active)
+	})
+}
+
+func (a *app) deleteCmd() *cobra.Command {
+	return a.namesCmd("delete", "Delete tokens and their usage for good", func(st *store.Store, names []string) (int, error) {
+		return st.Delete(a.env.Actor, names)
+	})
 }
 
 func (a *app) editCmd() *cobra.Command {

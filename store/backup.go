@@ -36,15 +36,12 @@ func (s *Store) Backup(w io.Writer) error {
 // backup (ErrInvalidBackup) leaves the store exactly as it was; the error names
 // the first bad record. Other writers wait while a restore runs.
 func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	toks, err := s.List()
-	if err != nil {
+	// Refuse early, before reading the backup, when the store is not empty.
+	if err := s.restoreAllowed(replace); err != nil {
 		return err
 	}
-	if len(toks) > 0 && !replace {
-		return fmt.Errorf("database already holds %d tokens; restore needs an empty database (or --replace): %w", len(toks), ErrNotEmpty)
-	}
+	// Reading the backup (over SSH: the session's stdin, which may stall) and
+	// checking it happen without holding writers back.
 	scratch, err := badger.Open(badgerOptions(""))
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -53,24 +50,31 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 	if err := scratch.Load(&frameReader{r: r}, 256); err != nil {
 		return fmt.Errorf("%w: cannot read it: %w", ErrInvalidBackup, err)
 	}
-	// Check and copy in one read transaction: exactly what was checked is copied.
-	err = scratch.View(func(txn *badger.Txn) error {
-		orphans, err := checkBackup(txn)
-		if err != nil {
-			return err
-		}
-		if len(toks) > 0 || replace {
-			if err := s.db.DropAll(); err != nil {
-				return fmt.Errorf("restore: clear database: %w", err)
-			}
-		}
-		if err := copyRecords(txn, s.db, orphans); err != nil {
-			return fmt.Errorf("restore: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
+	var orphans map[string]bool
+	if err := scratch.View(func(txn *badger.Txn) error {
+		var err error
+		orphans, err = checkBackup(txn)
 		return err
+	}); err != nil {
+		return err
+	}
+
+	// Only the swap itself holds every writer back.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if err := s.restoreAllowed(replace); err != nil {
+		return err
+	}
+	if replace {
+		if err := s.db.DropAll(); err != nil {
+			return fmt.Errorf("restore: clear database: %w", err)
+		}
+	}
+	// scratch is ours alone: what was checked is what is copied.
+	if err := scratch.View(func(txn *badger.Txn) error {
+		return copyRecords(txn, s.db, orphans)
+	}); err != nil {
+		return fmt.Errorf("restore: %w", err)
 	}
 	if err := s.db.Sync(); err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -85,6 +89,18 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 		return err
 	}
 	s.feed.publish(Change{Kind: ChangeReload})
+	return nil
+}
+
+// restoreAllowed refuses a restore over tokens unless replace is set.
+func (s *Store) restoreAllowed(replace bool) error {
+	toks, err := s.List()
+	if err != nil {
+		return err
+	}
+	if len(toks) > 0 && !replace {
+		return fmt.Errorf("database already holds %d tokens; restore needs an empty database (or --replace): %w", len(toks), ErrNotEmpty)
+	}
 	return nil
 }
 

@@ -305,6 +305,22 @@ func TestSSHHonoursAuthorizedKeysOptions(t *testing.T) {
 	if out, _, _ := s.ssh("list", "--json"); strings.Contains(out, "sneaky") {
 		t.Fatal("a key with a forced command created a token")
 	}
+	// restrict (no PTY): the TUI is refused, with a word on why.
+	tty := execSSH(append([]string{"-tt"}, s.sshArgs(reader, "reader")...))
+	if out, err := tty.CombinedOutput(); err != nil || !strings.Contains(string(out), `"name": "seen-by-reader"`) {
+		t.Fatalf("forced command with a PTY: err %v, out %q", err, out)
+	}
+	commandsOnly := newClientKey(t, s.home, "commands_only_key")
+	f, _ = os.OpenFile(s.authKeys, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`restrict ` + commandsOnly.public + "\n")
+	f.Close()
+	tty = execSSH(append([]string{"-tt"}, s.sshArgs(commandsOnly, "ops")...))
+	if out, err := tty.CombinedOutput(); err == nil || !strings.Contains(string(out), "may run commands only") {
+		t.Fatalf("restrict key with a PTY: err %v, out %q", err, out)
+	}
+	if out, _, code := s.sshAs(commandsOnly, "ops", "list", "--json"); code != 0 || !strings.Contains(out, "seen-by-reader") {
+		t.Fatalf("restrict key running a command: code %d", code)
+	}
 	// A key allowed only from elsewhere is refused from 127.0.0.1.
 	if _, errOut, code := s.sshAs(elsewhere, "admin", "list"); code == 0 || !strings.Contains(errOut, "Permission denied") {
 		t.Fatalf("from= not honoured: code %d, stderr %q", code, errOut)

@@ -83,8 +83,7 @@ type keyring struct {
 	now  func() time.Time
 
 	mu      sync.Mutex
-	modTime time.Time
-	size    int64
+	content []byte
 	entries []keyEntry
 	loaded  bool
 }
@@ -96,8 +95,10 @@ type keyEntry struct {
 	key     gossh.PublicKey
 	from    []string // patterns; empty: any address
 	expires time.Time
-	command string // forced command, if any
-	noPTY   bool
+	command string // forced command, when hasCommand
+	// hasCommand: command= was given, even empty (which, as in OpenSSH, runs nothing).
+	hasCommand bool
+	noPTY      bool
 }
 
 func newKeyring(path string) (*keyring, error) {
@@ -112,25 +113,23 @@ func newKeyring(path string) (*keyring, error) {
 	return k, nil
 }
 
-// current returns the entries, re-reading the file if it changed since last time.
+// current returns the entries of the file as it is now. The file is small and
+// read at each authentication, so an edit that keeps its size and time stamp is
+// still seen; it is parsed again only when its content changed.
 func (k *keyring) current() ([]keyEntry, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	fi, err := os.Stat(k.path)
+	b, err := os.ReadFile(k.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("authorized keys file %s does not exist: create it with an admin's public key (a line of ~/.ssh/id_ed25519.pub)", k.path)
 		}
 		return nil, fmt.Errorf("authorized keys: %w", err)
 	}
-	if k.loaded && fi.ModTime().Equal(k.modTime) && fi.Size() == k.size {
+	if k.loaded && bytes.Equal(b, k.content) {
 		return k.entries, nil
 	}
-	b, err := os.ReadFile(k.path)
-	if err != nil {
-		return nil, fmt.Errorf("authorized keys: %w", err)
-	}
-	k.entries, k.modTime, k.size, k.loaded = parseAuthorizedKeys(b), fi.ModTime(), fi.Size(), true
+	k.entries, k.content, k.loaded = parseAuthorizedKeys(b), b, true
 	return k.entries, nil
 }
 
@@ -176,6 +175,9 @@ func parseOptions(pk gossh.PublicKey, opts []string) (keyEntry, bool) {
 		case "from":
 			for _, p := range strings.Split(value, ",") {
 				if p = strings.TrimSpace(p); p != "" {
+					if !validFromPattern(p) {
+						return e, false
+					}
 					e.from = append(e.from, p)
 				}
 			}
@@ -189,7 +191,7 @@ func parseOptions(pk gossh.PublicKey, opts []string) (keyEntry, bool) {
 			}
 			e.expires = t
 		case "command":
-			e.command = value
+			e.command, e.hasCommand = value, true
 		case "no-pty", "restrict":
 			e.noPTY = true
 		case "pty":
@@ -249,6 +251,17 @@ func addrIP(addr net.Addr) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
+}
+
+// validFromPattern accepts what OpenSSH accepts: a CIDR without host bits, or a
+// pattern of address or name characters with the wildcards * and ?.
+func validFromPattern(p string) bool {
+	p = strings.TrimPrefix(p, "!")
+	if strings.Contains(p, "/") {
+		pfx, err := netip.ParsePrefix(p)
+		return err == nil && pfx == pfx.Masked()
+	}
+	return p != "" && !strings.ContainsAny(p, "[]\\")
 }
 
 // matchFrom applies an OpenSSH from= pattern list to an address: wildcards (*, ?)

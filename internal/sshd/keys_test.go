@@ -53,7 +53,6 @@ func TestKeyringToleratesOptionsAndCommentsAndRereads(t *testing.T) {
 		t.Fatal(`from="127.0.0.1" was not honoured`)
 	}
 	// Removing b and adding c takes effect without a restart.
-	time.Sleep(10 * time.Millisecond)
 	if err := os.WriteFile(path, []byte(line(a)+"\n"+line(c)+" carol\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +131,9 @@ func TestKeyringOptions(t *testing.T) {
 		{`expiry-time="29991231235959Z"`, "192.0.2.1", true, "", false},
 		{`expiry-time="tomorrow"`, "192.0.2.1", false, "", false},
 		{`command="list --json",no-pty`, "192.0.2.1", true, "list --json", true},
+		{`command=""`, "192.0.2.1", true, "", false},
+		{`from="10.0.0.1/8"`, "10.1.1.1", false, "", false},
+		{`from="10.0.0.[1-9]"`, "10.0.0.5", false, "", false},
 		{`restrict`, "192.0.2.1", true, "", true},
 		{`restrict,pty`, "192.0.2.1", true, "", false},
 	}
@@ -147,7 +149,7 @@ func TestKeyringOptions(t *testing.T) {
 			t.Errorf("%s from %s: authorized=%v, want %v", c.opts, c.addr, ok, c.ok)
 			continue
 		}
-		if ok && (e.command != c.command || e.noPTY != c.noPTY) {
+		if ok && (e.command != c.command || e.noPTY != c.noPTY || e.hasCommand != strings.Contains(c.opts, "command=")) {
 			t.Errorf("%s: command %q noPTY %v, want %q %v", c.opts, e.command, e.noPTY, c.command, c.noPTY)
 		}
 	}
@@ -160,4 +162,24 @@ func writeTemp(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// An edit that keeps the file's size and time stamp is seen all the same.
+func TestKeyringSeesSameSizeEdit(t *testing.T) {
+	a := newPub(t)
+	path := writeTemp(t, `from="10.0.0.5" `+line(a)+"\n")
+	k, err := newKeyring(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	at := func(s string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(s), Port: 22} }
+	if !k.authorized(a, at("10.0.0.5")) {
+		t.Fatal("key not authorized from 10.0.0.5")
+	}
+	os.WriteFile(path, []byte(`from="10.0.0.6" `+line(a)+"\n"), 0o600)
+	os.Chtimes(path, fi.ModTime(), fi.ModTime())
+	if k.authorized(a, at("10.0.0.5")) || !k.authorized(a, at("10.0.0.6")) {
+		t.Fatal("a same-size edit with the same time stamp was missed")
+	}
 }

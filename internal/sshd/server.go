@@ -230,7 +230,7 @@ func (s *Server) dispatch(next ssh.Handler) ssh.Handler {
 			_ = sess.Exit(1)
 			return
 		}
-		if entry.command != "" {
+		if entry.hasCommand {
 			// A forced command (command= in authorized_keys) runs instead of
 			// whatever the client asked for, as OpenSSH does.
 			args, err := shlex.Split(entry.command, true)

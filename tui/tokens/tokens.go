@@ -4,6 +4,7 @@ package tokens
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/charmbracelet/bubbles/cursor"
@@ -497,6 +498,9 @@ func (m *Model) activate() tea.Cmd {
 	if len(names) == 0 {
 		return nil
 	}
+	if cmd := tooMany(names); cmd != nil {
+		return cmd
+	}
 	return m.setActive(names, ids, true)
 }
 
@@ -504,6 +508,12 @@ func (m *Model) askDeactivate() tea.Cmd {
 	names, ids := m.targets()
 	if len(names) == 0 {
 		return nil
+	}
+	if cmd := tooMany(names); cmd != nil {
+		return cmd
+	}
+	if cmd := tooMany(names); cmd != nil {
+		return cmd
 	}
 	what := common.Plural(len(names), "token", "tokens")
 	lines := []string{
@@ -517,6 +527,16 @@ func (m *Model) askDeactivate() tea.Cmd {
 	}
 }
 
+// tooMany refuses, before asking anything, a selection larger than the store
+// changes in one transaction.
+func tooMany(names []string) tea.Cmd {
+	if len(names) <= store.MaxBatch {
+		return nil
+	}
+	err := fmt.Errorf("at most %d tokens at once (%d selected): narrow the selection, e.g. with / filter", store.MaxBatch, len(names))
+	return func() tea.Msg { return actedMsg{err: err} }
+}
+
 // deleteWord is what to type to confirm deleting several tokens at once.
 const deleteWord = "delete"
 
@@ -524,6 +544,9 @@ func (m *Model) askDelete() tea.Cmd {
 	names, ids := m.targets()
 	if len(names) == 0 {
 		return nil
+	}
+	if cmd := tooMany(names); cmd != nil {
+		return cmd
 	}
 	what := common.Plural(len(names), "token", "tokens")
 	require := deleteWord

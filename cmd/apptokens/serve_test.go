@@ -335,3 +335,33 @@ func TestSSHHonoursAuthorizedKeysOptions(t *testing.T) {
 		t.Fatalf("audit does not name bob's key %s:\n%s", want, out)
 	}
 }
+
+// TestSSHIdentityIsTheKeyThatSigned reproduces the CVE-2024-45337 pattern with the
+// real client: it offers admin key A, which the server accepts, but cannot sign
+// with it (only A's public half is given), then signs with key B. The session must
+// act as B (B's fingerprint in the audit, B's forced command), never as A.
+func TestSSHIdentityIsTheKeyThatSigned(t *testing.T) {
+	s := startServe(t)
+	b := newClientKey(t, s.home, "b_key")
+	f, _ := os.OpenFile(s.authKeys, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`command="list --json" ` + b.public + "\n")
+	f.Close()
+	aPub := s.home + "/a_only.pub"
+	if err := os.WriteFile(aPub, []byte(s.admin.public+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-F", "/dev/null", "-p", s.sshPort, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+		"-o", "LogLevel=ERROR", "-i", aPub, "-i", b.path, "admin@127.0.0.1",
+		"create", "--name", "made-as-a", "--access", "security-director"}
+	out, err := execSSH(args).Output()
+	if err != nil {
+		t.Fatalf("ssh: %v", err)
+	}
+	if strings.HasPrefix(string(out), "aptk_") || !strings.HasPrefix(strings.TrimSpace(string(out)), "[") {
+		t.Fatalf("the session acted as key A (the one offered first), not B: %q", out)
+	}
+	if out, _, _ := s.ssh("list", "--json"); strings.Contains(out, "made-as-a") {
+		t.Fatal("a token was created with the rights of the key that never signed")
+	}
+}

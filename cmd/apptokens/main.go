@@ -24,7 +24,7 @@ func main() {
 	root := cli.NewRoot(env)
 	root.AddCommand(serveCmd(root))
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "apptokens: "+oneLine(err.Error()))
+		fmt.Fprintln(os.Stderr, "apptokens: "+store.Printable(err.Error()))
 		os.Exit(1)
 	}
 }
@@ -36,7 +36,7 @@ func openLocal(dir string) (*store.Store, func(), error) {
 	}
 	return st, func() {
 		if err := st.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "apptokens: close database: "+oneLine(err.Error()))
+			fmt.Fprintln(os.Stderr, "apptokens: close database: "+store.Printable(err.Error()))
 		}
 	}, nil
 }
@@ -49,11 +49,6 @@ func localUser() string {
 		return u
 	}
 	return fmt.Sprintf("uid-%d", os.Getuid())
-}
-
-// oneLine keeps errors to one line on stderr.
-func oneLine(s string) string {
-	return store.Printable(s)
 }
 
 var errNoTerminal = errors.New("the TUI needs a terminal; give a command (see apptokens --help)")

@@ -313,6 +313,17 @@ func TestSeedLoad(t *testing.T) {
 	if len(usage) != 3 {
 		t.Fatalf("usage rows = %d", len(usage))
 	}
+	// More addresses than one octet holds are all distinct.
+	mustRun(t, dir, "delete", "load-000001")
+	out := mustRun(t, dir, "seed", "--tokens", "1", "--ips", "600")
+	if !strings.Contains(out, "600 IP addresses") {
+		t.Fatalf("seed: %q", out)
+	}
+	usage = nil
+	_ = json.Unmarshal([]byte(mustRun(t, dir, "usage", "load-000001", "--json")), &usage)
+	if len(usage) != 600 {
+		t.Fatalf("600 IPs seeded, %d usage rows", len(usage))
+	}
 }
 
 func TestSSHHint(t *testing.T) {

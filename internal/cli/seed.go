@@ -25,6 +25,9 @@ func (a *app) seedCmd() *cobra.Command {
 			if tokens < 0 || ips < 0 {
 				return errors.New("--tokens and --ips must not be negative")
 			}
+			if ips > maxSeedIPs {
+				return fmt.Errorf("--ips: at most %d", maxSeedIPs)
+			}
 			return a.withStore(func(st *store.Store) error {
 				now := st.Now().UTC()
 				if demo {
@@ -52,6 +55,15 @@ func (a *app) seedCmd() *cobra.Command {
 	cmd.Flags().IntVar(&tokens, "tokens", 0, "number of generated tokens (load-000001, …)")
 	cmd.Flags().IntVar(&ips, "ips", 0, "usage rows (IP addresses) per generated token")
 	return cmd
+}
+
+// maxSeedIPs is how many distinct addresses seedIP has (10.0.0.1 to 10.255.255.254).
+const maxSeedIPs = 1<<24 - 2
+
+// seedIP is the j-th generated address, distinct for every j < maxSeedIPs.
+func seedIP(j int) string {
+	n := j + 1
+	return fmt.Sprintf("10.%d.%d.%d", n>>16&0xff, n>>8&0xff, n&0xff)
 }
 
 // seedChunk is how many generated tokens go into one write batch.
@@ -83,7 +95,7 @@ func SeedLoad(st *store.Store, actor store.Actor, now time.Time, n, m int) error
 			for j := 0; j < m; j++ {
 				last := now.Add(-time.Duration((i+j)%(30*24)) * time.Hour)
 				t.Usage = append(t.Usage, store.Usage{
-					IP:          fmt.Sprintf("10.%d.%d.%d", (i>>8)&0xff, i&0xff, j%250+1),
+					IP:          seedIP(j),
 					FirstUsedAt: created,
 					LastUsedAt:  last,
 					Allowed:     uint64((i*31 + j*17) % 5000),

@@ -103,7 +103,6 @@ func New(cfg Config) (*Server, error) {
 		// wish applies these in order, so the last is the outermost.
 		wish.WithMiddleware(
 			bm.MiddlewareWithProgramHandler(s.program, termenv.Ascii),
-			s.dispatch,
 			s.identity,
 			s.logging,
 			s.recover,
@@ -208,21 +207,10 @@ func (s *Server) logging(next ssh.Handler) ssh.Handler {
 }
 
 // identity admits only sessions whose completed handshake used a key that is
-// authorized now. It never trusts what the auth callback saw.
+// authorized now (it never trusts what the auth callback saw), applies that
+// key's options, runs the session's command, refuses a session with neither a
+// command nor a terminal, and hands PTY sessions on to the TUI.
 func (s *Server) identity(next ssh.Handler) ssh.Handler {
-	return func(sess ssh.Session) {
-		if _, ok := s.keys.lookup(sess.PublicKey(), sess.RemoteAddr()); !ok {
-			fmt.Fprintln(sess.Stderr(), "apptokens: this key is not authorized")
-			_ = sess.Exit(1)
-			return
-		}
-		next(sess)
-	}
-}
-
-// dispatch runs a session's command, refuses a session with neither a command nor
-// a terminal, and hands PTY sessions on to the TUI.
-func (s *Server) dispatch(next ssh.Handler) ssh.Handler {
 	return func(sess ssh.Session) {
 		entry, ok := s.keys.lookup(sess.PublicKey(), sess.RemoteAddr())
 		if !ok {

@@ -1,6 +1,10 @@
 package store
 
-import badger "github.com/dgraph-io/badger/v4"
+import (
+	"encoding/json"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
 
 // Audit returns audit events, newest first; limit <= 0 means all.
 func (s *Store) Audit(limit int) ([]Event, error) {
@@ -14,7 +18,7 @@ func (s *Store) Audit(limit int) ([]Event, error) {
 		// Reverse iteration must seek past the last key with the prefix.
 		for it.Seek([]byte(pfxEvent + "\xff")); it.ValidForPrefix(opts.Prefix); it.Next() {
 			var e Event
-			if err := it.Item().Value(func(b []byte) error { return jsonUnmarshal(b, &e) }); err != nil {
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
 				return err
 			}
 			out = append(out, e)

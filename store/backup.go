@@ -92,14 +92,29 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 	return nil
 }
 
-// restoreAllowed refuses a restore over tokens unless replace is set.
+// restoreAllowed refuses a restore over tokens unless replace is set. It counts
+// keys only: no token is decoded.
 func (s *Store) restoreAllowed(replace bool) error {
-	toks, err := s.List()
+	if replace {
+		return nil
+	}
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(pfxToken)
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	if len(toks) > 0 && !replace {
-		return fmt.Errorf("database already holds %d tokens; restore needs an empty database (or --replace): %w", len(toks), ErrNotEmpty)
+	if n > 0 {
+		return fmt.Errorf("database already holds %d tokens; restore needs an empty database (or --replace): %w", n, ErrNotEmpty)
 	}
 	return nil
 }
@@ -264,14 +279,8 @@ func checkTokenRecord(id string, v []byte) (Token, error) {
 	if t.ID != id || !validID(id) {
 		return t, fmt.Errorf("holds id %s", quote(t.ID))
 	}
-	for _, check := range []func() error{
-		func() error { return ValidateName(t.Name) },
-		func() error { return ValidateDescription(t.Description) },
-		func() error { return ValidateAccess(t.Access) },
-	} {
-		if err := check(); err != nil {
-			return t, err
-		}
+	if err := validateFields(t.Name, t.Description, t.Access); err != nil {
+		return t, err
 	}
 	if !validHint(t.Hint) {
 		return t, fmt.Errorf("hint %s is not a token hint", quote(t.Hint))

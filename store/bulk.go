@@ -28,13 +28,7 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 	seenDigest := make(map[secret.Digest]bool, len(toks))
 	for i := range toks {
 		t := &toks[i].Token
-		if err := ValidateName(t.Name); err != nil {
-			return err
-		}
-		if err := ValidateDescription(t.Description); err != nil {
-			return err
-		}
-		if err := ValidateAccess(t.Access); err != nil {
+		if err := validateFields(t.Name, t.Description, t.Access); err != nil {
 			return err
 		}
 		low := strings.ToLower(t.Name)
@@ -102,19 +96,19 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 		if err := wb.Set(digestKey(t.Digest), []byte(t.ID)); err != nil {
 			return err
 		}
-		if err := wb.Set(tokenKey(t.ID), encodeToken(&t)); err != nil {
+		if err := putToken(wb, &t); err != nil {
 			return err
 		}
 		for _, u := range toks[i].Usage {
 			u.TokenID = t.ID
-			if err := setBatchJSON(wb, usageKey(t.ID, u.IP), u); err != nil {
+			if err := setJSON(wb, usageKey(t.ID, u.IP), u); err != nil {
 				return err
 			}
 		}
 	}
 	now := s.now().UTC()
 	ev := Event{Time: now, Actor: actor.String(), Action: "seed", Details: fmt.Sprintf("%d tokens", len(toks))}
-	if err := setBatchJSON(wb, s.eventKey(now), ev); err != nil {
+	if err := setJSON(wb, s.eventKey(now), ev); err != nil {
 		return err
 	}
 	if err := wb.Flush(); err != nil {
@@ -125,12 +119,4 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 	}
 	s.feed.publish(Change{Kind: ChangeReload})
 	return nil
-}
-
-func setBatchJSON(wb *badger.WriteBatch, key []byte, v any) error {
-	b, err := jsonMarshal(v)
-	if err != nil {
-		return err
-	}
-	return wb.Set(key, b)
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -93,8 +92,6 @@ func decodeToken(b []byte, t *Token) error {
 	return nil
 }
 
-func unmarshalToken(b []byte, t *Token) error { return decodeToken(b, t) }
-
 // getToken reads the token with this ID; badger.ErrKeyNotFound when there is none.
 func getToken(txn *badger.Txn, id string, t *Token) error {
 	item, err := txn.Get(tokenKey(id))
@@ -104,10 +101,6 @@ func getToken(txn *badger.Txn, id string, t *Token) error {
 	return item.Value(func(b []byte) error { return decodeToken(b, t) })
 }
 
-func putToken(txn *badger.Txn, t *Token) error {
+func putToken(txn setter, t *Token) error {
 	return txn.Set(tokenKey(t.ID), encodeToken(t))
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -52,3 +52,29 @@ func TestInMemoryStoreTakesLongestDescription(t *testing.T) {
 		t.Fatalf("stored description differs: %v", err)
 	}
 }
+
+// An edit that changes nothing writes nothing and tells no subscriber: the gate
+// and every TUI session would otherwise re-read the token for nothing.
+func TestNoOpEditPublishesNothing(t *testing.T) {
+	s, err := store.Open(store.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(store.Actor{User: "t"}, store.NewToken{Name: "same", Description: "d", Access: []store.Access{store.AccessSecurityDirector}}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Audit(0)
+	sub := s.Subscribe()
+	defer sub.Close()
+	desc := "d"
+	if _, err := s.Edit(store.Actor{User: "t"}, "same", store.Edit{Description: &desc, Access: []store.Access{store.AccessSecurityDirector}}); err != nil {
+		t.Fatal(err)
+	}
+	if changes, reload := sub.Take(); len(changes) != 0 || reload {
+		t.Fatalf("a no-op edit published %v (reload %v)", changes, reload)
+	}
+	if after, _ := s.Audit(0); len(after) != len(before) {
+		t.Fatal("a no-op edit wrote an audit event")
+	}
+}

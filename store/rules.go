@@ -92,6 +92,17 @@ func isControl(r rune) bool {
 		r == 0x2028 || r == 0x2029 || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
 }
 
+// validateFields checks every field a new token has, in the order a form shows them.
+func validateFields(name, description string, access []Access) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if err := ValidateDescription(description); err != nil {
+		return err
+	}
+	return ValidateAccess(access)
+}
+
 // ValidateAccess checks a non-empty set of known access types without duplicates.
 func ValidateAccess(access []Access) error {
 	if len(access) == 0 {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -29,11 +30,11 @@ const (
 	keyPolicy = "m/inactive_after"
 )
 
-// LockFile is the file in the database directory that one process holds while it
+// lockFile is the file in the database directory that one process holds while it
 // has the database open; ServeFile is where `serve` writes its SSH address so that
 // a refused local command can say what to run instead.
 const (
-	LockFile  = "apptokens.lock"
+	lockFile  = "apptokens.lock"
 	ServeFile = "serve.addr"
 )
 
@@ -143,7 +144,7 @@ func badgerOptions(dir string) badger.Options {
 }
 
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
@@ -151,18 +152,11 @@ func lockDir(dir string) (*os.File, error) {
 		f.Close()
 		le := &LockedError{Dir: dir}
 		if b, rerr := os.ReadFile(filepath.Join(dir, ServeFile)); rerr == nil {
-			le.SSHAddr = Printable(string(trimSpace(b)))
+			le.SSHAddr = Printable(string(bytes.TrimSpace(b)))
 		}
 		return nil, le
 	}
 	return f, nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 func (s *Store) unlock() {
@@ -281,7 +275,10 @@ func getJSON(txn *badger.Txn, key []byte, v any) error {
 	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
 }
 
-func setJSON(txn *badger.Txn, key []byte, v any) error {
+// setter is what both a transaction and a write batch offer.
+type setter interface{ Set(key, val []byte) error }
+
+func setJSON(txn setter, key []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err

@@ -25,13 +25,7 @@ func notFound(name string) error {
 // Create validates in, generates a secret and stores the token (only the secret's
 // digest) in one transaction. The name must not be taken, case-insensitively.
 func (s *Store) Create(actor Actor, in NewToken) (Created, error) {
-	if err := ValidateName(in.Name); err != nil {
-		return Created{}, err
-	}
-	if err := ValidateDescription(in.Description); err != nil {
-		return Created{}, err
-	}
-	if err := ValidateAccess(in.Access); err != nil {
+	if err := validateFields(in.Name, in.Description, in.Access); err != nil {
 		return Created{}, err
 	}
 	sec, err := secret.Generate()
@@ -98,7 +92,7 @@ func listTokens(txn *badger.Txn) ([]Token, error) {
 	var out []Token
 	for it.Rewind(); it.Valid(); it.Next() {
 		var t Token
-		if err := it.Item().Value(func(b []byte) error { return unmarshalToken(b, &t) }); err != nil {
+		if err := it.Item().Value(func(b []byte) error { return decodeToken(b, &t) }); err != nil {
 			return nil, err
 		}
 		out = append(out, t)
@@ -165,6 +159,7 @@ func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
 		}
 	}
 	var tok Token
+	var changed bool
 	now := s.now().UTC()
 	err := s.update(func(txn *badger.Txn) error {
 		t, err := getByName(txn, name)
@@ -183,12 +178,14 @@ func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
 				details = append(details, "access="+t.AccessNames())
 			}
 		}
+		changed = len(details) > 0
+		if changed {
+			t.UpdatedAt = now
+		}
 		tok = t
-		if len(details) == 0 {
+		if !changed {
 			return nil
 		}
-		t.UpdatedAt = now
-		tok = t
 		if err := putToken(txn, &t); err != nil {
 			return err
 		}
@@ -197,8 +194,21 @@ func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	s.feed.publish(Change{Kind: ChangeToken, TokenID: tok.ID, Name: tok.Name})
+	if changed {
+		s.feed.publish(Change{Kind: ChangeToken, TokenID: tok.ID, Name: tok.Name})
+	}
 	return tok, nil
+}
+
+// checkNames refuses an empty or oversized batch of names before anything is read.
+func checkNames(names []string) error {
+	if len(names) == 0 {
+		return errors.New("no token names given")
+	}
+	if len(names) > MaxBatch {
+		return tooMany("tokens", len(names))
+	}
+	return nil
 }
 
 func equalAccess(a, b []Access) bool {
@@ -217,11 +227,12 @@ func equalAccess(a, b []Access) bool {
 // name must exist, or nothing changes. It returns how many tokens changed state.
 // More than MaxBatch names are refused (ErrTooMany) before anything is read.
 func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error) {
-	if len(names) == 0 {
-		return 0, errors.New("no token names given")
+	if err := checkNames(names); err != nil {
+		return 0, err
 	}
-	if len(names) > MaxBatch {
-		return 0, tooMany("tokens", len(names))
+	action := ActionDeactivate
+	if active {
+		action = ActionActivate
 	}
 	now := s.now().UTC()
 	after := s.InactiveAfter()
@@ -249,10 +260,6 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 			if err := putToken(txn, &t); err != nil {
 				return err
 			}
-			action := ActionDeactivate
-			if active {
-				action = ActionActivate
-			}
 			if err := s.addEvent(txn, now, actor, action, t.Name, ""); err != nil {
 				return err
 			}
@@ -277,11 +284,8 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 // RecordUsage drops deltas of missing tokens). Should clearing them fail, the
 // tokens stay deleted and the error says so.
 func (s *Store) Delete(actor Actor, names []string) (int, error) {
-	if len(names) == 0 {
-		return 0, errors.New("no token names given")
-	}
-	if len(names) > MaxBatch {
-		return 0, tooMany("tokens", len(names))
+	if err := checkNames(names); err != nil {
+		return 0, err
 	}
 	now := s.now().UTC()
 	var changed []Change

@@ -1,11 +1,11 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -51,7 +51,7 @@ func listUsage(txn *badger.Txn, id string) ([]Usage, error) {
 	var out []Usage
 	for it.Rewind(); it.Valid(); it.Next() {
 		var u Usage
-		if err := it.Item().Value(func(b []byte) error { return jsonUnmarshal(b, &u) }); err != nil {
+		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &u) }); err != nil {
 			return nil, err
 		}
 		out = append(out, u)
@@ -147,18 +147,31 @@ func (s *Store) RecordUsage(deltas []UsageDelta) (written int, err error) {
 	return written, nil
 }
 
-// recordUsageChunk writes deltas in one transaction and returns the changes to publish.
+// recordUsageChunk writes deltas in one transaction and returns the changes to
+// publish. Each token is read once, however many addresses used it.
 func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 	var changed []Change
 	err := s.update(func(txn *badger.Txn) error {
 		changed = changed[:0]
-		last := map[string]time.Time{}
+		toks := map[string]*Token{} // nil: deleted meanwhile, its deltas are dropped
+		var order []string
+		moved := map[string]bool{}
 		for _, d := range deltas {
-			var t Token
-			if err := getToken(txn, d.TokenID, &t); errors.Is(err, badger.ErrKeyNotFound) {
+			t, seen := toks[d.TokenID]
+			if !seen {
+				var tok Token
+				if err := getToken(txn, d.TokenID, &tok); errors.Is(err, badger.ErrKeyNotFound) {
+					toks[d.TokenID] = nil
+					continue
+				} else if err != nil {
+					return err
+				}
+				t = &tok
+				toks[d.TokenID] = t
+				order = append(order, d.TokenID)
+			}
+			if t == nil {
 				continue
-			} else if err != nil {
-				return err
 			}
 			var u Usage
 			err := getJSON(txn, usageKey(d.TokenID, d.IP), &u)
@@ -178,21 +191,16 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 			if err := setJSON(txn, usageKey(d.TokenID, d.IP), u); err != nil {
 				return err
 			}
-			if d.Allowed > 0 && d.LastUsedAt.After(last[d.TokenID]) {
-				last[d.TokenID] = d.LastUsedAt
-			}
-			if _, seen := last[d.TokenID]; !seen {
-				last[d.TokenID] = time.Time{}
+			// Only allowed requests count as use for the inactivity policy.
+			if d.Allowed > 0 && d.LastUsedAt.After(t.LastUsedAt) {
+				t.LastUsedAt = d.LastUsedAt.UTC()
+				moved[d.TokenID] = true
 			}
 		}
-		for id, at := range last {
-			var t Token
-			if err := getToken(txn, id, &t); err != nil {
-				return err
-			}
-			if at.After(t.LastUsedAt) {
-				t.LastUsedAt = at.UTC()
-				if err := putToken(txn, &t); err != nil {
+		for _, id := range order {
+			t := toks[id]
+			if moved[id] {
+				if err := putToken(txn, t); err != nil {
 					return err
 				}
 			}
@@ -230,7 +238,7 @@ func (s *Store) GateEntries() ([]GateEntry, error) {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var u Usage
-			if err := it.Item().Value(func(b []byte) error { return jsonUnmarshal(b, &u) }); err != nil {
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &u) }); err != nil {
 				return err
 			}
 			if i, ok := byID[u.TokenID]; ok && u.Blocked {

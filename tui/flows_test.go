@@ -104,8 +104,9 @@ func TestFlowCreateRevealClose(t *testing.T) {
 	if strings.Contains(view, string(tok)) {
 		t.Error("the token is still on screen after closing")
 	}
-	if !strings.Contains(view, "ci-runner") || !strings.Contains(view, "Active") {
-		t.Errorf("new token not in the table:\n%s", view)
+	// A table row, not the status line ("Token ci-runner created; …").
+	if row := lineWith(view, "] ci-runner"); !strings.Contains(row, "Active") {
+		t.Errorf("new token not in the table as Active:\n%s", view)
 	}
 	if path := findString(reflect.ValueOf(m), string(tok), map[uintptr]bool{}); path != "" {
 		t.Errorf("the token is still held by the model at %s", path)

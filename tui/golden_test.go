@@ -1,6 +1,7 @@
 package tui
 
 import (
+	tea "github.com/charmbracelet/bubbletea"
 	"regexp"
 	"strings"
 	"testing"
@@ -63,6 +64,13 @@ func TestView(t *testing.T) {
 			d.keys(runes("+"))
 			d.typ("ci-runner")
 			d.keys(keyTab, keyTab, keySpace, keySpace)
+		}},
+		{name: "form_error_description", w: 100, h: 24, do: func(t *testing.T, d *driver) {
+			d.keys(runes("n"))
+			d.typ("ci-runner")
+			d.keys(keyTab)
+			// One character over the limit, pasted: refused beside the field.
+			d.keys(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(strings.Repeat("é", 1025)), Paste: true})
 		}},
 		{name: "form_edit", w: 100, h: 24, do: func(t *testing.T, d *driver) {
 			d.keys(keyDown, runes("e"))

@@ -256,8 +256,6 @@ func (m *Model) route(msg tea.Msg) tea.Cmd {
 		return nil
 	case common.ConfirmMsg:
 		return m.openModal(confirm.New(m.ctx, msg))
-	case common.OpenModalMsg:
-		return m.openModal(msg.Modal)
 	case common.CloseModalMsg:
 		m.modal = nil
 		m.layout()

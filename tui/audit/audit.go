@@ -35,6 +35,7 @@ type Model struct {
 	loaded  bool
 	loading bool
 	dirty   bool
+	err     error // the last load's failure, shown until a load succeeds
 	width   int
 	height  int
 }
@@ -82,6 +83,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case loadedMsg:
 		m.loading = false
+		m.err = msg.err
 		if msg.err != nil {
 			return m, common.Error(msg.err)
 		}
@@ -143,7 +145,11 @@ func (m *Model) View() string {
 	var b strings.Builder
 	b.WriteString(s.Title.Render("Audit log"))
 	b.WriteByte('\n')
-	if !m.loaded {
+	switch {
+	case !m.loaded && m.err != nil:
+		b.WriteString(s.Error.Render("Could not load the audit log: " + m.err.Error()))
+		return b.String()
+	case !m.loaded:
 		b.WriteString(s.Subtle.Render("Loading…"))
 		return b.String()
 	}

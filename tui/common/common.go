@@ -57,9 +57,6 @@ type ConfirmMsg struct {
 	Yes     tea.Cmd
 }
 
-// OpenModalMsg asks the root to show a modal component (the reveal).
-type OpenModalMsg struct{ Modal Component }
-
 // CloseModalMsg closes the open modal.
 type CloseModalMsg struct{}
 

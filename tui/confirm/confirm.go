@@ -32,6 +32,7 @@ func New(ctx *common.Context, q common.ConfirmMsg) *Model {
 		m.input.Prompt = "> "
 		m.input.CharLimit = 64
 		m.input.Cursor.SetMode(cursor.CursorStatic)
+		ctx.Styles.TextInput(&m.input)
 		m.input.Focus()
 	}
 	return m

@@ -105,6 +105,8 @@ func New(ctx *common.Context, st Store, edit *store.Token) *Model {
 	m.desc.Placeholder = "what uses this token (optional)"
 	m.desc.Cursor.SetMode(cursor.CursorStatic)
 	m.desc.KeyMap.InsertNewline.SetKeys("enter")
+	ctx.Styles.TextInput(&m.name)
+	ctx.Styles.TextArea(&m.desc)
 	m.markTabs = edit == nil || !strings.ContainsRune(edit.Description, tabMark)
 	if edit != nil {
 		m.name.SetValue(edit.Name)
@@ -211,7 +213,10 @@ func (m *Model) errors() (name, desc, access string) {
 		desc = msg(store.ValidateDescription(m.description()))
 	}
 	if access == "" && (m.touched[fieldSD] || m.touched[fieldTPF] || m.submitted) {
-		access = msg(store.ValidateAccess(m.access()))
+		// The store's words name the CLI's values; the form names its check boxes.
+		if errors.Is(store.ValidateAccess(m.access()), store.ErrInvalidAccess) {
+			access = "choose Security Director, Third Party Feeds, or both"
+		}
 	}
 	return name, desc, access
 }

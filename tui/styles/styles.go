@@ -6,6 +6,8 @@ package styles
 
 import (
 	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/textarea"
+	"github.com/charmbracelet/bubbles/textinput"
 	"github.com/charmbracelet/lipgloss"
 )
 
@@ -50,6 +52,9 @@ type Styles struct {
 	Warning  lipgloss.Style // the one-time warning of the reveal
 	Secret   lipgloss.Style // the revealed token
 	Help     help.Styles
+	// Input is typed text; bubbles' text fields get it through TextInput and
+	// TextArea instead of styles from the process's default renderer.
+	Input lipgloss.Style
 }
 
 // New builds the styles for the terminal behind r.
@@ -75,6 +80,7 @@ func New(r *lipgloss.Renderer) *Styles {
 		Modal:    st().Border(lipgloss.RoundedBorder()).BorderForeground(palette.accent).Padding(0, 1),
 		Warning:  st().Bold(true).Foreground(palette.warn),
 		Secret:   st().Bold(true).Foreground(palette.text),
+		Input:    st().Foreground(palette.text),
 	}
 	s.Help = help.Styles{
 		ShortKey:       st().Foreground(palette.accent),
@@ -86,4 +92,33 @@ func New(r *lipgloss.Renderer) *Styles {
 		FullSeparator:  st().Foreground(palette.border),
 	}
 	return s
+}
+
+// TextInput styles a text input from this renderer. bubbles builds its styles
+// (the cursor among them) from the process's default renderer, which over SSH
+// is the server's terminal, not the admin's.
+func (s *Styles) TextInput(m *textinput.Model) {
+	m.PromptStyle = s.Label
+	m.TextStyle = s.Input
+	m.PlaceholderStyle = s.Subtle
+	m.CompletionStyle = s.Subtle
+	m.Cursor.Style = s.Input
+	m.Cursor.TextStyle = s.Input
+}
+
+// TextArea styles a text area from this renderer, as TextInput does.
+func (s *Styles) TextArea(m *textarea.Model) {
+	st := textarea.Style{
+		Base: s.Input, CursorLine: s.Input, CursorLineNumber: s.Subtle, EndOfBuffer: s.Subtle,
+		LineNumber: s.Subtle, Placeholder: s.Subtle, Prompt: s.Subtle, Text: s.Input,
+	}
+	m.FocusedStyle, m.BlurredStyle = st, st
+	m.Cursor.Style = s.Input
+	m.Cursor.TextStyle = s.Input
+	// The text area keeps a pointer to its current style: point it at ours.
+	if m.Focused() {
+		m.Focus()
+	} else {
+		m.Blur()
+	}
 }

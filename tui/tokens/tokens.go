@@ -74,6 +74,7 @@ func New(ctx *common.Context, st Store) *Model {
 	f.Placeholder = "name or description"
 	f.CharLimit = 64
 	f.Cursor.SetMode(cursor.CursorStatic)
+	ctx.Styles.TextInput(&f)
 	return &Model{
 		ctx:       ctx,
 		store:     st,
@@ -487,7 +488,7 @@ func (m *Model) setActive(names, ids []string, active bool) tea.Cmd {
 		}
 		text := common.Plural(n, "token", "tokens") + " " + verb
 		if n < len(names) {
-			text += " (" + common.Plural(len(names)-n, "was", "were") + " already " + map[bool]string{true: "active", false: "inactive"}[active] + ")"
+			text += " (" + common.Plural(len(names)-n, "was", "were") + " already " + string(stateWord(active)) + ")"
 		}
 		return actedMsg{text: text, ids: ids}
 	}
@@ -512,19 +513,32 @@ func (m *Model) askDeactivate() tea.Cmd {
 	if cmd := tooMany(names); cmd != nil {
 		return cmd
 	}
-	if cmd := tooMany(names); cmd != nil {
-		return cmd
-	}
 	what := common.Plural(len(names), "token", "tokens")
 	lines := []string{
 		"Deactivate " + what + "?" + nameList(names),
-		"Clients using " + map[bool]string{true: "it", false: "them"}[len(names) == 1] +
+		"Clients using " + itOrThem(len(names)) +
 			" will be refused (401 invalid_token) until activated again.",
 	}
 	yes := m.setActive(names, ids, false)
 	return func() tea.Msg {
 		return common.ConfirmMsg{Title: "Deactivate " + what, Lines: lines, Yes: yes}
 	}
+}
+
+// stateWord is the state activating (true) or deactivating (false) leads to.
+func stateWord(active bool) store.State {
+	if active {
+		return store.StateActive
+	}
+	return store.StateInactive
+}
+
+// itOrThem refers to n tokens.
+func itOrThem(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
 }
 
 // tooMany refuses, before asking anything, a selection larger than the store
@@ -555,7 +569,7 @@ func (m *Model) askDelete() tea.Cmd {
 	}
 	lines := []string{
 		"Delete " + what + "?" + nameList(names),
-		"Clients using " + map[bool]string{true: "it", false: "them"}[len(names) == 1] +
+		"Clients using " + itOrThem(len(names)) +
 			" will be refused, and the usage history is deleted too. This cannot be undone.",
 	}
 	st, actor := m.store, m.ctx.Actor

@@ -297,7 +297,11 @@ func (m *Model) View() string {
 		b.WriteString("  " + st.Render(state.Label()) + s.Subtle.Render(" · "+m.tok.AccessLabels()))
 	}
 	b.WriteByte('\n')
-	if !m.loaded {
+	switch {
+	case !m.loaded && m.err != nil:
+		b.WriteString(s.Error.Render("Could not load the usage: " + m.err.Error()))
+		return b.String()
+	case !m.loaded:
 		b.WriteString(s.Subtle.Render("Loading…"))
 		return b.String()
 	}
@@ -339,7 +343,7 @@ func (m *Model) View() string {
 			case colIP:
 				cells[i] = u.IP
 			case "Status":
-				cells[i] = map[bool]string{true: "Blocked", false: "Allowed"}[u.Blocked]
+				cells[i] = statusWord(u.Blocked)
 			case "Last used":
 				cells[i] = common.Time(u.LastUsedAt)
 			case "Allowed":
@@ -384,4 +388,12 @@ func (m *Model) ShortHelp() []key.Binding {
 func (m *Model) FullHelp() [][]key.Binding {
 	k := m.keys
 	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Select, k.SelectAll}, {k.Block, k.Unblock, k.Back}}
+}
+
+// statusWord is an address's status as the contract words it.
+func statusWord(blocked bool) string {
+	if blocked {
+		return "Blocked"
+	}
+	return "Allowed"
 }

@@ -5,9 +5,9 @@ import "time"
 // DefaultInactiveAfter is the portal's policy: unused for 30 days, a token becomes Inactive.
 const DefaultInactiveAfter = 30 * 24 * time.Hour
 
-// since is when the inactivity clock started: the latest of creation, last use
+// Since is when the inactivity clock started: the latest of creation, last use
 // and last activation.
-func (t Token) since() time.Time {
+func (t Token) Since() time.Time {
 	s := t.CreatedAt
 	if t.LastUsedAt.After(s) {
 		s = t.LastUsedAt
@@ -21,7 +21,7 @@ func (t Token) since() time.Time {
 // Expired reports whether an active token has gone unused for longer than
 // inactiveAfter (0 turns the policy off).
 func (t Token) Expired(now time.Time, inactiveAfter time.Duration) bool {
-	return t.Active && inactiveAfter > 0 && !now.Before(t.since().Add(inactiveAfter))
+	return t.Active && inactiveAfter > 0 && !now.Before(t.Since().Add(inactiveAfter))
 }
 
 // StateAt is the token's effective state at now under the inactivity policy.
@@ -39,7 +39,7 @@ func (t Token) DaysToInactive(now time.Time, inactiveAfter time.Duration) (days 
 	if inactiveAfter <= 0 || t.StateAt(now, inactiveAfter) != StateActive {
 		return 0, false
 	}
-	left := t.since().Add(inactiveAfter).Sub(now)
+	left := t.Since().Add(inactiveAfter).Sub(now)
 	day := 24 * time.Hour
 	return int((left + day - 1) / day), true
 }

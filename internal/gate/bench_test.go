@@ -20,6 +20,7 @@ var benchGate struct {
 	g       *Gate
 	secrets []string
 	authz   []string
+	unknown string // the Authorization header of a well-formed unknown token
 }
 
 func setupBench(b *testing.B) {
@@ -34,6 +35,11 @@ func setupBench(b *testing.B) {
 	// The store stays open for every benchmark of the run.
 	benchGate.secrets = seed(b, s, benchTokens)
 	benchGate.g = newGate(b, Config{Store: s})
+	unknown, err := secret.Generate() // well formed, in no index
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchGate.unknown = "Bearer " + unknown.Reveal()
 	benchGate.authz = make([]string, len(benchGate.secrets))
 	for i, sec := range benchGate.secrets {
 		benchGate.authz[i] = "Bearer " + sec
@@ -105,7 +111,8 @@ func BenchmarkGateHTTP(b *testing.B) {
 		want              int
 	}{
 		{"allow", "/auth", benchGate.authz[0], http.StatusOK},
-		{"401", "/auth", "Bearer aptk_unknown", http.StatusUnauthorized},
+		// A well-formed unknown token: checksum, digest and a missed probe.
+		{"401", "/auth", benchGate.unknown, http.StatusUnauthorized},
 		// tok-0 has security-director only.
 		{"403", "/auth/third-party-feeds", benchGate.authz[0], http.StatusForbidden},
 	}

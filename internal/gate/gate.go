@@ -210,11 +210,7 @@ func (g *Gate) applyLocked() error {
 			case err != nil:
 				// Keep the index as it was, but stop asking the store on every
 				// request: the run loop retries with a full rebuild.
-				g.broken = true
-				next := *x
-				next.version = v
-				g.idx.Store(&next)
-				return fmt.Errorf("read token %s: %w", c.TokenID, err)
+				return g.markBroken(fmt.Errorf("read token %s: %w", c.TokenID, err))
 			default:
 				ed.put(ge)
 			}
@@ -266,12 +262,8 @@ func (g *Gate) Run(ctx context.Context) error {
 			if err := g.Flush(); err != nil {
 				g.log.Error("gate: usage not written; will retry", "err", err)
 			}
-			g.mu.Lock()
-			broken := g.broken
-			g.mu.Unlock()
-			if broken {
-				g.catchUp()
-			}
+			// Cheap when the index is current; rebuilds a broken one.
+			g.catchUp()
 		}
 	}
 }

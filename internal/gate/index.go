@@ -115,19 +115,6 @@ func (x *index) isBlocked(slot uint32, ip netip.Addr) bool {
 	return b
 }
 
-// since is when the token's inactivity clock started: the latest of creation,
-// last use and last activation, as store.Token.Expired counts it.
-func since(t store.Token) int64 {
-	s := t.CreatedAt
-	if t.LastUsedAt.After(s) {
-		s = t.LastUsedAt
-	}
-	if t.ActivatedAt.After(s) {
-		s = t.ActivatedAt
-	}
-	return s.UnixNano()
-}
-
 // maxRecent is how many changed tokens recent holds before they are folded
 // into a new base: copying recent on each change stays cheap, and the fold (a
 // copy of base) happens once per maxRecent changes.
@@ -170,7 +157,7 @@ func (ed *editor) blocked() map[blockKey]struct{} {
 // put adds or replaces a token and its blocked IPs.
 func (ed *editor) put(ge store.GateEntry) {
 	t := ge.Token
-	e := entry{since: since(t), flags: flagLive}
+	e := entry{since: t.Since().UnixNano(), flags: flagLive}
 	for _, a := range t.Access {
 		e.access |= accessBits(a)
 	}

@@ -22,7 +22,7 @@ func TestIndexExpiredMatchesStore(t *testing.T) {
 		{Active: false, CreatedAt: t0},
 	} {
 		x := &index{inactiveAfter: int64(after)}
-		e := entry{since: since(tk)}
+		e := entry{since: tk.Since().UnixNano()}
 		if tk.Active {
 			e.flags = flagActive
 		}

@@ -21,23 +21,19 @@ type Store interface {
 // Limit is how many of the newest events the screen shows.
 const Limit = 1000
 
-const headLines = 3
-
 // Model is the audit screen.
 type Model struct {
 	ctx    *common.Context
 	store  Store
 	keys   keys.Audit
 	events []store.Event
-	cursor int
-	offset int
+	win    table.Window
 
 	loaded  bool
 	loading bool
 	dirty   bool
 	err     error // the last load's failure, shown until a load succeeds
 	width   int
-	height  int
 }
 
 type loadedMsg struct {
@@ -64,19 +60,13 @@ func (m *Model) load() tea.Cmd {
 
 // SetSize sets the screen's size.
 func (m *Model) SetSize(width, height int) {
-	m.width, m.height = width, height
-	m.scroll()
+	m.width = width
+	m.win.Height = height - table.HeadLines
+	m.win.Clamp(len(m.events))
 }
 
 // Typing is false: the audit screen has no text field.
 func (m *Model) Typing() bool { return false }
-
-func (m *Model) window() int { return max(1, m.height-headLines) }
-
-func (m *Model) scroll() {
-	m.cursor = max(0, min(m.cursor, len(m.events)-1))
-	m.offset = table.Scroll(m.cursor, m.offset, m.window(), len(m.events))
-}
 
 // Update handles keys, store changes and load results.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -88,11 +78,11 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, common.Error(msg.err)
 		}
 		// New events come first: keep the cursor on the same event.
-		if m.loaded && m.cursor > 0 {
-			m.cursor += len(msg.events) - len(m.events)
+		if m.loaded && m.win.Cursor > 0 {
+			m.win.Cursor += len(msg.events) - len(m.events)
 		}
 		m.events, m.loaded = msg.events, true
-		m.scroll()
+		m.win.Clamp(len(m.events))
 		if m.dirty {
 			m.dirty = false
 			return m, m.load()
@@ -110,15 +100,14 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.Action == tea.MouseActionPress {
 			switch msg.Button {
 			case tea.MouseButtonWheelUp:
-				m.cursor--
+				m.win.Move(-1, len(m.events))
 			case tea.MouseButtonWheelDown:
-				m.cursor++
+				m.win.Move(1, len(m.events))
 			case tea.MouseButtonLeft:
-				if msg.Y >= headLines {
-					m.cursor = m.offset + msg.Y - headLines
+				if row := m.win.At(msg.Y); row >= 0 {
+					m.win.To(row, len(m.events))
 				}
 			}
-			m.scroll()
 		}
 	case tea.KeyMsg:
 		k := m.keys
@@ -126,15 +115,14 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case key.Matches(msg, k.Back):
 			return m, func() tea.Msg { return common.BackMsg{} }
 		case key.Matches(msg, k.Up):
-			m.cursor--
+			m.win.Move(-1, len(m.events))
 		case key.Matches(msg, k.Down):
-			m.cursor++
+			m.win.Move(1, len(m.events))
 		case key.Matches(msg, k.PageUp):
-			m.cursor -= m.window()
+			m.win.Move(-m.win.Size(), len(m.events))
 		case key.Matches(msg, k.PageDown):
-			m.cursor += m.window()
+			m.win.Move(m.win.Size(), len(m.events))
 		}
-		m.scroll()
 	}
 	return m, nil
 }
@@ -168,8 +156,8 @@ func (m *Model) View() string {
 	}, m.width-2, 3)
 	b.WriteString(s.Header.Render("  " + table.Header(cols)))
 	cells := make([]string, len(cols))
-	end := min(len(m.events), m.offset+m.window())
-	for r := m.offset; r < end; r++ {
+	from, to := m.win.Rows(len(m.events))
+	for r := from; r < to; r++ {
 		e := m.events[r]
 		for i, c := range cols {
 			switch c.Title {
@@ -187,7 +175,7 @@ func (m *Model) View() string {
 		}
 		line := "  " + table.Row(cols, cells)
 		b.WriteByte('\n')
-		if r == m.cursor {
+		if r == m.win.Cursor {
 			b.WriteString(s.Cursor.Render("> " + line[2:]))
 		} else {
 			b.WriteString(line)

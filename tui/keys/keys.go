@@ -26,22 +26,35 @@ func DefaultGlobal() Global {
 	}
 }
 
+// Nav moves the cursor of a table, on every screen with one.
+type Nav struct {
+	Up, Down, PageUp, PageDown key.Binding
+}
+
+// DefaultNav is the table cursor key map of the contract.
+func DefaultNav() Nav {
+	return Nav{
+		Up:       bind("↑/k", "up", "up", "k"),
+		Down:     bind("↓/j", "down", "down", "j"),
+		PageUp:   bind("pgup", "page up", "pgup"),
+		PageDown: bind("pgdn", "page down", "pgdown"),
+	}
+}
+
 // Tokens is the key map of the tokens table.
 type Tokens struct {
-	Up, Down, PageUp, PageDown, Home, End key.Binding
-	Select, SelectAll                     key.Binding
-	Create, Activate, Deactivate          key.Binding
-	Edit, Delete, Open                    key.Binding
-	Filter, ClearFilter, Sort             key.Binding
+	Nav
+	Home, End                    key.Binding
+	Select, SelectAll            key.Binding
+	Create, Activate, Deactivate key.Binding
+	Edit, Delete, Open           key.Binding
+	Filter, ClearFilter, Sort    key.Binding
 }
 
 // DefaultTokens is the tokens table key map of the contract.
 func DefaultTokens() Tokens {
 	return Tokens{
-		Up:          bind("↑/k", "up", "up", "k"),
-		Down:        bind("↓/j", "down", "down", "j"),
-		PageUp:      bind("pgup", "page up", "pgup"),
-		PageDown:    bind("pgdn", "page down", "pgdown"),
+		Nav:         DefaultNav(),
 		Home:        bind("home/g", "first", "home", "g"),
 		End:         bind("end/G", "last", "end", "G"),
 		Select:      bind("space", "select", " "),
@@ -120,18 +133,15 @@ func DefaultConfirm() Confirm {
 
 // Usage is the key map of the usage screen.
 type Usage struct {
-	Up, Down, PageUp, PageDown key.Binding
-	Select, SelectAll          key.Binding
-	Block, Unblock, Back       key.Binding
+	Nav
+	Select, SelectAll    key.Binding
+	Block, Unblock, Back key.Binding
 }
 
 // DefaultUsage is the usage key map of the contract.
 func DefaultUsage() Usage {
 	return Usage{
-		Up:        bind("↑/k", "up", "up", "k"),
-		Down:      bind("↓/j", "down", "down", "j"),
-		PageUp:    bind("pgup", "page up", "pgup"),
-		PageDown:  bind("pgdn", "page down", "pgdown"),
+		Nav:       DefaultNav(),
 		Select:    bind("space", "select", " "),
 		SelectAll: bind("A", "select all/none", "A"),
 		Block:     bind("b", "block", "b"),
@@ -142,16 +152,11 @@ func DefaultUsage() Usage {
 
 // Audit is the key map of the audit screen.
 type Audit struct {
-	Up, Down, PageUp, PageDown, Back key.Binding
+	Nav
+	Back key.Binding
 }
 
 // DefaultAudit is the audit screen key map.
 func DefaultAudit() Audit {
-	return Audit{
-		Up:       bind("↑/k", "up", "up", "k"),
-		Down:     bind("↓/j", "down", "down", "j"),
-		PageUp:   bind("pgup", "page up", "pgup"),
-		PageDown: bind("pgdn", "page down", "pgdown"),
-		Back:     bind("esc", "back", "esc"),
-	}
+	return Audit{Nav: DefaultNav(), Back: bind("esc", "back", "esc")}
 }

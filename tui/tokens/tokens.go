@@ -32,21 +32,16 @@ type Store interface {
 // carries the new last-used time and is applied without reading the store.
 const patchLimit = 256
 
-// headLines is the number of lines above the first row: heading, filter and sort, column titles.
-const headLines = 3
-
 // Model is the tokens screen.
 type Model struct {
-	ctx    *common.Context
-	store  Store
-	keys   keys.Tokens
-	fkeys  keys.FilterInput
-	width  int
-	height int
+	ctx   *common.Context
+	store Store
+	keys  keys.Tokens
+	fkeys keys.FilterInput
+	width int
 
 	idx      index
-	cursor   int // row in idx.view
-	offset   int // first row on screen
+	win      table.Window // rows of idx.view
 	selected map[string]struct{}
 
 	filter    textinput.Model
@@ -144,20 +139,14 @@ func (m *Model) fetch(changes []store.Change, reload bool) tea.Cmd {
 
 // SetSize sets the screen's size.
 func (m *Model) SetSize(width, height int) {
-	m.width, m.height = width, height
+	m.width = width
 	m.filter.Width = max(10, min(40, width-40))
-	m.scroll()
+	m.win.Height = height - table.HeadLines
+	m.win.Clamp(len(m.idx.view))
 }
 
 // Typing reports whether the filter field has focus.
 func (m *Model) Typing() bool { return m.filtering }
-
-func (m *Model) rows() int { return max(1, m.height-headLines) }
-
-func (m *Model) scroll() {
-	m.cursor = min(m.cursor, max(0, len(m.idx.view)-1))
-	m.offset = table.Scroll(m.cursor, m.offset, m.rows(), len(m.idx.view))
-}
 
 // Update handles keys, mouse, store changes and fetch results.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -280,18 +269,18 @@ func (m *Model) applyLoaded(msg loadedMsg) tea.Cmd {
 // token on the same line of the screen.
 func (m *Model) keepRow(change func()) {
 	var keepID string
-	if m.cursor < len(m.idx.view) {
-		keepID = m.idx.row(m.cursor).ID
+	if m.win.Cursor < len(m.idx.view) {
+		keepID = m.idx.row(m.win.Cursor).ID
 	}
-	screenRow := m.cursor - m.offset
+	screenRow := m.win.Cursor - m.win.Offset
 	change()
 	if keepID != "" {
 		if r := m.idx.find(keepID); r >= 0 {
-			m.cursor = r
-			m.offset = max(0, r-screenRow)
+			m.win.Cursor = r
+			m.win.Offset = max(0, r-screenRow)
 		}
 	}
-	m.scroll()
+	m.win.Clamp(len(m.idx.view))
 }
 
 // recount refreshes the heading's counts, drops selections of tokens that are
@@ -314,28 +303,23 @@ func (m *Model) recount() {
 	}
 }
 
-func (m *Model) move(to int) {
-	m.cursor = max(0, min(to, len(m.idx.view)-1))
-	m.scroll()
-}
-
 func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 	k := m.keys
 	switch {
 	case key.Matches(msg, k.Up):
-		m.move(m.cursor - 1)
+		m.win.Move(-1, len(m.idx.view))
 	case key.Matches(msg, k.Down):
-		m.move(m.cursor + 1)
+		m.win.Move(1, len(m.idx.view))
 	case key.Matches(msg, k.PageUp):
-		m.move(m.cursor - m.rows())
+		m.win.Move(-m.win.Size(), len(m.idx.view))
 	case key.Matches(msg, k.PageDown):
-		m.move(m.cursor + m.rows())
+		m.win.Move(m.win.Size(), len(m.idx.view))
 	case key.Matches(msg, k.Home):
-		m.move(0)
+		m.win.To(0, len(m.idx.view))
 	case key.Matches(msg, k.End):
-		m.move(len(m.idx.view) - 1)
+		m.win.To(len(m.idx.view)-1, len(m.idx.view))
 	case key.Matches(msg, k.Select):
-		m.toggle(m.cursor)
+		m.toggle(m.win.Cursor)
 	case key.Matches(msg, k.SelectAll):
 		m.toggleAll()
 	case key.Matches(msg, k.Create):
@@ -346,7 +330,7 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 			return func() tea.Msg { return common.OpenFormMsg{Edit: &tok} }
 		}
 	case key.Matches(msg, k.Open):
-		return m.open(m.cursor)
+		return m.open(m.win.Cursor)
 	case key.Matches(msg, k.Activate):
 		return m.activate()
 	case key.Matches(msg, k.Deactivate):
@@ -397,24 +381,24 @@ func (m *Model) setSort(k SortKey) { m.keepCursor(func() { m.idx.setSort(k) }) }
 
 func (m *Model) keepCursor(change func()) {
 	var id string
-	if m.cursor < len(m.idx.view) {
-		id = m.idx.row(m.cursor).ID
+	if m.win.Cursor < len(m.idx.view) {
+		id = m.idx.row(m.win.Cursor).ID
 	}
 	change()
-	m.cursor = 0
+	m.win.Cursor = 0
 	if id != "" {
 		if r := m.idx.find(id); r >= 0 {
-			m.cursor = r
+			m.win.Cursor = r
 		}
 	}
-	m.scroll()
+	m.win.Clamp(len(m.idx.view))
 }
 
 func (m *Model) current() *store.Token {
-	if m.cursor >= len(m.idx.view) {
+	if m.win.Cursor >= len(m.idx.view) {
 		return nil
 	}
-	return m.idx.row(m.cursor)
+	return m.idx.row(m.win.Cursor)
 }
 
 func (m *Model) toggle(row int) {
@@ -607,24 +591,24 @@ func (m *Model) mouse(msg tea.MouseMsg) tea.Cmd {
 	}
 	switch msg.Button {
 	case tea.MouseButtonWheelUp:
-		m.move(m.cursor - 1)
+		m.win.Move(-1, len(m.idx.view))
 		return nil
 	case tea.MouseButtonWheelDown:
-		m.move(m.cursor + 1)
+		m.win.Move(1, len(m.idx.view))
 		return nil
 	case tea.MouseButtonLeft:
 	default:
 		return nil
 	}
-	row := m.offset + msg.Y - headLines
-	if msg.Y < headLines || row >= len(m.idx.view) {
+	row := m.win.At(msg.Y)
+	if row < 0 || row >= len(m.idx.view) {
 		return nil
 	}
-	m.move(row)
+	m.win.To(row, len(m.idx.view))
 	switch {
-	case msg.X < checkWidth:
+	case msg.X < table.CheckWidth:
 		m.toggle(row)
-	case msg.X < checkWidth+m.nameColumnWidth():
+	case msg.X < table.CheckWidth+m.nameColumnWidth():
 		return m.open(row)
 	}
 	return nil

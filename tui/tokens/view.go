@@ -10,9 +10,6 @@ import (
 	"github.com/apptokens/apptokens/tui/table"
 )
 
-// checkWidth is the cursor mark and the check box before the first column: "> [x] ".
-const checkWidth = 6
-
 // Column titles.
 const (
 	colName     = "Name"
@@ -63,7 +60,7 @@ func (m *Model) fit(accessWidth int) []table.Column {
 		{Title: colCreated, Width: len("2006-01-02"), Priority: 1},
 		{Title: colLastUsed, Width: len("2006-01-02 15:04"), Priority: 1},
 		{Title: colDesc, Width: len(colDesc), Flex: true, Priority: 1},
-	}, m.width-checkWidth, 2)
+	}, m.width-table.CheckWidth, 2)
 }
 
 func (m *Model) nameColumnWidth() int {
@@ -104,28 +101,21 @@ func (m *Model) View() string {
 		return b.String()
 	}
 	cols := m.columns()
-	b.WriteString(s.Header.Render(strings.Repeat(" ", checkWidth) + table.Header(cols)))
+	b.WriteString(s.Header.Render(strings.Repeat(" ", table.CheckWidth) + table.Header(cols)))
 	now := m.ctx.Now()
-	end := min(len(m.idx.view), m.offset+m.rows())
+	from, to := m.win.Rows(len(m.idx.view))
 	cells := make([]string, len(cols))
-	for r := m.offset; r < end; r++ {
+	for r := from; r < to; r++ {
 		t := m.idx.row(r)
 		_, sel := m.selected[t.ID]
 		state := t.StateAt(now, m.inactiveAfter)
 		for i, c := range cols {
 			cells[i] = m.cell(c, t, state, now)
 		}
-		mark, box := "  ", "[ ] "
-		if r == m.cursor {
-			mark = "> "
-		}
-		if sel {
-			box = "[x] "
-		}
-		line := mark + box + table.Row(cols, cells)
+		line := table.Prefix(r == m.win.Cursor, sel) + table.Row(cols, cells)
 		b.WriteByte('\n')
 		switch {
-		case r == m.cursor:
+		case r == m.win.Cursor:
 			b.WriteString(s.Cursor.Render(line))
 		case sel:
 			b.WriteString(s.Selected.Render(line))

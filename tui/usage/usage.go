@@ -25,12 +25,6 @@ type Store interface {
 	InactiveAfter() time.Duration
 }
 
-// headLines is the number of lines above the first row.
-const headLines = 3
-
-// checkWidth is the cursor mark and check box before the first column.
-const checkWidth = 6
-
 // colIP is the title of the IP address column.
 const colIP = "IP address"
 
@@ -45,8 +39,7 @@ type Model struct {
 	inactiveAfter time.Duration
 	rows          []store.Usage
 	ipWidth       int // the longest IP address of rows
-	cursor        int
-	offset        int
+	win           table.Window
 	selected      map[string]struct{} // IPs
 
 	loaded  bool
@@ -54,7 +47,6 @@ type Model struct {
 	dirty   bool // a change came while loading: load again
 	err     error
 	width   int
-	height  int
 }
 
 type loadedMsg struct {
@@ -93,19 +85,13 @@ func (m *Model) load() tea.Cmd {
 
 // SetSize sets the screen's size.
 func (m *Model) SetSize(width, height int) {
-	m.width, m.height = width, height
-	m.scroll()
+	m.width = width
+	m.win.Height = height - table.HeadLines
+	m.win.Clamp(len(m.rows))
 }
 
 // Typing is false: the usage screen has no text field.
 func (m *Model) Typing() bool { return false }
-
-func (m *Model) window() int { return max(1, m.height-headLines) }
-
-func (m *Model) scroll() {
-	m.cursor = max(0, min(m.cursor, len(m.rows)-1))
-	m.offset = table.Scroll(m.cursor, m.offset, m.window(), len(m.rows))
-}
 
 func back() tea.Msg { return common.BackMsg{} }
 
@@ -168,8 +154,8 @@ func (m *Model) concerns(msg common.ChangesMsg) bool {
 // apply shows a fresh load, keeping the cursor on the same IP and the selection.
 func (m *Model) apply(msg loadedMsg) {
 	var ip string
-	if m.cursor < len(m.rows) {
-		ip = m.rows[m.cursor].IP
+	if m.win.Cursor < len(m.rows) {
+		ip = m.rows[m.win.Cursor].IP
 	}
 	m.tok, m.rows, m.inactiveAfter, m.loaded, m.err = msg.tok, msg.rows, msg.inactiveAfter, true, nil
 	present := make(map[string]bool, len(m.rows))
@@ -178,7 +164,7 @@ func (m *Model) apply(msg loadedMsg) {
 		m.ipWidth = max(m.ipWidth, table.Width(u.IP))
 		present[u.IP] = true
 		if u.IP == ip {
-			m.cursor = i
+			m.win.Cursor = i
 		}
 	}
 	for sel := range m.selected {
@@ -186,7 +172,7 @@ func (m *Model) apply(msg loadedMsg) {
 			delete(m.selected, sel)
 		}
 	}
-	m.scroll()
+	m.win.Clamp(len(m.rows))
 }
 
 func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
@@ -195,15 +181,15 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 	case key.Matches(msg, k.Back):
 		return back
 	case key.Matches(msg, k.Up):
-		m.cursor--
+		m.win.Move(-1, len(m.rows))
 	case key.Matches(msg, k.Down):
-		m.cursor++
+		m.win.Move(1, len(m.rows))
 	case key.Matches(msg, k.PageUp):
-		m.cursor -= m.window()
+		m.win.Move(-m.win.Size(), len(m.rows))
 	case key.Matches(msg, k.PageDown):
-		m.cursor += m.window()
+		m.win.Move(m.win.Size(), len(m.rows))
 	case key.Matches(msg, k.Select):
-		m.toggle(m.cursor)
+		m.toggle(m.win.Cursor)
 	case key.Matches(msg, k.SelectAll):
 		all := len(m.selected) == len(m.rows)
 		for _, u := range m.rows {
@@ -218,7 +204,6 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 	case key.Matches(msg, k.Unblock):
 		return m.setBlocked(false)
 	}
-	m.scroll()
 	return nil
 }
 
@@ -242,8 +227,8 @@ func (m *Model) setBlocked(blocked bool) tea.Cmd {
 			ips = append(ips, u.IP)
 		}
 	}
-	if len(ips) == 0 && m.cursor < len(m.rows) {
-		ips = []string{m.rows[m.cursor].IP}
+	if len(ips) == 0 && m.win.Cursor < len(m.rows) {
+		ips = []string{m.rows[m.win.Cursor].IP}
 	}
 	if len(ips) == 0 {
 		return nil
@@ -268,19 +253,17 @@ func (m *Model) mouse(msg tea.MouseMsg) {
 	}
 	switch msg.Button {
 	case tea.MouseButtonWheelUp:
-		m.cursor--
+		m.win.Move(-1, len(m.rows))
 	case tea.MouseButtonWheelDown:
-		m.cursor++
+		m.win.Move(1, len(m.rows))
 	case tea.MouseButtonLeft:
-		row := m.offset + msg.Y - headLines
-		if msg.Y >= headLines && row < len(m.rows) {
-			m.cursor = row
-			if msg.X < checkWidth {
+		if row := m.win.At(msg.Y); row >= 0 && row < len(m.rows) {
+			m.win.To(row, len(m.rows))
+			if msg.X < table.CheckWidth {
 				m.toggle(row)
 			}
 		}
 	}
-	m.scroll()
 }
 
 // View renders the heading and the rows on screen.
@@ -332,11 +315,11 @@ func (m *Model) View() string {
 		{Title: "Allowed", Width: 9, Right: true, Priority: 3},
 		{Title: "Denied", Width: 9, Right: true, Priority: 4},
 		{Title: "Status", Width: len("Allowed"), Priority: 1},
-	}, m.width-checkWidth, 2)
-	b.WriteString(s.Header.Render(strings.Repeat(" ", checkWidth) + table.Header(cols)))
+	}, m.width-table.CheckWidth, 2)
+	b.WriteString(s.Header.Render(strings.Repeat(" ", table.CheckWidth) + table.Header(cols)))
 	cells := make([]string, len(cols))
-	end := min(len(m.rows), m.offset+m.window())
-	for r := m.offset; r < end; r++ {
+	from, to := m.win.Rows(len(m.rows))
+	for r := from; r < to; r++ {
 		u := m.rows[r]
 		for i, c := range cols {
 			switch c.Title {
@@ -354,18 +337,11 @@ func (m *Model) View() string {
 				cells[i] = common.Time(u.FirstUsedAt)
 			}
 		}
-		mark, box := "  ", "[ ] "
-		if r == m.cursor {
-			mark = "> "
-		}
 		_, sel := m.selected[u.IP]
-		if sel {
-			box = "[x] "
-		}
-		line := mark + box + table.Row(cols, cells)
+		line := table.Prefix(r == m.win.Cursor, sel) + table.Row(cols, cells)
 		b.WriteByte('\n')
 		switch {
-		case r == m.cursor:
+		case r == m.win.Cursor:
 			b.WriteString(s.Cursor.Render(line))
 		case u.Blocked:
 			b.WriteString(s.Blocked.Render(line))

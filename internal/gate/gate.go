@@ -66,6 +66,7 @@ type Gate struct {
 	clock      *wallClock   // nil when Config.Now is the clock
 	flushEvery time.Duration
 	sweepEvery time.Duration
+	sweepGap   time.Duration // least time between sweeps asked for by requests, on the gate's clock
 
 	idx   atomic.Pointer[index]
 	usage usage
@@ -73,9 +74,11 @@ type Gate struct {
 	// storeReads counts reads of tokens from the store (rebuilds and admin
 	// changes): tests and benchmarks check that usage flushes cause none.
 	storeReads atomic.Uint64
+	// sweeps counts the inactivity sweeps run, for tests.
+	sweeps atomic.Uint64
 
 	warnMu       sync.Mutex
-	lastDropWarn time.Time // when dropped usage was last logged
+	lastDropWarn int64 // when dropped usage was last logged, unix nanoseconds on the gate's clock
 
 	flushMu sync.Mutex // one flush at a time: inflight is its own
 	// inflight is the kept uses (see usageShard.used) of the flush under way,
@@ -100,6 +103,7 @@ func New(cfg Config) (*Gate, error) {
 		log:        cfg.Logger,
 		flushEvery: cfg.FlushInterval,
 		sweepEvery: cfg.SweepInterval,
+		sweepGap:   minSweepGap,
 		sweep:      make(chan struct{}, 1),
 	}
 	g.usage.limit = maxPendingPairs
@@ -287,30 +291,43 @@ func (g *Gate) follow(ctx context.Context) {
 // minSweepGap bounds how often requests for expired tokens can trigger a sweep.
 const minSweepGap = time.Second
 
+// sweepLoop runs the inactivity sweep at start, every SweepInterval, and when a
+// request met a token the policy has made Inactive (at most once per sweepGap).
+// The gap is measured on the gate's clock (Config.Now), the one verify and the
+// store judge inactivity by.
 func (g *Gate) sweepLoop(ctx context.Context) {
 	tick := time.NewTicker(g.sweepEvery)
 	defer tick.Stop()
-	var last time.Time
 	for {
 		g.expire()
-		last = time.Now()
+		last := g.now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-g.sweep:
-			if wait := minSweepGap - time.Since(last); wait > 0 {
+			if wait := int64(g.sweepGap) - (g.now() - last); wait > 0 {
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(wait):
+				case <-time.After(time.Duration(wait)):
 				}
 			}
 		}
 	}
 }
 
+// expire deactivates in the store the tokens the policy has made Inactive.
+// When the index holds none at the store's time, there is nothing to do: a
+// token's inactivity clock in the index never runs ahead of the store's (uses
+// and reactivations only move it on). Otherwise the usage counted here is
+// written first, so that the store judges by the last uses; the sweep writes
+// usage only then, and leaves it to the flush interval otherwise.
 func (g *Gate) expire() {
+	defer g.sweeps.Add(1)
+	if !g.current().anyExpired(g.store.Now().UnixNano()) {
+		return
+	}
 	// The store judges by the last uses it has: give it the ones counted here.
 	if err := g.Flush(); err != nil {
 		g.log.Error("gate: usage not written before the inactivity sweep; will retry", "err", err)
@@ -324,6 +341,25 @@ func (g *Gate) expire() {
 	if len(names) > 0 {
 		g.log.Info("gate: tokens became inactive", "tokens", names, "inactive_after", g.store.InactiveAfter())
 	}
+}
+
+// anyExpired reports whether a token of x is past the inactivity policy at now
+// (unix nanoseconds). It reads every entry: the sweep calls it once a minute.
+func (x *index) anyExpired(now int64) bool {
+	if x.inactiveAfter <= 0 {
+		return false
+	}
+	for _, e := range x.recent {
+		if e.flags&flagLive != 0 && x.expired(&e, now) {
+			return true
+		}
+	}
+	for d, e := range x.base {
+		if _, changed := x.recent[d]; !changed && x.expired(&e, now) {
+			return true
+		}
+	}
+	return false
 }
 
 // flushBatch bounds the deltas given to the store at once. Each token in a
@@ -374,14 +410,15 @@ const dropWarnEvery = time.Minute
 func (g *Gate) warnDropped() {
 	g.warnMu.Lock()
 	defer g.warnMu.Unlock()
-	if !g.lastDropWarn.IsZero() && time.Since(g.lastDropWarn) < dropWarnEvery {
+	now := g.now()
+	if g.lastDropWarn != 0 && now-g.lastDropWarn < int64(dropWarnEvery) {
 		return
 	}
 	n := g.usage.dropped.Swap(0)
 	if n == 0 {
 		return
 	}
-	g.lastDropWarn = time.Now()
+	g.lastDropWarn = now
 	g.log.Warn("gate: usage of some requests not counted: too many (token, IP) pairs waiting to be written",
 		"dropped_requests", n, "max_pairs", g.usage.limit)
 }

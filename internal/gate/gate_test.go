@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,7 +28,8 @@ type answer struct {
 	body   string
 }
 
-// call sends one request with an optional Authorization header and extra headers.
+// call sends one request with an optional Authorization header and extra
+// headers, whose names go on the wire exactly as spelled here.
 func call(t *testing.T, c *http.Client, url, authz string, hdr ...string) answer {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
@@ -38,7 +40,7 @@ func call(t *testing.T, c *http.Client, url, authz string, hdr ...string) answer
 		req.Header.Set("Authorization", authz)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
+		req.Header[hdr[i]] = append(req.Header[hdr[i]], hdr[i+1])
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -230,14 +232,36 @@ func TestGateAnswers(t *testing.T) {
 		}
 	})
 
+	// Every answer of the gate has its reason: a path that is not the gate's
+	// is a 404 in the form of the denials (issue 8, fault 7).
 	t.Run("not gate paths", func(t *testing.T) {
-		for _, path := range []string{"/", "/authx", "/authx/security-director", "/api/auth"} {
-			if a := call(t, c, srv.URL+path, "Bearer "+both); a.status != http.StatusNotFound {
-				t.Errorf("%s: %d, want 404", path, a.status)
+		for _, path := range []string{"/", "/authx", "/AUTH", "/Auth/security-director", "/other", "/authx/security-director", "/api/auth"} {
+			for _, authz := range []string{"Bearer " + both, ""} {
+				a := call(t, c, srv.URL+path, authz)
+				wantDenial(t, a, http.StatusNotFound, "not_found", "")
+				if t.Failed() {
+					t.Fatalf("%s (Authorization %q): %d %v %q", path, authz, a.status, a.header, a.body)
+				}
 			}
 		}
 		if a := call(t, c, srv.URL+"/healthz", ""); a.status != http.StatusOK || a.header.Get("X-Apptokens-Reason") != "ok" {
 			t.Errorf("/healthz: %d %v", a.status, a.header)
+		}
+	})
+
+	// Two Authorization headers: a proxy may have checked one and the gate the
+	// other, so neither is believed (issue 8, fault 6), whatever their order.
+	t.Run("two Authorization headers", func(t *testing.T) {
+		for _, pair := range [][2]string{
+			{"Bearer " + both, "Bearer " + feeds},
+			{"Bearer not-a-token", "Bearer " + both},
+			{"Bearer " + both, "Bearer " + both},
+			{"Bearer " + both, ""},
+		} {
+			for _, path := range []string{"/auth", "/auth/security-director"} {
+				a := call(t, c, srv.URL+path, pair[0], "Authorization", pair[1])
+				wantDenial(t, a, http.StatusUnauthorized, "malformed_token", challengeInvalidToken)
+			}
 		}
 	})
 }
@@ -284,18 +308,23 @@ func TestGateUsage(t *testing.T) {
 }
 
 // TestGateFlushOnShutdown: counts younger than the flush interval are written
-// when Run stops.
+// when Run stops, and not before: the inactivity sweep, which runs at start,
+// writes usage only when a token is due (it was flaky under load, when the
+// requests came before the first sweep).
 func TestGateFlushOnShutdown(t *testing.T) {
 	s := openStore(t, nil)
 	tok := create(t, s, "api-1", store.AccessSecurityDirector)
 	g := newGate(t, Config{Store: s, FlushInterval: time.Hour})
+	srv := httptest.NewServer(g.Handler())
+	defer srv.Close()
+	// The requests come before Run, so before its first sweep: the order a
+	// loaded machine could give them.
+	call(t, srv.Client(), srv.URL+"/auth", "Bearer "+tok)
+	call(t, srv.Client(), srv.URL+"/auth", "Bearer "+tok)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
-	srv := httptest.NewServer(g.Handler())
-	defer srv.Close()
-	call(t, srv.Client(), srv.URL+"/auth", "Bearer "+tok)
-	call(t, srv.Client(), srv.URL+"/auth", "Bearer "+tok)
+	waitFor(t, 10*time.Second, "the sweep at start", func() bool { return g.sweeps.Load() > 0 })
 	if u, _ := s.Usage("api-1"); len(u) != 0 {
 		t.Fatalf("usage written before shutdown: %+v", u)
 	}
@@ -310,6 +339,34 @@ func TestGateFlushOnShutdown(t *testing.T) {
 	if len(u) != 1 || u[0].Allowed != 2 {
 		t.Fatalf("usage after shutdown: %+v", u)
 	}
+}
+
+// TestGateSweepOnGateClock: the least gap between sweeps that requests ask for
+// is measured on the configured clock, as inactivity is (issue 8, fault 12):
+// once that clock has moved past the gap, a request for an expired token has
+// it deactivated at once.
+func TestGateSweepOnGateClock(t *testing.T) {
+	clk := newClock()
+	s := openStore(t, clk.Now)
+	if err := s.SetInactiveAfter(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	tok := create(t, s, "old", store.AccessSecurityDirector)
+	g := newGate(t, Config{Store: s, Now: clk.Now, SweepInterval: time.Hour})
+	g.sweepGap = time.Hour // on the wall clock, the test would wait an hour
+	run(t, g)
+	waitFor(t, 10*time.Second, "the sweep at start", func() bool { return g.sweeps.Load() > 0 })
+	clk.Add(2 * time.Hour)
+	srv := httptest.NewServer(g.Handler())
+	defer srv.Close()
+	wantDenial(t, call(t, srv.Client(), srv.URL+"/auth", "Bearer "+tok), 401, "inactive_token", challengeInvalidToken)
+	waitFor(t, 10*time.Second, "the old token deactivated in the store", func() bool {
+		old, err := s.Get("old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return !old.Active
+	})
 }
 
 // TestGateClientIP: X-Forwarded-For from an untrusted peer is ignored; from a
@@ -542,6 +599,78 @@ func TestGateMiddleware(t *testing.T) {
 	g.Middleware("admin")
 }
 
+// TestGateMiddlewareHeaderSpellings: a client's identity headers under any
+// spelling that a backend folds into X-Token-Name or X-Token-Access (case
+// ignored, "_" as "-") never reach the service; a CGI/WSGI-style backend sees
+// only the gate's values (issue 8, fault 5).
+func TestGateMiddlewareHeaderSpellings(t *testing.T) {
+	s := openStore(t, nil)
+	tok := create(t, s, "svc", store.AccessSecurityDirector)
+	g := newGate(t, Config{Store: s})
+	var env map[string]string
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { env = wsgiEnviron(r.Header) })
+	srv := httptest.NewServer(g.Middleware("")(api))
+	defer srv.Close()
+	a := call(t, srv.Client(), srv.URL+"/reports", "Bearer "+tok, spoofedIdentity...)
+	if a.status != http.StatusOK {
+		t.Fatalf("status %d %q", a.status, a.body)
+	}
+	wantOnlyGateIdentity(t, env, "svc", "security-director")
+	if v, ok := env["HTTP_X_TOKEN_EXTRA"]; ok {
+		t.Errorf("the backend saw the client's HTTP_X_TOKEN_EXTRA %q", v)
+	}
+	for _, name := range []string{"X-Token-Name", "X_Token_Name", "x_TOKEN-access", "X-Token-", "x_token_"} {
+		if !isIdentityHeader(name) {
+			t.Errorf("%s is not taken for an identity header", name)
+		}
+	}
+	for _, name := range []string{"X-Tokens-Name", "X-Token", "Token-Name", "X.Token.Name", "Authorization"} {
+		if isIdentityHeader(name) {
+			t.Errorf("%s is taken for an identity header", name)
+		}
+	}
+}
+
+// TestGateNoClientIP: a request that comes without a client IP (a unix socket
+// listener) is verified but not counted: no usage row with a made-up address
+// (0.0.0.0 before) that the TUI would offer for blocking (issue 8, fault 12).
+func TestGateNoClientIP(t *testing.T) {
+	s := openStore(t, nil)
+	tok := create(t, s, "over-unix", store.AccessSecurityDirector)
+	g := newGate(t, Config{Store: s})
+	mux := http.NewServeMux()
+	mux.Handle("/auth", g.Handler())
+	mux.Handle("/api/", g.Middleware("")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	sock := filepath.Join(t.TempDir(), "gate.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	for _, path := range []string{"/auth", "/api/x"} {
+		if a := call(t, c, "http://gate"+path, "Bearer "+tok); a.status != http.StatusOK {
+			t.Fatalf("%s over a unix socket: %d %q", path, a.status, a.body)
+		}
+	}
+	wantDenial(t, call(t, c, "http://gate/auth", "Bearer not-a-token"), 401, "malformed_token", challengeInvalidToken)
+	if err := g.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Usage("over-unix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u) != 0 {
+		t.Errorf("usage recorded for a peer without an IP: %+v", u)
+	}
+}
+
 // TestGateNewServer: the server has header and slow-client limits, and the gate
 // answers over it.
 func TestGateNewServer(t *testing.T) {
@@ -735,7 +864,7 @@ func TestGateFlushFailureBounded(t *testing.T) {
 	}
 	// Rate-limited: the later drops are reported once the minute has passed.
 	g.warnMu.Lock()
-	g.lastDropWarn = g.lastDropWarn.Add(-dropWarnEvery)
+	g.lastDropWarn -= int64(dropWarnEvery)
 	g.warnMu.Unlock()
 	_ = g.Flush()
 	if !strings.Contains(logs.String(), "dropped_requests=3 ") {

@@ -3,7 +3,10 @@ package gate
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,3 +117,52 @@ func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool)
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// wsgiEnviron is a request's headers as a CGI or WSGI backend sees them: each
+// name upper-cased with "-" as "_" and HTTP_ in front, so that X-Token-Name,
+// X_Token_Name and x-token_name are all HTTP_X_TOKEN_NAME; the values of names
+// that fold together are joined with commas, in the order they came.
+func wsgiEnviron(h http.Header) map[string]string {
+	env := map[string]string{}
+	names := make([]string, 0, len(h))
+	for k := range h {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		key := "HTTP_" + strings.ToUpper(strings.ReplaceAll(k, "-", "_"))
+		for _, v := range h[k] {
+			if prev, ok := env[key]; ok {
+				v = prev + "," + v
+			}
+			env[key] = v
+		}
+	}
+	return env
+}
+
+// spoofedIdentity is a client posing as a token it does not hold, with every
+// kind of spelling of the gate's identity headers that a CGI or WSGI backend
+// folds into them (issue 8, fault 5).
+var spoofedIdentity = []string{
+	"X_Token_Name", "t1,admin",
+	"x_token_access", "security-director,third-party-feeds",
+	"X-TOKEN-NAME", "root",
+	"x-token_access", "third-party-feeds",
+	"X_TOKEN-NAME", "root2",
+	"X-Token_Name", "root3",
+	"x-token-name", "root4",
+	"X_Token_Extra", "1",
+}
+
+// wantOnlyGateIdentity checks that a backend saw exactly the gate's identity
+// headers, under every spelling it folds names to.
+func wantOnlyGateIdentity(t *testing.T, env map[string]string, name, access string) {
+	t.Helper()
+	if got := env["HTTP_X_TOKEN_NAME"]; got != name {
+		t.Errorf("the backend saw HTTP_X_TOKEN_NAME %q, want %q", got, name)
+	}
+	if got := env["HTTP_X_TOKEN_ACCESS"]; got != access {
+		t.Errorf("the backend saw HTTP_X_TOKEN_ACCESS %q, want %q", got, access)
+	}
+}

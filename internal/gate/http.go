@@ -41,8 +41,40 @@ const (
 	headerName   = "X-Token-Name"
 	headerAccess = "X-Token-Access"
 	headerWWW    = "Www-Authenticate" // canonical form of WWW-Authenticate
-	tokenHeaders = "X-Token-"         // prefix a client must never be able to send
 )
+
+// identityPrefix starts the name of every request header the gate sets for the
+// service behind it (X-Token-Name, X-Token-Access), in the form sameHeaderByte
+// folds names to. A client must never be able to send one under any spelling.
+const identityPrefix = "x-token-"
+
+// sameHeaderByte folds one byte of a header name to the form names are compared
+// in: case ignored and "_" taken as "-", as CGI, WSGI, PHP and many frameworks
+// fold them (X_Token_Name, x-token-name and X-TOKEN_NAME are all HTTP_X_TOKEN_NAME
+// to a CGI program).
+func sameHeaderByte(c byte) byte {
+	switch {
+	case c == '_':
+		return '-'
+	case 'A' <= c && c <= 'Z':
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+// isIdentityHeader reports whether a request header name is one the gate sets,
+// under any spelling that a backend may fold into it (see sameHeaderByte).
+func isIdentityHeader(name string) bool {
+	if len(name) < len(identityPrefix) {
+		return false
+	}
+	for i := 0; i < len(identityPrefix); i++ {
+		if sameHeaderByte(name[i]) != identityPrefix[i] {
+			return false
+		}
+	}
+	return true
+}
 
 const (
 	challengeMissing      = `Bearer realm="apptokens"`
@@ -76,7 +108,8 @@ const accessNone accessSet = 1 << 7
 // the path may go on, as Envoy appends the original path), and /healthz. Any
 // method is accepted; bodies are ignored. Any other path under /auth/ names an
 // access type that does not exist: it answers 401 or 403 like a denial, never
-// 200. Paths outside /auth and /healthz are 404.
+// 200. Paths outside /auth and /healthz (/authx, /AUTH, /) are 404 in the form
+// of the denials: X-Apptokens-Reason: not_found and {"error":"not_found"}.
 func (g *Gate) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
@@ -86,7 +119,7 @@ func (g *Gate) Handler() http.Handler {
 		}
 		need, segment, ok := route(r.URL.Path)
 		if !ok {
-			http.NotFound(w, r)
+			g.answer(w, &verdict{reason: reasonNotFound}, 0, "")
 			return
 		}
 		v := g.check(r, need)
@@ -130,11 +163,23 @@ func scopeToken(s string) bool {
 }
 
 // check verifies a request and counts it in the usage of the token it named.
+// More than one Authorization header is malformed_token: a proxy may check one
+// credential and the gate another, so neither is believed.
+//
+// A request without a client IP (a peer that is not a TCP socket, such as a
+// unix socket listener in front of the middleware) is verified as any other,
+// but not counted: it has no address to show in usage or to block, and its
+// uses do not restart the token's inactivity clock.
 func (g *Gate) check(r *http.Request, need accessSet) verdict {
 	now := g.now()
 	ip := g.proxies.clientIP(r)
-	v := g.verify(r.Header.Get("Authorization"), need, ip, now)
-	if v.identified() {
+	var v verdict
+	if authz := r.Header["Authorization"]; len(authz) > 1 {
+		v.reason = reasonMalformedToken
+	} else {
+		v = g.verify(r.Header.Get("Authorization"), need, ip, now)
+	}
+	if v.identified() && ip.IsValid() {
 		// Keep the time of an allowed use for verify when the index's clock
 		// of the token is old: it will not know of this use until the flush.
 		keepUse := v.x.inactiveAfter > 0 && now-v.e.since > v.x.inactiveAfter/2
@@ -147,7 +192,11 @@ func (g *Gate) check(r *http.Request, need accessSet) verdict {
 }
 
 func (g *Gate) logVerdict(ctx context.Context, v *verdict, ip netip.Addr) {
-	attrs := []slog.Attr{slog.String("reason", v.reason.String()), slog.String("ip", ipString(ip))}
+	peer := "none" // not a TCP peer
+	if ip.IsValid() {
+		peer = ip.String()
+	}
+	attrs := []slog.Attr{slog.String("reason", v.reason.String()), slog.String("ip", peer)}
 	if v.identified() {
 		attrs = append(attrs, slog.String("token", v.x.name(&v.e)))
 	}
@@ -181,6 +230,8 @@ func (g *Gate) answer(w http.ResponseWriter, v *verdict, need accessSet, segment
 		vals[2] = challengeInvalid
 	case reasonIPBlocked:
 		code = http.StatusForbidden
+	case reasonNotFound:
+		code = http.StatusNotFound
 	case reasonInsufficientAccess:
 		code = http.StatusForbidden
 		switch {
@@ -216,7 +267,7 @@ func (g *Gate) Middleware(access store.Access) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			for k := range r.Header {
-				if len(k) >= len(tokenHeaders) && strings.EqualFold(k[:len(tokenHeaders)], tokenHeaders) {
+				if isIdentityHeader(k) {
 					delete(r.Header, k)
 				}
 			}

@@ -194,7 +194,7 @@ func deltasOf(ps []pendingUse) []store.UsageDelta {
 	for i, p := range ps {
 		out[i] = store.UsageDelta{
 			TokenID:     p.key.id,
-			IP:          ipString(p.key.ip),
+			IP:          p.key.ip.String(), // check counts only requests with a client IP
 			FirstUsedAt: time.Unix(0, p.c.first).UTC(),
 			LastUsedAt:  time.Unix(0, p.c.last).UTC(),
 			Allowed:     p.c.allowed,
@@ -202,13 +202,4 @@ func deltasOf(ps []pendingUse) []store.UsageDelta {
 		}
 	}
 	return out
-}
-
-// ipString is the usage row's IP: the client address, or 0.0.0.0 when the
-// request did not come over TCP and has none.
-func ipString(ip netip.Addr) string {
-	if !ip.IsValid() {
-		return netip.IPv4Unspecified().String()
-	}
-	return ip.String()
 }

@@ -18,6 +18,7 @@ const (
 	reasonInactiveToken
 	reasonIPBlocked
 	reasonInsufficientAccess
+	reasonNotFound // not a gate path; never a verdict of verify
 )
 
 var reasonNames = [...]string{
@@ -28,6 +29,7 @@ var reasonNames = [...]string{
 	reasonInactiveToken:      "inactive_token",
 	reasonIPBlocked:          "ip_blocked",
 	reasonInsufficientAccess: "insufficient_access",
+	reasonNotFound:           "not_found",
 }
 
 func (r reason) String() string { return reasonNames[r] }

@@ -63,7 +63,8 @@ func freeAddr(t *testing.T) string {
 }
 
 // proxyRig is a store with tokens, a gate that trusts only 127.0.0.1 as a proxy,
-// and an upstream API that echoes the identity headers it received.
+// and an upstream API that echoes the identity headers it received, as Go and
+// as a CGI/WSGI backend (which folds "_" into "-" and ignores case) sees them.
 type proxyRig struct {
 	store    *store.Store
 	gateAddr string
@@ -75,8 +76,9 @@ type proxyRig struct {
 // upstreamSaw is the upstream's echo of a request.
 type upstreamSaw struct {
 	TokenName   []string `json:"token_name"`
-	TokenAccess []string `json:"token_access"`
-	Path        string   `json:"path"`
+	TokenAccess []string          `json:"token_access"`
+	Path        string            `json:"path"`
+	Environ     map[string]string `json:"environ"` // wsgiEnviron of the request
 }
 
 func newProxyRig(t *testing.T) *proxyRig {
@@ -105,6 +107,7 @@ func newProxyRig(t *testing.T) *proxyRig {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(upstreamSaw{
 			TokenName: r.Header.Values("X-Token-Name"), TokenAccess: r.Header.Values("X-Token-Access"), Path: r.URL.Path,
+			Environ: wsgiEnviron(r.Header),
 		})
 	}))
 	t.Cleanup(api.Close)
@@ -254,6 +257,9 @@ func startNginx(t *testing.T, nginx, site string) string {
 	var main strings.Builder
 	fmt.Fprintf(&main, "pid %s;\nerror_log %s info;\nworker_processes 1;\nevents { worker_connections 64; }\nhttp {\n", filepath.Join(prefix, "nginx.pid"), errorLog)
 	fmt.Fprintf(&main, "  access_log %s;\n", filepath.Join(prefix, "access.log"))
+	// The opposite of nginx's defaults, as a site's http block may have them:
+	// the server block must keep client headers with "_" away on its own.
+	fmt.Fprintf(&main, "  underscores_in_headers on;\n  ignore_invalid_headers off;\n")
 	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 		fmt.Fprintf(&main, "  %s_temp_path %s;\n", d, filepath.Join(prefix, d+"_temp"))
 	}
@@ -283,7 +289,8 @@ func TestCaddyForwardAuth(t *testing.T) {
 	rig.check(t, "http://"+listen)
 }
 
-// get asks the proxy at base for an API path, as the client.
+// get asks the proxy at base for an API path, as the client, with extra
+// headers whose names go on the wire exactly as spelled here.
 func (rig *proxyRig) get(t *testing.T, base, authz string, hdr ...string) answer {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, base+"/reports/daily", nil)
@@ -294,7 +301,7 @@ func (rig *proxyRig) get(t *testing.T, base, authz string, hdr ...string) answer
 		req.Header.Set("Authorization", authz)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
+		req.Header[hdr[i]] = append(req.Header[hdr[i]], hdr[i+1])
 	}
 	resp, err := rig.client.Do(req)
 	if err != nil {
@@ -317,8 +324,10 @@ func (rig *proxyRig) check(t *testing.T, base string) {
 	}
 
 	t.Run("valid token reaches the upstream with its name", func(t *testing.T) {
-		// The client tries to pose as another token and to choose its own IP.
-		a := get("Bearer "+rig.tokens["api-client"], "X-Token-Name", "root", "X-Token-Access", "third-party-feeds", "X-Forwarded-For", "198.51.100.66")
+		// The client tries to pose as another token, under every spelling a
+		// CGI/WSGI backend folds into the identity headers, and to choose its
+		// own IP.
+		a := get("Bearer "+rig.tokens["api-client"], append([]string{"X-Token-Name", "root", "X-Token-Access", "third-party-feeds", "X-Forwarded-For", "198.51.100.66"}, spoofedIdentity...)...)
 		if a.status != http.StatusOK {
 			t.Fatalf("status %d: %s", a.status, a.body)
 		}
@@ -334,6 +343,21 @@ func (rig *proxyRig) check(t *testing.T, base string) {
 		}
 		if saw.Path != "/reports/daily" {
 			t.Errorf("upstream got path %q", saw.Path)
+		}
+		wantOnlyGateIdentity(t, saw.Environ, "api-client", "security-director")
+	})
+	t.Run("two Authorization headers never reach the upstream", func(t *testing.T) {
+		// The proxy refuses them itself (400) or the gate does (401
+		// malformed_token): either way no credential is half-checked.
+		for _, second := range []string{"Bearer " + rig.tokens["feeds-only"], "Bearer junk"} {
+			a := get("Bearer "+rig.tokens["api-client"], "Authorization", second)
+			if a.status != http.StatusBadRequest && (a.status != http.StatusUnauthorized || a.header.Get("X-Apptokens-Reason") != "malformed_token") {
+				t.Errorf("got %d %q, want 400 from the proxy or 401 malformed_token", a.status, a.header.Get("X-Apptokens-Reason"))
+			}
+			if strings.Contains(a.body, `"token_name"`) {
+				t.Error("the upstream answered a request with two credentials")
+			}
+			t.Logf("two Authorization headers: %d %q", a.status, a.header.Get("X-Apptokens-Reason"))
 		}
 	})
 	t.Run("invalid token is a 401 with the challenge", func(t *testing.T) {

@@ -75,7 +75,7 @@ type proxyRig struct {
 
 // upstreamSaw is the upstream's echo of a request.
 type upstreamSaw struct {
-	TokenName   []string `json:"token_name"`
+	TokenName   []string          `json:"token_name"`
 	TokenAccess []string          `json:"token_access"`
 	Path        string            `json:"path"`
 	Environ     map[string]string `json:"environ"` // wsgiEnviron of the request

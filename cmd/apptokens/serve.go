@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/apptokens/apptokens/internal/cidr"
 	"github.com/apptokens/apptokens/internal/gate"
 	"github.com/apptokens/apptokens/internal/sshd"
 	"github.com/apptokens/apptokens/store"
@@ -102,15 +103,11 @@ func parseTrusted(list []string) ([]netip.Prefix, error) {
 			if part == "" {
 				continue
 			}
-			if p, err := netip.ParsePrefix(part); err == nil {
-				out = append(out, p.Masked())
-				continue
-			}
-			a, err := netip.ParseAddr(part)
+			p, err := cidr.Parse(part) // as authorized_keys from= reads it
 			if err != nil {
-				return nil, fmt.Errorf("--trusted-proxy %q: want a CIDR such as 10.0.0.0/8 or an IP address", part)
+				return nil, fmt.Errorf("--trusted-proxy %q: %w", part, err)
 			}
-			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			out = append(out, p)
 		}
 	}
 	return out, nil

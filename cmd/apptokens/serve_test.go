@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -363,5 +364,24 @@ func TestSSHIdentityIsTheKeyThatSigned(t *testing.T) {
 	}
 	if out, _, _ := s.ssh("list", "--json"); strings.Contains(out, "made-as-a") {
 		t.Fatal("a token was created with the rights of the key that never signed")
+	}
+}
+
+// TestServeRefusesTrustedProxyWithHostBits: --trusted-proxy 10.0.0.1/8 was
+// masked to 10.0.0.0/8 in silence, trusting 16 million addresses where one may
+// have been meant, while authorized_keys from= refuses the same text. Both read
+// it with one parser now, and serve refuses it in one line, before it opens
+// the database (issue 8, fault 12).
+func TestServeRefusesTrustedProxyWithHostBits(t *testing.T) {
+	home := t.TempDir()
+	db := filepath.Join(home, "db")
+	_, errOut, code := runBin(t, db, "serve", "--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--host-key", filepath.Join(home, "hk"), "--trusted-proxy", "127.0.0.1/32", "--trusted-proxy", "10.0.0.1/8")
+	want := `apptokens: --trusted-proxy "10.0.0.1/8": host bits set: write 10.0.0.0/8 for the network, or 10.0.0.1/32 for the one address` + "\n"
+	if code == 0 || errOut != want {
+		t.Fatalf("code %d, stderr %q; want non-zero and %q", code, errOut, want)
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("the database directory was created: %v", err)
 	}
 }

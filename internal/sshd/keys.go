@@ -20,6 +20,8 @@ import (
 
 	"github.com/charmbracelet/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/apptokens/apptokens/internal/cidr"
 )
 
 // loadOrCreateHostKey reads the ed25519 host key at path, generating it (mode
@@ -258,8 +260,8 @@ func addrIP(addr net.Addr) netip.Addr {
 func validFromPattern(p string) bool {
 	p = strings.TrimPrefix(p, "!")
 	if strings.Contains(p, "/") {
-		pfx, err := netip.ParsePrefix(p)
-		return err == nil && pfx == pfx.Masked()
+		_, err := cidr.Parse(p) // as serve --trusted-proxy reads it
+		return err == nil
 	}
 	return p != "" && !strings.ContainsAny(p, "[]\\")
 }

@@ -55,6 +55,8 @@ func NewRoot(env Env) *cobra.Command {
 			return a.withStore(func(st *store.Store) error { return env.RunTUI(st) })
 		},
 	}
+	root.Version = Version()
+	root.SetVersionTemplate("apptokens {{.Version}}\n")
 	root.SetIn(env.Stdin)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)

@@ -6,9 +6,9 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/charmbracelet/x/ansi"
 	"github.com/spf13/cobra"
 
 	"github.com/apptokens/apptokens/store"
@@ -96,18 +96,17 @@ func printTokens(w io.Writer, toks []store.Token, now time.Time, after time.Dura
 		_, err := fmt.Fprintln(w, "No tokens yet. Create one with: apptokens create --name NAME --access security-director")
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tACCESS\tDAYS TO INACTIVE\tCREATED\tLAST USED\tHINT\tDESCRIPTION")
+	var tw textTable
+	tw.row("NAME", "STATE", "ACCESS", "DAYS TO INACTIVE", "CREATED (UTC)", "LAST USED (UTC)", "HINT", "DESCRIPTION")
 	for _, t := range toks {
 		days := "-"
 		if d, ok := t.DaysToInactive(now, after); ok {
 			days = strconv.Itoa(d)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			t.Name, t.StateAt(now, after).Label(), t.AccessNames(), days,
+		tw.row(t.Name, t.StateAt(now, after).Label(), t.AccessNames(), days,
 			fmtTime(t.CreatedAt), fmtTime(t.LastUsedAt), t.Hint, firstLine(t.Description, 60))
 	}
-	return tw.Flush()
+	return tw.writeTo(w)
 }
 
 // namesCmd is a command that changes the named tokens in one transaction and
@@ -218,16 +217,17 @@ func (a *app) usageCmd() *cobra.Command {
 					_, err := fmt.Fprintln(w, "No requests with this token yet.")
 					return err
 				}
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "IP ADDRESS\tFIRST USED\tLAST USED\tALLOWED\tDENIED\tSTATUS")
+				var tw textTable
+				tw.row("IP ADDRESS", "FIRST USED (UTC)", "LAST USED (UTC)", "ALLOWED", "DENIED", "STATUS")
 				for _, u := range us {
 					status := "Allowed"
 					if u.Blocked {
 						status = "Blocked"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", u.IP, fmtTime(u.FirstUsedAt), fmtTime(u.LastUsedAt), u.Allowed, u.Denied, status)
+					tw.row(u.IP, fmtTime(u.FirstUsedAt), fmtTime(u.LastUsedAt),
+						strconv.FormatUint(u.Allowed, 10), strconv.FormatUint(u.Denied, 10), status)
 				}
-				return tw.Flush()
+				return tw.writeTo(w)
 			})
 		},
 	}
@@ -278,13 +278,13 @@ func (a *app) auditCmd() *cobra.Command {
 					}
 					return writeJSON(w, out)
 				}
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TIME\tACTOR\tACTION\tTOKEN\tDETAILS")
+				var tw textTable
+				tw.row("TIME (UTC)", "ACTOR", "ACTION", "TOKEN", "DETAILS")
 				for _, e := range evs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"),
+					tw.row(e.Time.UTC().Format("2006-01-02 15:04:05"),
 						store.Printable(e.Actor), e.Action, store.Printable(e.Token), store.Printable(e.Details))
 				}
-				return tw.Flush()
+				return tw.writeTo(w)
 			})
 		},
 	}
@@ -325,22 +325,24 @@ type eventJSON struct {
 	Details string  `json:"details"`
 }
 
+// fmtTime is a time in text output: UTC, as in the TUI and in JSON, which the
+// column titles say.
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	return t.Local().Format("2006-01-02 15:04")
+	return t.UTC().Format("2006-01-02 15:04")
 }
 
-// firstLine is the first line of s, escaped for the terminal and cut to max runes.
-func firstLine(s string, max int) string {
+// firstLine is the first line of s, escaped for the terminal and cut to width
+// terminal cells, with "…" where it was cut.
+func firstLine(s string, width int) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i] + " …"
 	}
 	s = store.Printable(s)
-	r := []rune(s)
-	if len(r) > max {
-		return string(r[:max-1]) + "…"
+	if ansi.StringWidth(s) > width {
+		return ansi.Truncate(s, width, "…")
 	}
 	return s
 }

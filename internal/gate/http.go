@@ -254,11 +254,13 @@ func (g *Gate) answer(w http.ResponseWriter, v *verdict, need accessSet, segment
 
 // Middleware checks each request's bearer token before next, for services that
 // embed the gate: access "" allows any access type, otherwise the token must
-// grant that one. Denied requests get the gate's 401/403 answer and never reach
-// next. Allowed ones reach next with the X-Token-Name and X-Token-Access request
-// headers set by the gate: incoming X-Token-* headers are deleted first, on every
-// path, so a client cannot pose as a token. It panics on an unknown access type,
-// as that is a programming error that would otherwise open the service.
+// grant that one. Denied requests (two Authorization headers among them) get
+// the gate's 401/403 answer and never reach next. Allowed ones reach next with
+// the X-Token-Name and X-Token-Access request headers set by the gate: incoming
+// X-Token-* headers are deleted first, on every path and under every spelling
+// a backend may fold into one (case ignored, "_" taken as "-": X_Token_Name
+// too), so a client cannot pose as a token. It panics on an unknown access
+// type, as that is a programming error that would otherwise open the service.
 func (g *Gate) Middleware(access store.Access) func(http.Handler) http.Handler {
 	need := accessBits(access)
 	if access != "" && need == 0 {

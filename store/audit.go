@@ -9,7 +9,7 @@ import (
 // Audit returns audit events, newest first; limit <= 0 means all.
 func (s *Store) Audit(limit int) ([]Event, error) {
 	var out []Event
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(pfxEvent)
 		opts.Reverse = true

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -21,6 +22,8 @@ var ErrInvalidBackup = errors.New("invalid backup")
 
 // Backup writes a full backup (tokens, usage, audit, policy) to w.
 func (s *Store) Backup(w io.Writer) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
 	if _, err := s.db.Backup(w, 0); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
@@ -28,13 +31,21 @@ func (s *Store) Backup(w io.Writer) error {
 }
 
 // Restore loads a backup made by Backup. It refuses a database that already holds
-// tokens unless replace is set, in which case everything is dropped first.
+// tokens unless replace is set, in which case the backup replaces everything.
 //
 // A backup is a file from outside: it is loaded into a scratch in-memory
 // database and every record checked against the data rules (names, descriptions,
 // access, indexes, IPs, audit text) before the store is touched. A refused
 // backup (ErrInvalidBackup) leaves the store exactly as it was; the error names
-// the first bad record. Other writers wait while a restore runs.
+// the first bad record.
+//
+// The restore is atomic: the new database is written whole into a fresh data
+// directory (with replace unset, the store's own records first, the backup's
+// over them), synced, and then switched to with one rename (data.go). A failure
+// at any point before the rename (a write error, a full disk, a crash) leaves
+// the old data whole and in use; after it, the restored data is complete.
+// One transaction could not do it: Badger bounds a transaction to about 1 MB.
+// Other writers wait while the new database is written; readers go on.
 func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 	// Refuse early, before reading the backup, when the store is not empty.
 	if err := s.restoreAllowed(replace); err != nil {
@@ -59,37 +70,87 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 		return err
 	}
 
-	// Only the swap itself holds every writer back.
+	// From here to the switch, no write may slip in: it would be lost.
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if err := s.restoreAllowed(replace); err != nil {
 		return err
 	}
-	if replace {
-		if err := s.db.DropAll(); err != nil {
-			return fmt.Errorf("restore: clear database: %w", err)
-		}
-	}
-	// scratch is ours alone: what was checked is what is copied.
-	if err := scratch.View(func(txn *badger.Txn) error {
-		return copyRecords(txn, s.db, orphans)
-	}); err != nil {
+	fresh, freshDir, err := s.openFresh()
+	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	if err := s.db.Sync(); err != nil {
+	if err := s.fillFresh(fresh, scratch, orphans, actor, replace); err != nil {
+		_ = fresh.Close()
+		if freshDir != "" {
+			_ = os.RemoveAll(freshDir)
+		}
+		return fmt.Errorf("restore: %w (the database is as it was)", err)
+	}
+	if freshDir != "" {
+		// Closed before the switch: the switch reopens it from its directory.
+		if err := fresh.Close(); err != nil {
+			_ = os.RemoveAll(freshDir)
+			return fmt.Errorf("restore: %w (the database is as it was)", err)
+		}
+	}
+	if err := s.swapIn(fresh, freshDir); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	if err := s.loadPolicy(); err != nil {
 		return err
 	}
+	s.feed.publish(Change{Kind: ChangeReload})
+	return nil
+}
+
+// openFresh opens an empty database for a restore to write: in a new data
+// directory, or in memory for an in-memory store (freshDir "").
+func (s *Store) openFresh() (fresh *badger.DB, freshDir string, err error) {
+	if s.dir == "" {
+		fresh, err = badger.Open(badgerOptions(""))
+		return fresh, "", err
+	}
+	if freshDir, err = newDataDir(s.dir); err != nil {
+		return nil, "", err
+	}
+	if fresh, err = badger.Open(badgerOptions(freshDir)); err != nil {
+		_ = os.RemoveAll(freshDir)
+		return nil, "", err
+	}
+	return fresh, freshDir, nil
+}
+
+// fillFresh writes the restored database: without replace, the store's own
+// records (an empty store can still hold its audit trail and policy); then the
+// backup's checked records but orphans; then the layout migration (a backup
+// of an older layout) and the restore's audit event; and syncs it.
+func (s *Store) fillFresh(fresh, scratch *badger.DB, orphans map[string]bool, actor Actor, replace bool) error {
+	written := 0
+	if !replace {
+		err := s.view(func(txn *badger.Txn) error {
+			return copyRecords(txn, fresh, nil, &written, s.restoreHook)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// scratch is ours alone: what was checked is what is copied.
+	if err := scratch.View(func(txn *badger.Txn) error {
+		return copyRecords(txn, fresh, orphans, &written, s.restoreHook)
+	}); err != nil {
+		return err
+	}
+	if err := migrate(fresh); err != nil {
+		return err
+	}
 	now := s.now().UTC()
-	if err := s.updateLocked(func(txn *badger.Txn) error {
+	if err := fresh.Update(func(txn *badger.Txn) error {
 		return s.addEvent(txn, now, actor, ActionRestore, "", "")
 	}); err != nil {
 		return err
 	}
-	s.feed.publish(Change{Kind: ChangeReload})
-	return nil
+	return fresh.Sync()
 }
 
 // restoreAllowed refuses a restore over tokens unless replace is set. It counts
@@ -99,7 +160,7 @@ func (s *Store) restoreAllowed(replace bool) error {
 		return nil
 	}
 	n := 0
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(pfxToken)
 		opts.PrefetchValues = false
@@ -119,8 +180,9 @@ func (s *Store) restoreAllowed(replace bool) error {
 	return nil
 }
 
-// copyRecords writes every live record that txn sees but the skipped keys into dst.
-func copyRecords(txn *badger.Txn, dst *badger.DB, skip map[string]bool) error {
+// copyRecords writes every live record that txn sees but the skipped keys into
+// dst, counting them in written; hook (tests) is called before each.
+func copyRecords(txn *badger.Txn, dst *badger.DB, skip map[string]bool, written *int, hook func(int) error) error {
 	wb := dst.NewWriteBatch()
 	defer wb.Cancel()
 	it := txn.NewIterator(badger.DefaultIteratorOptions)
@@ -130,6 +192,11 @@ func copyRecords(txn *badger.Txn, dst *badger.DB, skip map[string]bool) error {
 		if skip[string(item.Key())] {
 			continue
 		}
+		if hook != nil {
+			if err := hook(*written); err != nil {
+				return err
+			}
+		}
 		v, err := item.ValueCopy(nil)
 		if err != nil {
 			return err
@@ -137,6 +204,7 @@ func copyRecords(txn *badger.Txn, dst *badger.DB, skip map[string]bool) error {
 		if err := wb.Set(item.KeyCopy(nil), v); err != nil {
 			return err
 		}
+		*written++
 	}
 	return wb.Flush()
 }
@@ -178,8 +246,8 @@ func (f *frameReader) Read(p []byte) (int, error) {
 }
 
 // checkBackup checks every record of a loaded backup. It returns the keys of
-// usage records whose token is gone (left behind when clearing a deleted
-// token's usage failed): harmless, and not restored.
+// usage, block and last-used records whose token is gone (left behind when
+// clearing a deleted token's usage failed): harmless, and not restored.
 func checkBackup(txn *badger.Txn) (orphans map[string]bool, err error) {
 	bad := func(what string, key []byte, err error) error {
 		return fmt.Errorf("%w: %s record %s: %w", ErrInvalidBackup, what, quote(string(key)), err)
@@ -191,7 +259,9 @@ func checkBackup(txn *badger.Txn) (orphans map[string]bool, err error) {
 		key   []byte
 		owner string
 	}
-	var usage []usageRec
+	var usage []usageRec   // usage, block and last-used records, by owner
+	var oldBlocks [][]byte // usage records with a blocked flag (layout 1)
+	layout := false
 
 	it := txn.NewIterator(badger.DefaultIteratorOptions)
 	defer it.Close()
@@ -221,11 +291,31 @@ func checkBackup(txn *badger.Txn) (orphans map[string]bool, err error) {
 			}
 			digests[k] = string(v)
 		case strings.HasPrefix(k, pfxUsage):
-			owner, err := checkUsageRecord(k, v)
+			owner, blocked, err := checkUsageRecord(k, v)
 			if err != nil {
 				return nil, bad("usage", key, err)
 			}
 			usage = append(usage, usageRec{key, owner})
+			if blocked {
+				oldBlocks = append(oldBlocks, key)
+			}
+		case strings.HasPrefix(k, pfxBlock):
+			owner, err := checkBlockRecord(k, v)
+			if err != nil {
+				return nil, bad("block", key, err)
+			}
+			usage = append(usage, usageRec{key, owner})
+		case strings.HasPrefix(k, pfxLastUsed):
+			owner := strings.TrimPrefix(k, pfxLastUsed)
+			if _, err := decodeLastUsed(v); err != nil || !validID(owner) {
+				return nil, bad("last-used", key, errors.New("is malformed"))
+			}
+			usage = append(usage, usageRec{key, owner})
+		case k == keyLayout:
+			if string(v) != layoutVersion {
+				return nil, bad("layout", key, fmt.Errorf("is version %s; this apptokens reads version %s", quote(string(v)), layoutVersion))
+			}
+			layout = true
 		case strings.HasPrefix(k, pfxEvent):
 			if err := checkEventRecord(key, v); err != nil {
 				return nil, bad("audit", key, err)
@@ -259,6 +349,11 @@ func checkBackup(txn *badger.Txn) (orphans map[string]bool, err error) {
 			return nil, bad("digest index", []byte(dk), errors.New("points at no token with that digest"))
 		}
 	}
+	// A backup of layout 2 keeps blocks in b/ records: a blocked flag in a
+	// usage row would be lost. One of layout 1 is migrated after the copy.
+	if layout && len(oldBlocks) > 0 {
+		return nil, bad("usage", oldBlocks[0], errors.New("holds a blocked flag (blocks are b/ records in this layout)"))
+	}
 	orphans = map[string]bool{}
 	for _, u := range usage {
 		if _, ok := tokens[u.owner]; !ok {
@@ -288,20 +383,33 @@ func checkTokenRecord(id string, v []byte) (Token, error) {
 	return t, nil
 }
 
-// checkUsageRecord checks a usage record and returns the ID of its token.
-func checkUsageRecord(key string, v []byte) (string, error) {
+// checkUsageRecord checks a usage record and returns the ID of its token and
+// its blocked flag (set only in layout 1).
+func checkUsageRecord(key string, v []byte) (string, bool, error) {
 	var u Usage
 	if err := strictJSON(v, &u); err != nil {
-		return "", err
+		return "", false, err
 	}
 	ip, err := ParseIP(u.IP)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if ip != u.IP || !validID(u.TokenID) || key != string(usageKey(u.TokenID, u.IP)) {
-		return "", errors.New("does not match its key")
+		return "", false, errors.New("does not match its key")
 	}
-	return u.TokenID, nil
+	return u.TokenID, u.Blocked, nil
+}
+
+// checkBlockRecord checks a block record and returns the ID of its token.
+func checkBlockRecord(key string, v []byte) (string, error) {
+	id, ip, ok := strings.Cut(strings.TrimPrefix(key, pfxBlock), "/")
+	if !ok || !validID(id) || len(v) != 0 {
+		return "", errors.New("is malformed")
+	}
+	if n, err := ClientIP(ip); err != nil || n != ip {
+		return "", fmt.Errorf("%s is not a normalized client address", quote(ip))
+	}
+	return id, nil
 }
 
 func checkEventRecord(key, v []byte) error {

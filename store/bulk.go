@@ -62,7 +62,7 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		for i := range toks {
 			t := &toks[i].Token
 			if _, err := txn.Get(nameKey(t.Name)); err == nil {

@@ -92,13 +92,24 @@ func decodeToken(b []byte, t *Token) error {
 	return nil
 }
 
-// getToken reads the token with this ID; badger.ErrKeyNotFound when there is none.
+// getToken reads the token with this ID, its last use merged in from its own
+// key; badger.ErrKeyNotFound when there is none.
 func getToken(txn *badger.Txn, id string, t *Token) error {
 	item, err := txn.Get(tokenKey(id))
 	if err != nil {
 		return err
 	}
-	return item.Value(func(b []byte) error { return decodeToken(b, t) })
+	if err := item.Value(func(b []byte) error { return decodeToken(b, t) }); err != nil {
+		return err
+	}
+	item, err = txn.Get(lastUsedKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return mergeLastUsed(t, b) })
 }
 
 func putToken(txn setter, t *Token) error {

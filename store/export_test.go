@@ -19,7 +19,7 @@ func (s *Store) DB() *badger.DB { return s.db }
 // equal dumps mean nothing at all was written in between.
 func (s *Store) DumpKV() (map[string]string, error) {
 	out := map[string]string{}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -54,5 +54,5 @@ func UsageKey(id, ip string) []byte { return usageKey(id, ip) }
 // PutRaw writes one record as given, bypassing every rule: a test corrupts a
 // store with it on purpose.
 func (s *Store) PutRaw(key, value []byte) error {
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, value) })
+	return s.update(func(txn *badger.Txn) error { return txn.Set(key, value) })
 }

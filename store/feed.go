@@ -9,26 +9,41 @@ import (
 // ChangeKind says what a committed change touched.
 type ChangeKind int
 
-// Kinds of change.
+// Kinds of change. Each carries the state its subscribers need, so that none
+// of them (the gate's index, every TUI session) reads the store back to apply it.
 const (
-	ChangeToken   ChangeKind = iota + 1 // a token was created or changed
-	ChangeDeleted                       // a token was deleted
-	ChangeUsage                         // blocks of a token changed (SetBlocked)
-	ChangePolicy                        // the inactivity policy changed
-	ChangeReload                        // everything may have changed (restore)
+	ChangeToken   ChangeKind = iota + 1 // a token was created or changed: Token
+	ChangeDeleted                       // a token was deleted: Token as it was
+	ChangeUsage                         // an address was blocked or unblocked: IP, Blocked
+	ChangePolicy                        // the inactivity policy changed: InactiveAfter
+	ChangeReload                        // everything may have changed (restore, seed)
 	// ChangeUsed: the gate's usage counts were recorded (RecordUsage); LastUsedAt
-	// carries the token's new last-used time, so no subscriber needs to read the
-	// store for it. Blocks never change with it.
+	// carries the token's new last-used time and Usage the rows written, so no
+	// subscriber needs to read the store for them. Blocks never change with it.
 	ChangeUsed
 )
 
-// Change is one committed change, published after the commit.
+// Change is one committed change, published after the commit. Fields beyond
+// Kind, TokenID and Name are set for the kinds that say so; subscribers share
+// a Change and must not modify what its pointers and slices hold.
 type Change struct {
 	Kind    ChangeKind
 	TokenID string
 	Name    string
 	// LastUsedAt is set for ChangeUsed.
 	LastUsedAt time.Time
+	// Token is the token as committed, for ChangeToken, and as it was before
+	// it went, for ChangeDeleted (last use merged in).
+	Token *Token
+	// IP and Blocked are set for ChangeUsage: one change per address whose
+	// block changed; IP is normalized as ParseIP does.
+	IP      string
+	Blocked bool
+	// Usage is set for ChangeUsed: the (token, IP) rows as they are after the
+	// write (totals, not the deltas), with their Blocked flag.
+	Usage []Usage
+	// InactiveAfter is set for ChangePolicy: the policy now in force (0: off).
+	InactiveAfter time.Duration
 }
 
 // maxPending bounds a subscriber's queue; past it the subscriber is told to reload.
@@ -141,9 +156,7 @@ func (s *Subscription) enqueue(changes []Change) {
 	for _, c := range changes {
 		if c.Kind == ChangeUsed {
 			if i, ok := s.used[c.TokenID]; ok {
-				if c.LastUsedAt.After(s.queue[i].LastUsedAt) {
-					s.queue[i] = c
-				}
+				s.queue[i] = mergeUsed(s.queue[i], c)
 				continue
 			}
 			if s.used == nil {
@@ -157,4 +170,36 @@ func (s *Subscription) enqueue(changes []Change) {
 		}
 		s.queue = append(s.queue, c)
 	}
+}
+
+// mergeUsed is one ChangeUsed for two of the same token, older first: the later
+// last-used time, and each address's newer row (rows are totals: the counts
+// only grow, so the larger is the newer). The older change's Usage is not modified: other subscribers hold it.
+func mergeUsed(older, newer Change) Change {
+	out := newer
+	if older.LastUsedAt.After(out.LastUsedAt) {
+		out.LastUsedAt = older.LastUsedAt
+	}
+	if len(older.Usage) == 0 {
+		return out
+	}
+	rows := make([]Usage, 0, len(older.Usage)+len(newer.Usage))
+	at := make(map[string]int, len(older.Usage)+len(newer.Usage))
+	for _, u := range older.Usage {
+		at[u.IP] = len(rows)
+		rows = append(rows, u)
+	}
+	for _, u := range newer.Usage {
+		if i, ok := at[u.IP]; ok {
+			// Two writers may publish out of order: the larger totals are newer.
+			if u.Allowed+u.Denied >= rows[i].Allowed+rows[i].Denied {
+				rows[i] = u
+			}
+			continue
+		}
+		at[u.IP] = len(rows)
+		rows = append(rows, u)
+	}
+	out.Usage = rows
+	return out
 }

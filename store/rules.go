@@ -160,6 +160,20 @@ func ParseIP(s string) (string, error) {
 	return addr.Unmap().WithZone("").String(), nil
 }
 
+// ClientIP is ParseIP for the address of a client, as usage and blocks record
+// it: the unspecified addresses (0.0.0.0, ::), which no client has, are refused
+// too (ErrInvalidIP).
+func ClientIP(s string) (string, error) {
+	ip, err := ParseIP(s)
+	if err != nil {
+		return "", err
+	}
+	if addr := netip.MustParseAddr(ip); addr.IsUnspecified() {
+		return "", fieldErr("ip", ErrInvalidIP, "%s is not a client's IP address", quote(s))
+	}
+	return ip, nil
+}
+
 // Printable escapes control characters (and invalid UTF-8) so that text from
 // outside can be shown on a terminal without acting on it. Newline and tab are
 // escaped too: use it for one-line fields.

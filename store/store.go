@@ -46,12 +46,27 @@ type Options struct {
 	InMemory bool
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// ValueLogGCInterval is how often the value log is garbage-collected
+	// (gc.go); DefaultValueLogGCInterval when 0, never when negative.
+	ValueLogGCInterval time.Duration
 }
 
 // Store is the Badger-backed token store. It is safe for concurrent use.
 type Store struct {
+	// db is the open database. Restore swaps in a new one: a read holds dbMu
+	// shared (view), a write holds writeMu shared, and the swap holds both
+	// exclusively.
 	db   *badger.DB
-	lock *os.File
+	dbMu sync.RWMutex
+	// dir is the database directory ("" in memory); dataDir is where the
+	// Badger files are in it (see data.go).
+	dir, dataDir string
+	lock         *os.File
+	gc           gcLoop
+	// restoreHook, when set (tests only), is called before each record a
+	// restore writes, with how many it has written: an error it returns fails
+	// the restore there.
+	restoreHook func(written int) error
 	now  func() time.Time
 	feed feed
 	// eventSeq orders audit events written at the same time.
@@ -105,7 +120,12 @@ func Open(opts Options) (*Store, error) {
 			return nil, err
 		}
 		s.lock = lock
-		bopts = badgerOptions(opts.Dir)
+		s.dir = opts.Dir
+		if s.dataDir, err = currentDataDir(opts.Dir); err != nil {
+			s.unlock()
+			return nil, err
+		}
+		bopts = badgerOptions(s.dataDir)
 	}
 	db, err := badger.Open(bopts)
 	if err != nil {
@@ -113,9 +133,19 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open database %s: %w", opts.Dir, err)
 	}
 	s.db = db
+	if !opts.InMemory {
+		removeStaleData(s.dir, s.dataDir)
+	}
+	if err := migrate(db); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	if err := s.loadPolicy(); err != nil {
 		_ = s.Close()
 		return nil, err
+	}
+	if !opts.InMemory {
+		s.gc.start(s, opts.ValueLogGCInterval)
 	}
 	return s, nil
 }
@@ -170,6 +200,7 @@ func (s *Store) unlock() {
 // Close flushes and closes the database and releases the directory.
 func (s *Store) Close() error {
 	s.feed.closeAll()
+	s.gc.stop()
 	var err error
 	if s.db != nil {
 		err = s.db.Close()
@@ -202,7 +233,7 @@ func (s *Store) SetInactiveAfter(d time.Duration) error {
 	s.mu.Lock()
 	s.inactiveAfter = d
 	s.mu.Unlock()
-	s.feed.publish(Change{Kind: ChangePolicy})
+	s.feed.publish(Change{Kind: ChangePolicy, InactiveAfter: d})
 	return nil
 }
 
@@ -210,7 +241,7 @@ func (s *Store) SetInactiveAfter(d time.Duration) error {
 // restoring a backup that kept the default).
 func (s *Store) loadPolicy() error {
 	d := DefaultInactiveAfter
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(keyPolicy))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -234,6 +265,13 @@ func (s *Store) loadPolicy() error {
 	s.inactiveAfter = d
 	s.mu.Unlock()
 	return nil
+}
+
+// view runs fn in a read-only transaction.
+func (s *Store) view(fn func(txn *badger.Txn) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	return s.db.View(fn)
 }
 
 // update runs fn in a read-write transaction, retrying on conflicts.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sort"
@@ -64,14 +65,14 @@ func (s *Store) Create(actor Actor, in NewToken) (Created, error) {
 	if err != nil {
 		return Created{}, err
 	}
-	s.feed.publish(Change{Kind: ChangeToken, TokenID: tok.ID, Name: tok.Name})
+	s.feed.publish(tokenChange(ChangeToken, tok))
 	return Created{Token: tok, Secret: sec}, nil
 }
 
 // List returns all tokens ordered by name (case-insensitively).
 func (s *Store) List() ([]Token, error) {
 	var out []Token
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		var err error
 		out, err = listTokens(txn)
 		return err
@@ -89,11 +90,26 @@ func listTokens(txn *badger.Txn) ([]Token, error) {
 	opts.PrefetchSize = 256
 	it := txn.NewIterator(opts)
 	defer it.Close()
+	// The last-used keys are in the same (ID) order: walk them alongside.
+	lopts := badger.DefaultIteratorOptions
+	lopts.Prefix = []byte(pfxLastUsed)
+	lit := txn.NewIterator(lopts)
+	defer lit.Close()
+	lit.Rewind()
 	var out []Token
 	for it.Rewind(); it.Valid(); it.Next() {
 		var t Token
 		if err := it.Item().Value(func(b []byte) error { return decodeToken(b, &t) }); err != nil {
 			return nil, err
+		}
+		id := it.Item().Key()[len(pfxToken):]
+		for lit.Valid() && bytes.Compare(lit.Item().Key()[len(pfxLastUsed):], id) < 0 {
+			lit.Next()
+		}
+		if lit.Valid() && bytes.Equal(lit.Item().Key()[len(pfxLastUsed):], id) {
+			if err := lit.Item().Value(func(b []byte) error { return mergeLastUsed(&t, b) }); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, t)
 	}
@@ -103,7 +119,7 @@ func listTokens(txn *badger.Txn) ([]Token, error) {
 // Get returns the token with this name (case-insensitively).
 func (s *Store) Get(name string) (Token, error) {
 	var t Token
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		var err error
 		t, err = getByName(txn, name)
 		return err
@@ -114,7 +130,7 @@ func (s *Store) Get(name string) (Token, error) {
 // GetByID returns the token with this ID.
 func (s *Store) GetByID(id string) (Token, error) {
 	var t Token
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		err := getToken(txn, id, &t)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("no token with id %s: %w", quote(id), ErrNotFound)
@@ -195,20 +211,31 @@ func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
 		return Token{}, err
 	}
 	if changed {
-		s.feed.publish(Change{Kind: ChangeToken, TokenID: tok.ID, Name: tok.Name})
+		s.feed.publish(tokenChange(ChangeToken, tok))
 	}
 	return tok, nil
 }
 
-// checkNames refuses an empty or oversized batch of names before anything is read.
-func checkNames(names []string) error {
+// checkNames refuses an empty or oversized batch of names before anything is
+// read, and returns the names with repeats dropped: names are one token however
+// they are spelled (case is ignored), so `delete a A` deletes a once.
+func checkNames(names []string) ([]string, error) {
 	if len(names) == 0 {
-		return errors.New("no token names given")
+		return nil, errors.New("no token names given")
 	}
 	if len(names) > MaxBatch {
-		return tooMany("tokens", len(names))
+		return nil, tooMany("tokens", len(names))
 	}
-	return nil
+	seen := make(map[string]bool, len(names))
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		low := strings.ToLower(n)
+		if !seen[low] {
+			seen[low] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 func equalAccess(a, b []Access) bool {
@@ -227,7 +254,8 @@ func equalAccess(a, b []Access) bool {
 // name must exist, or nothing changes. It returns how many tokens changed state.
 // More than MaxBatch names are refused (ErrTooMany) before anything is read.
 func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error) {
-	if err := checkNames(names); err != nil {
+	names, err := checkNames(names)
+	if err != nil {
 		return 0, err
 	}
 	action := ActionDeactivate
@@ -237,7 +265,7 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 	now := s.now().UTC()
 	after := s.InactiveAfter()
 	var changed []Change
-	err := s.update(func(txn *badger.Txn) error {
+	err = s.update(func(txn *badger.Txn) error {
 		changed = changed[:0]
 		for _, name := range names {
 			t, err := getByName(txn, name)
@@ -263,7 +291,7 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 			if err := s.addEvent(txn, now, actor, action, t.Name, ""); err != nil {
 				return err
 			}
-			changed = append(changed, Change{Kind: ChangeToken, TokenID: t.ID, Name: t.Name})
+			changed = append(changed, tokenChange(ChangeToken, t))
 		}
 		return nil
 	})
@@ -274,29 +302,36 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 	return len(changed), nil
 }
 
+// tokenChange is the change of kind k that carries t, the token as committed
+// (as it was, for ChangeDeleted).
+func tokenChange(k ChangeKind, t Token) Change {
+	return Change{Kind: k, TokenID: t.ID, Name: t.Name, Token: &t}
+}
+
 // Delete removes the named tokens and their indexes in one transaction: every
 // name must exist, or nothing changes. More than MaxBatch names are refused
 // (ErrTooMany) before anything is read.
 //
-// Their usage records go after that commit, in bounded transactions: a token
+// Their usage and block records go after that commit, in bounded transactions: a token
 // used from many addresses has more of them than one transaction can hold, and
 // nothing reaches them once the token is gone (IDs are random, never reused;
 // RecordUsage drops deltas of missing tokens). Should clearing them fail, the
 // tokens stay deleted and the error says so.
 func (s *Store) Delete(actor Actor, names []string) (int, error) {
-	if err := checkNames(names); err != nil {
+	names, err := checkNames(names)
+	if err != nil {
 		return 0, err
 	}
 	now := s.now().UTC()
 	var changed []Change
-	err := s.update(func(txn *badger.Txn) error {
+	err = s.update(func(txn *badger.Txn) error {
 		changed = changed[:0]
 		for _, name := range names {
 			t, err := getByName(txn, name)
 			if err != nil {
 				return err
 			}
-			for _, k := range [][]byte{nameKey(t.Name), digestKey(t.Digest), tokenKey(t.ID)} {
+			for _, k := range [][]byte{nameKey(t.Name), digestKey(t.Digest), tokenKey(t.ID), lastUsedKey(t.ID)} {
 				if err := txn.Delete(k); err != nil {
 					return err
 				}
@@ -304,7 +339,7 @@ func (s *Store) Delete(actor Actor, names []string) (int, error) {
 			if err := s.addEvent(txn, now, actor, ActionDelete, t.Name, ""); err != nil {
 				return err
 			}
-			changed = append(changed, Change{Kind: ChangeDeleted, TokenID: t.ID, Name: t.Name})
+			changed = append(changed, tokenChange(ChangeDeleted, t))
 		}
 		return nil
 	})
@@ -313,8 +348,10 @@ func (s *Store) Delete(actor Actor, names []string) (int, error) {
 	}
 	s.feed.publish(changed...)
 	for _, c := range changed {
-		if err := s.deletePrefix(usagePrefix(c.TokenID)); err != nil {
-			return len(changed), fmt.Errorf("token %s deleted, but clearing its usage records failed: %w", quote(c.Name), err)
+		for _, p := range [...][]byte{blockPrefix(c.TokenID), usagePrefix(c.TokenID)} {
+			if err := s.deletePrefix(p); err != nil {
+				return len(changed), fmt.Errorf("token %s deleted, but clearing its usage records failed: %w", quote(c.Name), err)
+			}
 		}
 	}
 	return len(changed), nil
@@ -362,7 +399,7 @@ func (s *Store) ExpireStale(actor Actor) ([]string, error) {
 	}
 	now := s.now().UTC()
 	var ids []string
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		toks, err := listTokens(txn)
 		if err != nil {
 			return err
@@ -405,7 +442,7 @@ func (s *Store) ExpireStale(actor Actor) ([]string, error) {
 				if err := s.addEvent(txn, now, actor, ActionExpire, t.Name, details); err != nil {
 					return err
 				}
-				changed = append(changed, Change{Kind: ChangeToken, TokenID: t.ID, Name: t.Name})
+				changed = append(changed, tokenChange(ChangeToken, t))
 			}
 			return nil
 		})

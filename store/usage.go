@@ -15,10 +15,12 @@ func usageKey(id, ip string) []byte {
 	return []byte(pfxUsage + id + "/" + ip)
 }
 
-// Usage returns the IP addresses that used the named token, most recent first.
+// Usage returns the IP addresses that used the named token, most recent first,
+// with their Blocked flags; an address blocked before it was ever used is a row
+// of its own, with no use.
 func (s *Store) Usage(name string) ([]Usage, error) {
 	var out []Usage
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		t, err := getByName(txn, name)
 		if err != nil {
 			return err
@@ -43,7 +45,18 @@ func sortUsage(u []Usage) {
 	})
 }
 
+// listUsage returns the token's usage rows with its blocks merged in: the
+// Blocked flag lives in b/ keys, and a blocked address that was never used
+// gets a row with no use.
 func listUsage(txn *badger.Txn, id string) ([]Usage, error) {
+	blocks, err := listBlocks(txn, id)
+	if err != nil {
+		return nil, err
+	}
+	blocked := make(map[string]bool, len(blocks))
+	for _, ip := range blocks {
+		blocked[ip] = true
+	}
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = usagePrefix(id)
 	it := txn.NewIterator(opts)
@@ -54,13 +67,21 @@ func listUsage(txn *badger.Txn, id string) ([]Usage, error) {
 		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &u) }); err != nil {
 			return nil, err
 		}
+		u.Blocked = blocked[u.IP]
+		delete(blocked, u.IP)
 		out = append(out, u)
+	}
+	for _, ip := range blocks {
+		if blocked[ip] {
+			out = append(out, Usage{TokenID: id, IP: ip, Blocked: true})
+		}
 	}
 	return out, nil
 }
 
 // SetBlocked blocks or unblocks IP addresses for the named token. An IP that never
-// used the token can be blocked in advance. Invalid IPs change nothing.
+// used the token can be blocked in advance. Invalid IPs change nothing. It
+// returns how many addresses changed; each is published as its own ChangeUsage.
 func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool) (int, error) {
 	if len(ips) == 0 {
 		return 0, errors.New("no IP addresses given")
@@ -69,49 +90,48 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 		return 0, tooMany("IP addresses", len(ips))
 	}
 	norm := make([]string, 0, len(ips))
+	seen := make(map[string]bool, len(ips))
 	for _, ip := range ips {
-		n, err := ParseIP(ip)
+		n, err := ClientIP(ip)
 		if err != nil {
 			return 0, err
 		}
-		norm = append(norm, n)
+		if !seen[n] {
+			seen[n] = true
+			norm = append(norm, n)
+		}
 	}
 	now := s.now().UTC()
-	var tok Token
-	var changed int
+	var changed []Change
 	err := s.update(func(txn *badger.Txn) error {
-		changed = 0
-		var err error
-		tok, err = getByName(txn, name)
+		changed = changed[:0]
+		tok, err := getByName(txn, name)
 		if err != nil {
 			return err
 		}
 		var done []string
 		for _, ip := range norm {
-			var u Usage
-			err := getJSON(txn, usageKey(tok.ID, ip), &u)
-			switch {
-			case errors.Is(err, badger.ErrKeyNotFound):
-				if !blocked {
-					continue // nothing to unblock
-				}
-				u = Usage{TokenID: tok.ID, IP: ip}
-			case err != nil:
+			was, err := isBlocked(txn, tok.ID, ip)
+			if err != nil {
 				return err
 			}
-			if u.Blocked == blocked {
+			if was == blocked {
 				continue
 			}
-			u.Blocked = blocked
-			if err := setJSON(txn, usageKey(tok.ID, ip), u); err != nil {
+			if blocked {
+				err = txn.Set(blockKey(tok.ID, ip), nil)
+			} else {
+				err = txn.Delete(blockKey(tok.ID, ip))
+			}
+			if err != nil {
 				return err
 			}
 			done = append(done, ip)
+			changed = append(changed, Change{Kind: ChangeUsage, TokenID: tok.ID, Name: tok.Name, IP: ip, Blocked: blocked})
 		}
 		if len(done) == 0 {
 			return nil
 		}
-		changed = len(done)
 		action := ActionUnblock
 		if blocked {
 			action = ActionBlock
@@ -121,43 +141,89 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 	if err != nil {
 		return 0, err
 	}
-	if changed > 0 {
-		s.feed.publish(Change{Kind: ChangeUsage, TokenID: tok.ID, Name: tok.Name})
-	}
-	return changed, nil
+	s.feed.publish(changed...)
+	return len(changed), nil
 }
 
 // RecordUsage adds aggregated requests from the gate and moves each token's
 // last-used time forward. Deltas for tokens deleted meanwhile are dropped.
+//
+// A delta whose IP is not a client's address (empty, malformed, or unspecified
+// such as 0.0.0.0: a peer on a unix socket has none) is refused: it is not
+// written, the others are, and the error (ErrInvalidIP) names it once they are.
+// Such a delta counts as done, since giving it again can never succeed.
 //
 // The deltas are written in order, writeChunk per transaction, each chunk
 // published after its commit. written is how many deltas are done (committed or
 // dropped): when err is not nil, deltas[written:] were not written and can be
 // given again; deltas[:written] must not be, or they would count twice.
 func (s *Store) RecordUsage(deltas []UsageDelta) (written int, err error) {
-	for written < len(deltas) {
-		chunk := deltas[written:min(written+writeChunk, len(deltas))]
+	valid, pos, refused := cleanDeltas(deltas)
+	for done := 0; done < len(valid); {
+		chunk := valid[done:min(done+writeChunk, len(valid))]
 		changed, err := s.recordUsageChunk(chunk)
 		if err != nil {
-			return written, fmt.Errorf("record usage: %w", err)
+			if pos != nil {
+				done = pos[done]
+			}
+			return done, fmt.Errorf("record usage: %w", err)
 		}
 		s.feed.publish(changed...)
-		written += len(chunk)
+		done += len(chunk)
 	}
-	return written, nil
+	if refused != nil {
+		return len(deltas), fmt.Errorf("record usage: %w", refused)
+	}
+	return len(deltas), nil
+}
+
+// cleanDeltas returns the deltas with their IPs normalized and the refused ones
+// left out, the position in deltas of each one kept (pos is nil, and valid is
+// deltas itself, when all are fine as they are), and the error naming the first
+// refused.
+func cleanDeltas(deltas []UsageDelta) (valid []UsageDelta, pos []int, refused error) {
+	for i, d := range deltas {
+		ip, err := ClientIP(d.IP)
+		if err == nil && ip == d.IP {
+			if pos != nil {
+				valid, pos = append(valid, d), append(pos, i)
+			}
+			continue
+		}
+		if pos == nil {
+			valid = append(make([]UsageDelta, 0, len(deltas)), deltas[:i]...)
+			pos = make([]int, i, len(deltas))
+			for j := range pos {
+				pos[j] = j
+			}
+		}
+		if err != nil {
+			if refused == nil {
+				refused = err
+			}
+			continue
+		}
+		d.IP = ip
+		valid, pos = append(valid, d), append(pos, i)
+	}
+	if pos == nil {
+		return deltas, nil, nil
+	}
+	return valid, pos, refused
 }
 
 // recordUsageChunk writes deltas in one transaction and returns the changes to
-// publish. Each token is read once, however many addresses used it.
+// publish. It writes the small records only: the usage rows and each token's
+// last-used key, never the token record (see layout.go).
 func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 	var changed []Change
 	err := s.update(func(txn *badger.Txn) error {
 		changed = changed[:0]
-		toks := map[string]*Token{} // nil: deleted meanwhile, its deltas are dropped
-		var order []string
+		toks := map[string]*Change{} // nil: deleted meanwhile, its deltas are dropped
+		var order []*Change
 		moved := map[string]bool{}
 		for _, d := range deltas {
-			t, seen := toks[d.TokenID]
+			c, seen := toks[d.TokenID]
 			if !seen {
 				var tok Token
 				if err := getToken(txn, d.TokenID, &tok); errors.Is(err, badger.ErrKeyNotFound) {
@@ -166,15 +232,16 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 				} else if err != nil {
 					return err
 				}
-				t = &tok
-				toks[d.TokenID] = t
-				order = append(order, d.TokenID)
+				c = &Change{Kind: ChangeUsed, TokenID: tok.ID, Name: tok.Name, LastUsedAt: tok.LastUsedAt}
+				toks[d.TokenID] = c
+				order = append(order, c)
 			}
-			if t == nil {
+			if c == nil {
 				continue
 			}
+			key := usageKey(d.TokenID, d.IP)
 			var u Usage
-			err := getJSON(txn, usageKey(d.TokenID, d.IP), &u)
+			err := getJSON(txn, key, &u)
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				u = Usage{TokenID: d.TokenID, IP: d.IP}
 			} else if err != nil {
@@ -188,23 +255,27 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 			}
 			u.Allowed += d.Allowed
 			u.Denied += d.Denied
-			if err := setJSON(txn, usageKey(d.TokenID, d.IP), u); err != nil {
+			u.Blocked = false // blocks live in b/ keys
+			if err := setJSON(txn, key, u); err != nil {
 				return err
 			}
+			if u.Blocked, err = isBlocked(txn, d.TokenID, d.IP); err != nil {
+				return err
+			}
+			c.Usage = append(c.Usage, u)
 			// Only allowed requests count as use for the inactivity policy.
-			if d.Allowed > 0 && d.LastUsedAt.After(t.LastUsedAt) {
-				t.LastUsedAt = d.LastUsedAt.UTC()
+			if d.Allowed > 0 && d.LastUsedAt.After(c.LastUsedAt) {
+				c.LastUsedAt = d.LastUsedAt.UTC()
 				moved[d.TokenID] = true
 			}
 		}
-		for _, id := range order {
-			t := toks[id]
-			if moved[id] {
-				if err := putToken(txn, t); err != nil {
+		for _, c := range order {
+			if moved[c.TokenID] {
+				if err := txn.Set(lastUsedKey(c.TokenID), encodeLastUsed(c.LastUsedAt)); err != nil {
 					return err
 				}
 			}
-			changed = append(changed, Change{Kind: ChangeUsed, TokenID: id, Name: t.Name, LastUsedAt: t.LastUsedAt})
+			changed = append(changed, *c)
 		}
 		return nil
 	})
@@ -218,10 +289,11 @@ type GateEntry struct {
 	Blocked []string
 }
 
-// GateEntries returns every token with its blocked IPs, for building the gate's index.
+// GateEntries returns every token with its blocked IPs, for building the gate's
+// index. It reads the tokens and the blocks, never the usage rows.
 func (s *Store) GateEntries() ([]GateEntry, error) {
 	var out []GateEntry
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		toks, err := listTokens(txn)
 		if err != nil {
 			return err
@@ -233,43 +305,20 @@ func (s *Store) GateEntries() ([]GateEntry, error) {
 			byID[t.ID] = i
 		}
 		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(pfxUsage)
+		opts.Prefix = []byte(pfxBlock)
+		opts.PrefetchValues = false
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			var u Usage
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &u) }); err != nil {
-				return err
+			id, ip, ok := strings.Cut(string(it.Item().Key()[len(pfxBlock):]), "/")
+			if !ok {
+				continue
 			}
-			if i, ok := byID[u.TokenID]; ok && u.Blocked {
-				out[i].Blocked = append(out[i].Blocked, u.IP)
+			if i, ok := byID[id]; ok {
+				out[i].Blocked = append(out[i].Blocked, ip)
 			}
 		}
 		return nil
 	})
 	return out, err
-}
-
-// GateEntry returns one token's gate entry by ID.
-func (s *Store) GateEntry(id string) (GateEntry, error) {
-	var e GateEntry
-	err := s.db.View(func(txn *badger.Txn) error {
-		if err := getToken(txn, id, &e.Token); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return ErrNotFound
-			}
-			return err
-		}
-		us, err := listUsage(txn, id)
-		if err != nil {
-			return err
-		}
-		for _, u := range us {
-			if u.Blocked {
-				e.Blocked = append(e.Blocked, u.IP)
-			}
-		}
-		return nil
-	})
-	return e, err
 }

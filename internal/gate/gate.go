@@ -7,9 +7,10 @@
 // the store's change feed. Before using the index a request compares its version
 // with the store's feed version; when a commit has not been applied yet, the
 // request applies it first, so a deactivation or a block is refused by the very
-// next request after the commit returns. Only an admin's change (or a reload) is
-// read back from the store; the gate's own usage flushes come back on the feed
-// with the tokens' new last-used times, and are applied from memory. Usage is
+// next request after the commit returns. Every change carries the state it sets
+// (the token's fields, an address and its block, a new last-used time), so
+// applying one reads nothing from the store; only a reload (restore, seed) reads
+// everything again. Usage is
 // counted in memory per (token, client IP), up to a bound, and written to the
 // store in batches.
 package gate
@@ -184,40 +185,27 @@ func (g *Gate) applyLocked() error {
 		return g.markBroken(g.rebuildLocked())
 	}
 	ed := newEditor(x, g.byID)
-	seen := make(map[string]bool, len(changes))
+	// Each change carries the state it sets: applying it reads nothing.
 	for _, c := range changes {
 		switch c.Kind {
 		case store.ChangeReload:
 			return g.markBroken(g.rebuildLocked())
 		case store.ChangePolicy:
-			ed.x.inactiveAfter = int64(g.store.InactiveAfter())
+			ed.x.inactiveAfter = int64(c.InactiveAfter)
 		case store.ChangeDeleted:
 			ed.remove(c.TokenID)
-			seen[c.TokenID] = true
 		case store.ChangeUsed:
-			// The gate's own flush: only the last-used time moved, and the
-			// change carries it. A token read or deleted above is already
-			// at least as new.
-			if !seen[c.TokenID] && !c.LastUsedAt.IsZero() {
+			// The gate's own flush: only the last-used time moved.
+			if !c.LastUsedAt.IsZero() {
 				ed.used(c.TokenID, c.LastUsedAt.UnixNano())
 			}
-		case store.ChangeToken, store.ChangeUsage:
-			if seen[c.TokenID] {
-				continue // one read gives the latest state of the token
+		case store.ChangeToken:
+			if c.Token == nil {
+				return g.markBroken(g.rebuildLocked())
 			}
-			seen[c.TokenID] = true
-			g.storeReads.Add(1)
-			ge, err := g.store.GateEntry(c.TokenID)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				ed.remove(c.TokenID)
-			case err != nil:
-				// Keep the index as it was, but stop asking the store on every
-				// request: the run loop retries with a full rebuild.
-				return g.markBroken(fmt.Errorf("read token %s: %w", c.TokenID, err))
-			default:
-				ed.put(ge)
-			}
+			ed.token(c.Token)
+		case store.ChangeUsage:
+			ed.block(c.TokenID, c.IP, c.Blocked)
 		}
 	}
 	g.idx.Store(ed.done(v))

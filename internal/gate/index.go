@@ -154,9 +154,18 @@ func (ed *editor) blocked() map[blockKey]struct{} {
 	return ed.x.blocked
 }
 
-// put adds or replaces a token and its blocked IPs.
+// put adds a token with its blocked IPs (a build from store.GateEntries).
 func (ed *editor) put(ge store.GateEntry) {
-	t := ge.Token
+	ed.token(&ge.Token)
+	for _, ip := range ge.Blocked {
+		ed.block(ge.Token.ID, ip, true)
+	}
+}
+
+// token adds a token, or replaces the fields of one the index has, from the
+// token as a change carries it (store.ChangeToken): nothing is read. Its blocks
+// stay as they are; they change with store.ChangeUsage.
+func (ed *editor) token(t *store.Token) {
 	e := entry{since: t.Since().UnixNano(), flags: flagLive}
 	for _, a := range t.Access {
 		e.access |= accessBits(a)
@@ -164,33 +173,64 @@ func (ed *editor) put(ge store.GateEntry) {
 	if t.Active {
 		e.flags |= flagActive
 	}
-	if len(ge.Blocked) > 0 {
-		e.flags |= flagBlocked
-	}
 	old, known := ed.x.lookup(t.Digest)
 	if known {
-		// The name, the ID and the digest never change.
+		// The name, the ID and the digest never change, and the inactivity
+		// clock only moves forward: a change published after a later use
+		// must not move it back.
 		e.slot, e.textOff, e.nameLen, e.idLen = old.slot, old.textOff, old.nameLen, old.idLen
-		if old.flags&flagBlocked != 0 {
-			ed.unblockAll(old.slot)
-		}
+		e.flags |= old.flags & flagBlocked
+		e.since = max(e.since, old.since)
 		if old != e {
 			ed.recent()[t.Digest] = e
 		}
-	} else {
-		e.slot = ed.x.nextSlot
-		ed.x.nextSlot++
-		e.textOff = uint32(len(ed.x.text) + len(ed.text))
-		e.nameLen, e.idLen = uint8(len(t.Name)), uint16(len(t.ID))
-		ed.text = append(append(ed.text, t.Name...), t.ID...)
-		ed.recent()[t.Digest] = e
-		ed.byID[t.ID] = t.Digest
+		return
 	}
-	for _, s := range ge.Blocked {
-		if ip, err := netip.ParseAddr(s); err == nil {
-			ed.blocked()[blockKeyOf(e.slot, ip)] = struct{}{}
+	e.slot = ed.x.nextSlot
+	ed.x.nextSlot++
+	e.textOff = uint32(len(ed.x.text) + len(ed.text))
+	e.nameLen, e.idLen = uint8(len(t.Name)), uint16(len(t.ID))
+	ed.text = append(append(ed.text, t.Name...), t.ID...)
+	ed.recent()[t.Digest] = e
+	ed.byID[t.ID] = t.Digest
+}
+
+// block blocks or unblocks one address for the token id, as a change carries
+// it (store.ChangeUsage): nothing is read.
+func (ed *editor) block(id, addr string, blocked bool) {
+	d, ok := ed.byID[id]
+	if !ok {
+		return
+	}
+	e, live := ed.x.lookup(d)
+	if !live {
+		return
+	}
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return
+	}
+	k := blockKeyOf(e.slot, ip)
+	if blocked {
+		ed.blocked()[k] = struct{}{}
+		if e.flags&flagBlocked == 0 {
+			e.flags |= flagBlocked
+			ed.recent()[d] = e
+		}
+		return
+	}
+	if _, ok := ed.x.blocked[k]; !ok {
+		return
+	}
+	b := ed.blocked()
+	delete(b, k)
+	for other := range b {
+		if other.slot == e.slot {
+			return // more blocks of this token remain
 		}
 	}
+	e.flags &^= flagBlocked
+	ed.recent()[d] = e
 }
 
 // used moves a token's last use to at (unix nanoseconds), if that is later than

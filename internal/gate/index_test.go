@@ -104,7 +104,7 @@ func TestIndexEdits(t *testing.T) {
 	// Unblocking forgets the IP.
 	ed := newEditor(x, byID)
 	ge, d := gateEntry(100, false)
-	ed.put(ge)
+	ed.block(ge.Token.ID, "192.0.2.1", false)
 	x = ed.done(0)
 	if e, _ := x.lookup(d); e.flags&flagBlocked != 0 || x.isBlocked(e.slot, ip) {
 		t.Error("unblocked IP still blocked")

@@ -1,0 +1,161 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Where the Badger files are. A database starts with them in the database
+// directory itself. A restore writes a whole new database into a fresh
+// subdirectory (data-<random>) and then switches to it by renaming a one-line
+// file, dataFile, that names it: the rename is atomic, so the database is
+// either all the old data or all the restored data, whatever fails or crashes
+// and when. The lock file and serve.addr stay in the database directory, which
+// may be a mount point (it is never renamed itself). Open removes what a
+// restore cut short or left behind: subdirectories that dataFile does not
+// name, and Badger's files in the directory itself once dataFile names one.
+const (
+	dataFile   = "apptokens.data"
+	dataPrefix = "data-"
+)
+
+// currentDataDir is where the Badger files of the database in dir are.
+func currentDataDir(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, dataFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return dir, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", dataFile, err)
+	}
+	name := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(name, dataPrefix) || !validID(strings.TrimPrefix(name, dataPrefix)) {
+		return "", fmt.Errorf("%s in %s names %s, not a data directory", dataFile, dir, quote(name))
+	}
+	return filepath.Join(dir, name), nil
+}
+
+// setDataDir makes data (dir itself or a subdirectory of it) the database's
+// data, atomically and durably.
+func setDataDir(dir, data string) error {
+	if data == dir {
+		if err := os.Remove(filepath.Join(dir, dataFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return syncDir(dir)
+	}
+	tmp := filepath.Join(dir, dataFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(filepath.Base(data) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, dataFile))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// isBadgerFile reports whether a file name in a data directory is Badger's.
+func isBadgerFile(name string) bool {
+	switch name {
+	case "MANIFEST", "KEYREGISTRY", "DISCARD", "LOCK":
+		return true
+	}
+	ext := filepath.Ext(name)
+	return ext == ".sst" || ext == ".vlog" || ext == ".mem"
+}
+
+// removeStaleData removes every data directory in dir but current, and the
+// Badger files in dir itself when current is a subdirectory. Failures are left
+// for the next Open: the data in use is never touched.
+func removeStaleData(dir, current string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		switch {
+		case e.IsDir() && strings.HasPrefix(e.Name(), dataPrefix) && p != current:
+			_ = os.RemoveAll(p)
+		case !e.IsDir() && current != dir && isBadgerFile(e.Name()):
+			_ = os.Remove(p)
+		}
+	}
+}
+
+// newDataDir creates a fresh, empty data directory in dir.
+func newDataDir(dir string) (string, error) {
+	p := filepath.Join(dir, dataPrefix+newID())
+	if err := os.Mkdir(p, 0o700); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// swapIn makes fresh (a database in the data directory freshDir, already
+// closed, or an open in-memory one) the store's database. The caller holds
+// writeMu exclusively. When the switch fails, the old database stays in use.
+func (s *Store) swapIn(fresh *badger.DB, freshDir string) error {
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if s.dir == "" { // in memory: nothing on disk to switch
+		old := s.db
+		s.db = fresh
+		_ = old.Close()
+		return nil
+	}
+	oldDir := s.dataDir
+	reopenOld := func(cause error) error {
+		db, err := badger.Open(badgerOptions(oldDir))
+		if err != nil {
+			return fmt.Errorf("%w; reopening the old database failed too: %w", cause, err)
+		}
+		s.db = db
+		return cause
+	}
+	if err := s.db.Close(); err != nil {
+		return reopenOld(fmt.Errorf("close the old database: %w", err))
+	}
+	if err := setDataDir(s.dir, freshDir); err != nil {
+		return reopenOld(fmt.Errorf("switch to the restored database: %w", err))
+	}
+	db, err := badger.Open(badgerOptions(freshDir))
+	if err != nil {
+		cause := fmt.Errorf("open the restored database: %w", err)
+		if err := setDataDir(s.dir, oldDir); err != nil {
+			return fmt.Errorf("%w; switching back failed too: %w", cause, err)
+		}
+		return reopenOld(cause)
+	}
+	s.db, s.dataDir = db, freshDir
+	// The old data is no longer named: what is not removed now, Open removes.
+	removeStaleData(s.dir, freshDir)
+	return nil
+}

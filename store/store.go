@@ -67,8 +67,8 @@ type Store struct {
 	// restore writes, with how many it has written: an error it returns fails
 	// the restore there.
 	restoreHook func(written int) error
-	now  func() time.Time
-	feed feed
+	now         func() time.Time
+	feed        feed
 	// eventSeq orders audit events written at the same time.
 	eventSeq atomic.Uint64
 

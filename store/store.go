@@ -53,22 +53,24 @@ type Options struct {
 
 // Store is the Badger-backed token store. It is safe for concurrent use.
 type Store struct {
-	// db is the open database. Restore swaps in a new one: a read holds dbMu
-	// shared (view), a write holds writeMu shared, and the swap holds both
-	// exclusively.
 	db   *badger.DB
+	lock *os.File
+	now  func() time.Time
+	feed feed
+
+	// dbMu: db is the open database, and Restore swaps in a new one. A read
+	// holds dbMu shared (view), a write holds writeMu shared, and the swap
+	// holds both exclusively.
 	dbMu sync.RWMutex
 	// dir is the database directory ("" in memory); dataDir is where the
 	// Badger files are in it (see data.go).
 	dir, dataDir string
-	lock         *os.File
 	gc           gcLoop
 	// restoreHook, when set (tests only), is called before each record a
 	// restore writes, with how many it has written: an error it returns fails
 	// the restore there.
 	restoreHook func(written int) error
-	now         func() time.Time
-	feed        feed
+
 	// eventSeq orders audit events written at the same time.
 	eventSeq atomic.Uint64
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 
@@ -52,12 +53,19 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 			return fmt.Errorf("token %s: id %s given twice", quote(t.Name), quote(t.ID))
 		}
 		seenID[t.ID] = true
+		if !t.LastUsedAt.IsZero() && t.LastUsedAt.Before(t.CreatedAt) {
+			return fmt.Errorf("token %s: last used %s, before it was created (%s)", quote(t.Name), t.LastUsedAt.UTC().Format(time.RFC3339), t.CreatedAt.UTC().Format(time.RFC3339))
+		}
 		for j := range toks[i].Usage {
-			ip, err := ParseIP(toks[i].Usage[j].IP)
+			u := &toks[i].Usage[j]
+			ip, err := ClientIP(u.IP)
 			if err != nil {
 				return err
 			}
-			toks[i].Usage[j].IP = ip
+			u.IP = ip
+			if err := checkUsageTimes(t, u); err != nil {
+				return err
+			}
 		}
 	}
 	s.writeMu.Lock()
@@ -101,6 +109,12 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 		}
 		for _, u := range toks[i].Usage {
 			u.TokenID = t.ID
+			if u.Blocked {
+				if err := wb.Set(blockKey(t.ID, u.IP), nil); err != nil {
+					return err
+				}
+				u.Blocked = false // blocks are b/ records
+			}
 			if err := setJSON(wb, usageKey(t.ID, u.IP), u); err != nil {
 				return err
 			}
@@ -118,5 +132,23 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 		return err
 	}
 	s.feed.publish(Change{Kind: ChangeReload})
+	return nil
+}
+
+// checkUsageTimes refuses a usage row whose times cannot be: first used after
+// last used, or used before its token was created.
+func checkUsageTimes(t *Token, u *Usage) error {
+	bad := func(what string) error {
+		return fmt.Errorf("token %s, address %s: %s", quote(t.Name), u.IP, what)
+	}
+	if u.FirstUsedAt.IsZero() != u.LastUsedAt.IsZero() {
+		return bad("first and last use must both be set or both be unset")
+	}
+	if u.LastUsedAt.Before(u.FirstUsedAt) {
+		return bad("last used before first used")
+	}
+	if !u.FirstUsedAt.IsZero() && u.FirstUsedAt.Before(t.CreatedAt) {
+		return bad("used before the token was created")
+	}
 	return nil
 }

@@ -119,6 +119,15 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 				continue
 			}
 			if blocked {
+				// An address blocked before any use gets its (empty) usage row,
+				// so that it stays listed once unblocked.
+				if _, gerr := txn.Get(usageKey(tok.ID, ip)); errors.Is(gerr, badger.ErrKeyNotFound) {
+					if err := setJSON(txn, usageKey(tok.ID, ip), Usage{TokenID: tok.ID, IP: ip}); err != nil {
+						return err
+					}
+				} else if gerr != nil {
+					return gerr
+				}
 				err = txn.Set(blockKey(tok.ID, ip), nil)
 			} else {
 				err = txn.Delete(blockKey(tok.ID, ip))

@@ -293,8 +293,83 @@ func TestSeedDemo(t *testing.T) {
 	if !strings.Contains(out, "Blocked") || !strings.Contains(out, "Allowed") {
 		t.Fatalf("usage:\n%s", out)
 	}
-	if _, _, err := run(t, dir, "seed", "--demo"); !errors.Is(err, store.ErrNameTaken) {
+	// A second run says what happened and what to do, in one line.
+	_, _, err := run(t, dir, "seed", "--demo")
+	if !errors.Is(err, store.ErrNameTaken) {
 		t.Fatalf("second seed --demo: %v", err)
+	}
+	if want := `demo data already present: token "soc-siem-export" exists; seed into an empty database (--db DIR)`; err.Error() != want {
+		t.Fatalf("second seed --demo says %q\nwant %q", err, want)
+	}
+	var again []map[string]any
+	_ = json.Unmarshal([]byte(mustRun(t, dir, "list", "--json")), &again)
+	if len(again) != 12 {
+		t.Fatalf("after the refused second seed: %d tokens, want 12", len(again))
+	}
+}
+
+// TestSeedTimesInOrder: no generated token or usage row is used before it was
+// created, nor last used before first used (issue 9: 4,759 of 20,000 were).
+func TestSeedTimesInOrder(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, "seed", "--tokens", "3000", "--ips", "2")
+	var rows []struct {
+		Name       string     `json:"name"`
+		CreatedAt  time.Time  `json:"created_at"`
+		LastUsedAt *time.Time `json:"last_used_at"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, dir, "list", "--json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3000 {
+		t.Fatalf("%d tokens", len(rows))
+	}
+	bad := 0
+	for _, r := range rows {
+		if r.LastUsedAt == nil || r.LastUsedAt.Before(r.CreatedAt) {
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d seeded tokens last used before they were created (or never)", bad, len(rows))
+	}
+	for _, name := range []string{"load-000001", "load-001439", "load-002999"} {
+		var usage []struct {
+			First time.Time `json:"first_used_at"`
+			Last  time.Time `json:"last_used_at"`
+		}
+		if err := json.Unmarshal([]byte(mustRun(t, dir, "usage", name, "--json")), &usage); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range usage {
+			if u.Last.Before(u.First) {
+				t.Fatalf("%s: last used %v before first used %v", name, u.Last, u.First)
+			}
+		}
+	}
+	// Seeding the same names again says so in one line.
+	_, _, err := run(t, dir, "seed", "--tokens", "10")
+	if err == nil || err.Error() != `generated tokens already present: token "load-000001" exists; seed into an empty database (--db DIR)` {
+		t.Fatalf("second seed: %v", err)
+	}
+}
+
+// TestDeleteRepeatedNames: a name given twice, in any case, is one token (issue 8:
+// `delete a A` failed with "not found" and deleted nothing).
+func TestDeleteRepeatedNames(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, "create", "--name", "a", "--access", "security-director")
+	mustRun(t, dir, "create", "--name", "b", "--access", "security-director")
+	if out := mustRun(t, dir, "deactivate", "a", "A", "a"); out != "1 token deactivated\n" {
+		t.Fatalf("deactivate a A a: %q", out)
+	}
+	if out := mustRun(t, dir, "delete", "a", "A"); out != "1 token deleted\n" {
+		t.Fatalf("delete a A: %q", out)
+	}
+	var rows []map[string]any
+	_ = json.Unmarshal([]byte(mustRun(t, dir, "list", "--json")), &rows)
+	if len(rows) != 1 || rows[0]["name"] != "b" {
+		t.Fatalf("after delete a A: %v", rows)
 	}
 }
 

@@ -35,7 +35,7 @@ func (a *app) seedCmd() *cobra.Command {
 					if err != nil {
 						return err
 					}
-					if err := st.BulkLoad(a.env.Actor, toks); err != nil {
+					if err := bulkLoad(st, a.env.Actor, "demo data", toks); err != nil {
 						return err
 					}
 					_, err = fmt.Fprintf(cmd.OutOrStdout(), "seeded %s for the demo\n", plural(len(toks), "token"))
@@ -93,7 +93,14 @@ func SeedLoad(st *store.Store, actor store.Actor, now time.Time, n, m int) error
 				Secret: sec,
 			}
 			for j := 0; j < m; j++ {
-				last := now.Add(-time.Duration((i+j)%(30*24)) * time.Hour)
+				// Used between its creation and now: never before it existed.
+				ago := time.Duration((i+j)%(30*24)) * time.Hour
+				if span := now.Sub(created); span > 0 {
+					ago %= span
+				} else {
+					ago = 0
+				}
+				last := now.Add(-ago)
 				t.Usage = append(t.Usage, store.Usage{
 					IP:          seedIP(j),
 					FirstUsedAt: created,
@@ -107,12 +114,37 @@ func SeedLoad(st *store.Store, actor store.Actor, now time.Time, n, m int) error
 			}
 			batch = append(batch, t)
 		}
-		if err := st.BulkLoad(actor, batch); err != nil {
+		if err := bulkLoad(st, actor, "generated tokens", batch); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// bulkLoad is st.BulkLoad, saying in one line what to do when seed data (what)
+// is there already: seeding twice into one database clashes on the names.
+func bulkLoad(st *store.Store, actor store.Actor, what string, toks []store.SeedToken) error {
+	err := st.BulkLoad(actor, toks)
+	if !errors.Is(err, store.ErrNameTaken) {
+		return err
+	}
+	for _, t := range toks {
+		if _, gerr := st.Get(t.Token.Name); gerr == nil {
+			return &seedPresentError{fmt.Sprintf("%s already present: token %q exists; seed into an empty database (--db DIR)", what, t.Token.Name), err}
+		}
+	}
+	return err
+}
+
+// seedPresentError says seed data is there already; errors.Is matches
+// store.ErrNameTaken through it.
+type seedPresentError struct {
+	msg string
+	err error
+}
+
+func (e *seedPresentError) Error() string { return e.msg }
+func (e *seedPresentError) Unwrap() error { return e.err }
 
 // DemoTokens is the fixed demo data set: plausible tokens, some inactive, usage
 // from a few IPs, one of them blocked. Times are relative to now.

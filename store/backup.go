@@ -128,8 +128,9 @@ func (s *Store) openFresh() (fresh *badger.DB, freshDir string, err error) {
 func (s *Store) fillFresh(fresh, scratch *badger.DB, orphans map[string]bool, actor Actor, replace bool) error {
 	written := 0
 	if !replace {
+		// All but the layout key: the backup's says whether it needs migrating.
 		err := s.view(func(txn *badger.Txn) error {
-			return copyRecords(txn, fresh, nil, &written, s.restoreHook)
+			return copyRecords(txn, fresh, map[string]bool{keyLayout: true}, &written, s.restoreHook)
 		})
 		if err != nil {
 			return err

@@ -56,3 +56,10 @@ func UsageKey(id, ip string) []byte { return usageKey(id, ip) }
 func (s *Store) PutRaw(key, value []byte) error {
 	return s.update(func(txn *badger.Txn) error { return txn.Set(key, value) })
 }
+
+// SetRestoreHook makes s call hook before each record a restore writes, with
+// how many it has written; an error from hook fails the restore there.
+func SetRestoreHook(s *Store, hook func(written int) error) { s.restoreHook = hook }
+
+// LayoutKey is the key that says which key layout a database is in.
+const LayoutKey = keyLayout

@@ -63,3 +63,18 @@ func SetRestoreHook(s *Store, hook func(written int) error) { s.restoreHook = ho
 
 // LayoutKey is the key that says which key layout a database is in.
 const LayoutKey = keyLayout
+
+// LiveBytes is the size of every live record (key and value, latest version
+// only): what the database would hold with no history at all.
+func (s *Store) LiveBytes() (int64, error) {
+	var n int64
+	err := s.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n += int64(len(it.Item().Key())) + it.Item().ValueSize()
+		}
+		return nil
+	})
+	return n, err
+}

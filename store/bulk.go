@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 
@@ -53,9 +52,6 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 			return fmt.Errorf("token %s: id %s given twice", quote(t.Name), quote(t.ID))
 		}
 		seenID[t.ID] = true
-		if !t.LastUsedAt.IsZero() && t.LastUsedAt.Before(t.CreatedAt) {
-			return fmt.Errorf("token %s: last used %s, before it was created (%s)", quote(t.Name), t.LastUsedAt.UTC().Format(time.RFC3339), t.CreatedAt.UTC().Format(time.RFC3339))
-		}
 		for j := range toks[i].Usage {
 			u := &toks[i].Usage[j]
 			ip, err := ClientIP(u.IP)

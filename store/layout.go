@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -119,7 +120,13 @@ func migrate(db *badger.DB) error {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			var u Usage
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &u) }); err != nil {
+			err := it.Item().Value(func(b []byte) error {
+				if !bytes.Contains(b, []byte(`"blocked":true`)) {
+					return nil // most rows: no need to decode
+				}
+				return json.Unmarshal(b, &u)
+			})
+			if err != nil {
 				return err
 			}
 			if !u.Blocked {

@@ -370,3 +370,38 @@ func backupContent(t *testing.T, backup []byte) map[string]string {
 	}
 	return out
 }
+
+// TestValueLogGCAlongsideRestore: the value-log GC loop (here every
+// millisecond) runs while restores swap the database under it, and Close
+// stops it; the race detector watches the database handle.
+func TestValueLogGCAlongsideRestore(t *testing.T) {
+	c := newClock()
+	dir := t.TempDir()
+	s, err := store.Open(store.Options{Dir: dir, Now: c.Now, ValueLogGCInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	populate(t, s, c)
+	var backup bytes.Buffer
+	if err := s.Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := s.Restore(admin, bytes.NewReader(backup.Bytes()), true); err != nil {
+			t.Fatal(err)
+		}
+		if toks, err := s.List(); err != nil || len(toks) != 3 {
+			t.Fatalf("after a restore: %d tokens, %v", len(toks), err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return: the GC loop holds the database")
+	}
+}

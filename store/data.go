@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,10 +36,15 @@ func currentDataDir(dir string) (string, error) {
 		return "", fmt.Errorf("read %s: %w", dataFile, err)
 	}
 	name := strings.TrimSpace(string(b))
-	if !strings.HasPrefix(name, dataPrefix) || !validID(strings.TrimPrefix(name, dataPrefix)) {
+	if !isDataDirName(name) {
 		return "", fmt.Errorf("%s in %s names %s, not a data directory", dataFile, dir, quote(name))
 	}
-	return filepath.Join(dir, name), nil
+	data := filepath.Join(dir, name)
+	// Never open an empty database in place of one that went missing.
+	if info, err := os.Stat(data); err != nil || !info.IsDir() {
+		return "", fmt.Errorf("%s in %s names %s, which is missing: the database cannot be read", dataFile, dir, name)
+	}
+	return data, nil
 }
 
 // setDataDir makes data (dir itself or a subdirectory of it) the database's
@@ -102,12 +108,23 @@ func removeStaleData(dir, current string) {
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		switch {
-		case e.IsDir() && strings.HasPrefix(e.Name(), dataPrefix) && p != current:
+		case e.IsDir() && isDataDirName(e.Name()) && p != current:
 			_ = os.RemoveAll(p)
 		case !e.IsDir() && current != dir && isBadgerFile(e.Name()):
 			_ = os.Remove(p)
 		}
 	}
+}
+
+// isDataDirName reports whether name is one newDataDir makes: data- and 16
+// hex digits. Nothing else in the directory is ever removed.
+func isDataDirName(name string) bool {
+	id, ok := strings.CutPrefix(name, dataPrefix)
+	if !ok || len(id) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
 }
 
 // newDataDir creates a fresh, empty data directory in dir.

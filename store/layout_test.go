@@ -282,6 +282,29 @@ func TestRestoreFailingHalfWayLeavesDataWhole(t *testing.T) {
 					t.Errorf("left in the database directory after a restore: %s", e.Name())
 				}
 			}
+			// Should the data directory go missing, Open says so rather than
+			// starting an empty database in its place.
+			s.Close()
+			data, _ := filepath.Glob(filepath.Join(dir, "data-*"))
+			if len(data) != 1 {
+				t.Fatalf("data directories: %v", data)
+			}
+			if err := os.Rename(data[0], data[0]+".moved"); err != nil {
+				t.Fatal(err)
+			}
+			if s2, err := store.Open(opts); err == nil || !strings.Contains(err.Error(), "missing") {
+				if err == nil {
+					s2.Close()
+				}
+				t.Fatalf("open with the data directory gone: %v", err)
+			}
+			if err := os.Rename(data[0]+".moved", data[0]); err != nil {
+				t.Fatal(err)
+			}
+			if s, err = store.Open(opts); err != nil {
+				t.Fatal(err)
+			}
+			check("after the data directory came back")
 		})
 	}
 }

@@ -33,6 +33,8 @@ type serveFlags struct {
 	logFormat         string
 	maxSSHConnections int
 	sshIdleTimeout    time.Duration
+	sshLoginGrace     time.Duration
+	maxSSHSessions    int
 	shutdownTimeout   time.Duration
 }
 
@@ -58,8 +60,10 @@ func serveCmd(root *cobra.Command) *cobra.Command {
 	fl.StringArrayVar(&f.trustedProxies, "trusted-proxy", nil, "CIDR of a reverse proxy whose X-Forwarded-For is believed (repeatable)")
 	fl.StringVar(&f.inactiveAfter, "inactive-after", "30d", "tokens unused this long become Inactive (e.g. 30d, 720h; 0 turns it off)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text (logfmt) or json")
-	fl.IntVar(&f.maxSSHConnections, "max-ssh-connections", 32, "cap on concurrent SSH connections")
+	fl.IntVar(&f.maxSSHConnections, "max-ssh-connections", 32, "cap on concurrent authenticated SSH connections")
 	fl.DurationVar(&f.sshIdleTimeout, "ssh-idle-timeout", 30*time.Minute, "close SSH connections idle this long")
+	fl.DurationVar(&f.sshLoginGrace, "ssh-login-grace", 30*time.Second, "close SSH connections that have not authenticated within this time")
+	fl.IntVar(&f.maxSSHSessions, "max-ssh-sessions-per-conn", 4, "cap on concurrent sessions (channels) on one SSH connection")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 5*time.Second, "how long to wait for sessions and requests on shutdown")
 	return cmd
 }
@@ -113,6 +117,19 @@ func parseTrusted(list []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// checkSSHLimits refuses limits that would turn a limit off or lock everyone out.
+func checkSSHLimits(f serveFlags) error {
+	switch {
+	case f.sshLoginGrace <= 0:
+		return fmt.Errorf("--ssh-login-grace %s: want a positive duration such as 30s", f.sshLoginGrace)
+	case f.maxSSHSessions < 1:
+		return fmt.Errorf("--max-ssh-sessions-per-conn %d: want 1 or more", f.maxSSHSessions)
+	case f.maxSSHConnections < 1:
+		return fmt.Errorf("--max-ssh-connections %d: want 1 or more", f.maxSSHConnections)
+	}
+	return nil
+}
+
 func newLogger(format string) (*slog.Logger, error) {
 	switch format {
 	case "text", "logfmt":
@@ -129,6 +146,9 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 	}
 	logger, err := newLogger(f.logFormat)
 	if err != nil {
+		return err
+	}
+	if err := checkSSHLimits(f); err != nil {
 		return err
 	}
 	inactive, err := parseDays(f.inactiveAfter)
@@ -157,6 +177,7 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 	sshSrv, err := sshd.New(sshd.Config{
 		Addr: f.sshAddr, HostKeyPath: f.hostKey, AuthorizedKeysPath: f.authorizedKeys,
 		Store: st, Logger: logger, IdleTimeout: f.sshIdleTimeout, MaxConnections: f.maxSSHConnections,
+		LoginGrace: f.sshLoginGrace, MaxSessionsPerConn: f.maxSSHSessions,
 	})
 	if err != nil {
 		return err

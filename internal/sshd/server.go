@@ -9,18 +9,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/anmitsu/go-shlex"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/ssh"
 	"github.com/charmbracelet/wish"
-	bm "github.com/charmbracelet/wish/bubbletea"
-	"github.com/muesli/termenv"
+	"github.com/charmbracelet/x/ansi"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/apptokens/apptokens/internal/cli"
@@ -37,20 +37,38 @@ type Config struct {
 	Logger             *slog.Logger
 	// IdleTimeout closes connections without traffic; default 30 minutes.
 	IdleTimeout time.Duration
-	// MaxConnections caps concurrent connections; default 32.
+	// LoginGrace is how long a connection has for the key exchange and
+	// authentication together, however it trickles bytes (OpenSSH's
+	// LoginGraceTime); default 30 s.
+	LoginGrace time.Duration
+	// Startups limits connections in the login phase (OpenSSH's MaxStartups);
+	// default 10:30:100.
+	Startups Startups
+	// MaxStartupsPerSource caps login-phase connections from one source (an IPv4
+	// address, an IPv6 /64); default 10.
+	MaxStartupsPerSource int
+	// MaxConnections caps concurrent authenticated connections; default 32.
 	MaxConnections int
+	// MaxSessionsPerConn caps concurrent session channels on one connection;
+	// default 4.
+	MaxSessionsPerConn int
 	// MaxAuthTries caps authentication attempts per connection; default 6.
 	MaxAuthTries int
+
+	// newModel builds a PTY session's model; tui.New unless a test injects one.
+	newModel func(tui.Deps) tea.Model
+	// intn draws the random early drop; math/rand/v2's IntN unless a test injects one.
+	intn func(int) int
 }
 
 // Server is the SSH server.
 type Server struct {
-	cfg  Config
-	srv  *ssh.Server
-	keys *keyring
-	log  *slog.Logger
-
-	conns atomic.Int64
+	cfg      Config
+	srv      *ssh.Server
+	keys     *keyring
+	log      *slog.Logger
+	gate     *loginGate
+	refusals *rateLog
 
 	mu       sync.Mutex
 	programs map[*tea.Program]struct{}
@@ -66,11 +84,37 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 30 * time.Minute
 	}
+	if cfg.LoginGrace == 0 {
+		cfg.LoginGrace = 30 * time.Second
+	}
+	if cfg.Startups == (Startups{}) {
+		cfg.Startups = DefaultStartups
+	}
+	if cfg.MaxStartupsPerSource == 0 {
+		cfg.MaxStartupsPerSource = 10
+	}
 	if cfg.MaxConnections == 0 {
 		cfg.MaxConnections = 32
 	}
+	if cfg.MaxSessionsPerConn == 0 {
+		cfg.MaxSessionsPerConn = 4
+	}
 	if cfg.MaxAuthTries == 0 {
 		cfg.MaxAuthTries = 6
+	}
+	if cfg.newModel == nil {
+		cfg.newModel = tui.New
+	}
+	if cfg.intn == nil {
+		cfg.intn = rand.IntN
+	}
+	switch {
+	case cfg.LoginGrace < 0:
+		return nil, fmt.Errorf("ssh: login grace time %s: want a positive duration", cfg.LoginGrace)
+	case !cfg.Startups.valid():
+		return nil, fmt.Errorf("ssh: startups %s: want start:rate:full with start < full and rate 0-100", cfg.Startups)
+	case cfg.MaxStartupsPerSource < 0, cfg.MaxConnections < 0, cfg.MaxSessionsPerConn < 0:
+		return nil, errors.New("ssh: connection and session caps must be positive")
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -84,7 +128,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh: %w", err)
 	}
-	s := &Server{cfg: cfg, keys: keys, log: logger, programs: map[*tea.Program]struct{}{}}
+	s := &Server{cfg: cfg, keys: keys, log: logger, programs: map[*tea.Program]struct{}{},
+		gate:     newLoginGate(cfg.Startups, cfg.MaxStartupsPerSource, cfg.MaxConnections, cfg.intn),
+		refusals: newRateLog(time.Minute, time.Now)}
 	srv, err := wish.NewServer(
 		wish.WithAddress(cfg.Addr),
 		func(srv *ssh.Server) error { srv.AddHostKey(signer); return nil },
@@ -94,15 +140,25 @@ func New(cfg Config) (*Server, error) {
 		}),
 		wish.WithIdleTimeout(cfg.IdleTimeout),
 		func(srv *ssh.Server) error {
-			srv.ServerConfigCallback = func(ssh.Context) *gossh.ServerConfig {
-				return &gossh.ServerConfig{MaxAuthTries: cfg.MaxAuthTries}
+			srv.ServerConfigCallback = func(ctx ssh.Context) *gossh.ServerConfig {
+				return &gossh.ServerConfig{
+					MaxAuthTries: cfg.MaxAuthTries,
+					// Called with a nil error only when authentication has
+					// succeeded (a key query or a partial success is not).
+					AuthLogCallback: func(_ gossh.ConnMetadata, _ string, err error) {
+						if c, ok := ctx.Value(connKey{}).(*trackedConn); ok && err == nil {
+							c.authenticated()
+						}
+					},
+				}
 			}
-			srv.ConnCallback = s.limitConn
+			srv.ConnCallback = s.accept
+			srv.ChannelHandlers = map[string]ssh.ChannelHandler{"session": s.limitSessions(ssh.DefaultSessionHandler)}
 			return nil
 		},
 		// wish applies these in order, so the last is the outermost.
 		wish.WithMiddleware(
-			bm.MiddlewareWithProgramHandler(s.program, termenv.Ascii),
+			s.tui,
 			s.identity,
 			s.logging,
 			s.recover,
@@ -133,6 +189,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		p.Quit()
 	}
 	s.mu.Unlock()
+	s.gate.closeAll()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		_ = s.srv.Close()
@@ -143,25 +200,70 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// limitConn caps concurrent connections.
-func (s *Server) limitConn(_ ssh.Context, c net.Conn) net.Conn {
-	if s.conns.Add(1) > int64(s.cfg.MaxConnections) {
-		s.conns.Add(-1)
-		s.log.Warn("ssh connection refused: too many connections", "remote", c.RemoteAddr().String(), "max", s.cfg.MaxConnections)
+// connKey holds a connection's *trackedConn in its ssh.Context.
+type connKey struct{}
+
+// accept admits a new connection into the login phase, or refuses it with a
+// line saying why; the login grace timer starts now.
+func (s *Server) accept(ctx ssh.Context, c net.Conn) net.Conn {
+	tc := &trackedConn{Conn: c, srv: s, source: sourceOf(c.RemoteAddr()), start: time.Now()}
+	tc.grace = time.AfterFunc(s.cfg.LoginGrace, tc.graceExpired)
+	victim, why, ok := s.gate.admit(tc)
+	if !ok {
+		tc.grace.Stop()
+		tc.mu.Lock()
+		tc.state = stateClosed
+		tc.mu.Unlock()
+		s.logLimited("refused", tc.source, "ssh connection refused", "reason", string(why),
+			"login_phase", s.gate.loginPhase(), "max_startups", s.cfg.Startups.String(),
+			"per_source", s.cfg.MaxStartupsPerSource)
+		refuse(c, why)
 		return nil
 	}
-	return &countedConn{Conn: c, done: func() { s.conns.Add(-1) }}
+	if victim != nil {
+		s.logLimited("displaced", victim.source, "ssh connection in the login phase closed to make room for another source",
+			"max_startups", s.cfg.Startups.String())
+		_ = victim.Conn.Close()
+	}
+	ctx.SetValue(connKey{}, tc)
+	return tc
 }
 
-type countedConn struct {
-	net.Conn
-	once sync.Once
-	done func()
+// logLimited logs msg at most once a minute for each kind and source, with the
+// number of lines held back since the last one.
+func (s *Server) logLimited(kind string, src netip.Prefix, msg string, args ...any) {
+	ok, held := s.refusals.allow(kind + " " + src.String())
+	if !ok {
+		return
+	}
+	args = append([]any{"source", sourceString(src)}, args...)
+	if held > 0 {
+		args = append(args, "more_since_last_line", held)
+	}
+	s.log.Warn(msg, args...)
 }
 
-func (c *countedConn) Close() error {
-	c.once.Do(c.done)
-	return c.Conn.Close()
+// limitSessions caps the session channels of a connection and refuses every
+// session of a connection authenticated past the cap on connections.
+func (s *Server) limitSessions(next ssh.ChannelHandler) ssh.ChannelHandler {
+	return func(srv *ssh.Server, conn *gossh.ServerConn, ch gossh.NewChannel, ctx ssh.Context) {
+		tc, ok := ctx.Value(connKey{}).(*trackedConn)
+		if !ok {
+			_ = ch.Reject(gossh.Prohibited, "connection not tracked")
+			return
+		}
+		if why, closeConn, ok := tc.openSession(); !ok {
+			s.logLimited("session refused", tc.source, "ssh session refused", "user", store.Printable(conn.User()),
+				"reason", why)
+			_ = ch.Reject(gossh.ResourceShortage, why)
+			if closeConn {
+				_ = conn.Close()
+			}
+			return
+		}
+		defer tc.closeSession()
+		next(srv, conn, ch, ctx)
+	}
 }
 
 // actorOf is who acts in a session: the SSH user and the fingerprint of the key
@@ -175,13 +277,22 @@ func actorOf(sess ssh.Session) store.Actor {
 }
 
 // recover is the outermost middleware: a panic in a session ends that session
-// with an error, never the server. The panic value is escaped and logged with
-// the stack; secrets are never panic values.
+// with an error, never the server. It is logged through the server's logger
+// with the session's identity, the panic value escaped (secrets are never
+// panic values) and the stack; a PTY session's terminal is put back (main
+// screen, cursor shown, mouse and bracketed paste off) in case the TUI was
+// drawing when it happened.
 func (s *Server) recover(next ssh.Handler) ssh.Handler {
 	return func(sess ssh.Session) {
 		defer func() {
 			if r := recover(); r != nil {
-				s.log.Error("ssh session panic", "panic", store.Printable(fmt.Sprint(r)), "stack", string(debug.Stack()))
+				a := actorOf(sess)
+				s.log.Error("ssh session panic", "user", store.Printable(a.User), "key", a.Fingerprint,
+					"remote", sess.RemoteAddr().String(), "panic", store.Printable(fmt.Sprint(r)),
+					"stack", string(debug.Stack()))
+				if _, _, ok := sess.Pty(); ok {
+					_, _ = io.WriteString(sess, restoreTerminal)
+				}
 				fmt.Fprintln(sess.Stderr(), "apptokens: internal error; the session was closed")
 				_ = sess.Exit(1)
 			}
@@ -189,6 +300,10 @@ func (s *Server) recover(next ssh.Handler) ssh.Handler {
 		next(sess)
 	}
 }
+
+// restoreTerminal undoes what the TUI turns on.
+const restoreTerminal = ansi.ResetModeBracketedPaste + ansi.ResetModeMouseButtonEvent + ansi.ResetModeMouseExtSgr +
+	ansi.ResetModeAltScreenSaveCursor + ansi.SetModeTextCursorEnable
 
 func (s *Server) logging(next ssh.Handler) ssh.Handler {
 	return func(sess ssh.Session) {
@@ -246,47 +361,6 @@ func (s *Server) identity(next ssh.Handler) ssh.Handler {
 		}
 		next(sess)
 	}
-}
-
-// program builds the TUI of a PTY session, with its own renderer and the
-// session's actor.
-func (s *Server) program(sess ssh.Session) *tea.Program {
-	pty, _, _ := sess.Pty()
-	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
-	if closing {
-		fmt.Fprintln(sess.Stderr(), "apptokens: the server is shutting down")
-		_ = sess.Exit(1)
-		return nil
-	}
-	// The OSC 52 copy goes where the program's output goes.
-	var clip io.Writer = sess
-	if !sess.EmulatedPty() && pty.Slave != nil {
-		clip = pty.Slave
-	}
-	model := tui.New(tui.Deps{
-		Store:     s.cfg.Store,
-		Actor:     actorOf(sess),
-		Renderer:  bm.MakeRenderer(sess),
-		Clipboard: clip,
-	})
-	opts := append(bm.MakeOptions(sess), tea.WithAltScreen(), tea.WithMouseCellMotion(), tea.WithoutSignalHandler())
-	p := tea.NewProgram(model, opts...)
-	s.mu.Lock()
-	s.programs[p] = struct{}{}
-	s.mu.Unlock()
-	go func() {
-		<-sess.Context().Done()
-		s.mu.Lock()
-		delete(s.programs, p)
-		s.mu.Unlock()
-		// A dropped connection never sends q: end the model's store subscription here.
-		if c, ok := model.(io.Closer); ok {
-			_ = c.Close()
-		}
-	}()
-	return p
 }
 
 // command runs the CLI command tree against the server's store, with the

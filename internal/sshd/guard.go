@@ -56,14 +56,14 @@ func (g *guard) Init() (cmd tea.Cmd) {
 	return g.wrap(g.inner.Init())
 }
 
-func (g *guard) Update(msg tea.Msg) (_ tea.Model, cmd tea.Cmd) {
+func (g *guard) Update(msg tea.Msg) (m tea.Model, cmd tea.Cmd) {
 	if g.failed() {
 		return g, tea.Quit
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			g.record("update", r)
-			cmd = tea.Quit
+			m, cmd = g, tea.Quit
 		}
 	}()
 	inner, c := g.inner.Update(msg)

@@ -286,3 +286,40 @@ func TestPanicOutsideTheTUIIsLoggedWithItsIdentity(t *testing.T) {
 		t.Fatalf("the panic was not logged with the session's identity:\n%s", logs)
 	}
 }
+
+func TestAuthenticatedConnectionsHaveTheirOwnCap(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.MaxConnections = 1 })
+	// Connections in the login phase do not take the authenticated place.
+	for range 5 {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	first := s.dial(t)
+	if _, err := first.NewSession(); err != nil {
+		t.Fatalf("the only authenticated connection: %v", err)
+	}
+	second := s.dial(t)
+	_, err := second.NewSession()
+	var refused *gossh.OpenChannelError
+	if !errors.As(err, &refused) || refused.Message != "too many SSH connections (at most 1); try again later" {
+		t.Fatalf("a session past the cap: %v", err)
+	}
+	first.Close()
+	waitFor(t, "the authenticated place to come back", func() bool {
+		c, err := gossh.Dial("tcp", s.addr, &gossh.ClientConfig{User: "admin", Auth: []gossh.AuthMethod{gossh.PublicKeys(s.signer)},
+			HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		sess, err := c.NewSession()
+		if err != nil {
+			return false
+		}
+		sess.Close()
+		return true
+	})
+}

@@ -21,7 +21,7 @@ type Startups struct {
 }
 
 // DefaultStartups is OpenSSH's default, 10:30:100.
-var DefaultStartups = Startups{Start: 10, Rate: 30, Full: 100}
+func DefaultStartups() Startups { return Startups{Start: 10, Rate: 30, Full: 100} }
 
 func (m Startups) valid() bool {
 	return m.Start >= 0 && m.Full > m.Start && m.Rate >= 0 && m.Rate <= 100

@@ -11,7 +11,7 @@ import (
 func fixed(r int) func(int) int { return func(int) int { return r } }
 
 func TestStartupsDropFollowsOpenSSH(t *testing.T) {
-	m := DefaultStartups
+	m := DefaultStartups()
 	for _, c := range []struct {
 		n, r int
 		drop bool
@@ -33,7 +33,7 @@ func TestStartupsDropFollowsOpenSSH(t *testing.T) {
 
 func TestStartupsDropRateWithSeededSource(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	m := DefaultStartups
+	m := DefaultStartups()
 	for _, c := range []struct {
 		n    int
 		want float64
@@ -91,7 +91,7 @@ func TestLoginGateLimitsEachSourceAndNeverDropsANewSourceAtRandom(t *testing.T) 
 		t.Fatalf("after displacing, login phase holds %d", g.loginPhase())
 	}
 	// The per-source limit holds whatever the total.
-	g2 := newLoginGate(DefaultStartups, 2, 1, fixed(99))
+	g2 := newLoginGate(DefaultStartups(), 2, 1, fixed(99))
 	g2.admit(conn("10.0.0.1", 1))
 	g2.admit(conn("10.0.0.1", 2))
 	if _, why, ok := g2.admit(conn("10.0.0.1", 3)); ok || why != refusedPerSource {
@@ -106,7 +106,7 @@ func TestLoginGateLimitsEachSourceAndNeverDropsANewSourceAtRandom(t *testing.T) 
 }
 
 func TestLoginGatePromotesUpToTheAuthenticatedCap(t *testing.T) {
-	g := newLoginGate(DefaultStartups, 10, 1, fixed(0))
+	g := newLoginGate(DefaultStartups(), 10, 1, fixed(0))
 	a, b := conn("127.0.0.1", 1), conn("127.0.0.1", 2)
 	g.admit(a)
 	g.admit(b)

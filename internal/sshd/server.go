@@ -88,7 +88,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.LoginGrace = 30 * time.Second
 	}
 	if cfg.Startups == (Startups{}) {
-		cfg.Startups = DefaultStartups
+		cfg.Startups = DefaultStartups()
 	}
 	if cfg.MaxStartupsPerSource == 0 {
 		cfg.MaxStartupsPerSource = 10

@@ -240,16 +240,24 @@ func (c *trackedConn) authenticated() {
 	if c.srv.gate.promote(c) {
 		c.state = stateAuthed
 	} else {
+		// Counted nowhere: it may open a session to read why it is refused,
+		// and is closed after the grace time in any case.
 		c.state = stateOver
+		c.grace.Reset(c.srv.cfg.LoginGrace)
 	}
 }
 
-// graceExpired closes a connection still in the login phase.
+// graceExpired closes a connection still in the login phase, or one
+// authenticated past the cap on connections.
 func (c *trackedConn) graceExpired() {
 	c.mu.Lock()
-	login := c.state == stateLogin
+	state := c.state
 	c.mu.Unlock()
-	if !login {
+	if state == stateOver {
+		_ = c.Conn.Close()
+		return
+	}
+	if state != stateLogin {
 		return
 	}
 	c.srv.logLimited("grace", c.source, "ssh connection closed: login grace time exceeded",

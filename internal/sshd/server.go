@@ -194,6 +194,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err != nil {
 		_ = s.srv.Close()
 	}
+	// Connections accepted while the listener was closing.
+	s.gate.closeAll()
 	if errors.Is(err, ssh.ErrServerClosed) {
 		return nil
 	}

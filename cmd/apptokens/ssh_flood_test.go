@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -268,5 +270,77 @@ func TestServeRefusesLimitsThatTurnThemOff(t *testing.T) {
 		if code == 0 || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 			t.Fatalf("%s %s: exit %d, stderr %q", c.flag, c.value, code, errOut)
 		}
+	}
+}
+
+// TestSSHSessionsPerConnectionWithTheRealClient opens sessions over one
+// connection with OpenSSH's connection sharing (ControlMaster): four TUIs
+// stay open, the fifth session is refused, and a closed one frees a place.
+func TestSSHSessionsPerConnectionWithTheRealClient(t *testing.T) {
+	s := startServe(t)
+	sock := filepath.Join(s.home, "cm")
+	var masterErr syncBuffer
+	master := exec.Command("ssh", s.sshArgs(s.admin, "admin", "-N", "-o", "ControlMaster=yes", "-o", "ControlPath="+sock)...)
+	master.Stderr = &masterErr
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = master.Process.Kill()
+		_ = master.Wait()
+	}()
+	eventually(t, 15*time.Second, "the control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	shared := []string{"-o", "ControlMaster=no", "-o", "ControlPath=" + sock}
+	var tuis []io.WriteCloser
+	var waits []chan struct{}
+	for range 4 {
+		c := exec.Command("ssh", append([]string{"-tt"}, s.sshArgs(s.admin, "admin", shared...)...)...)
+		stdin, err := c.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Stdout, c.Stderr = io.Discard, io.Discard
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			_ = c.Wait()
+			close(done)
+		}()
+		tuis, waits = append(tuis, stdin), append(waits, done)
+		defer func() {
+			stdin.Write([]byte("q"))
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = c.Process.Kill()
+			}
+		}()
+	}
+	eventually(t, 15*time.Second, "four TUI sessions", func() bool {
+		return strings.Count(s.logs.String(), `msg="ssh session start"`) == 4
+	})
+	fifth := func() (string, int) {
+		c := exec.Command("ssh", append(s.sshArgs(s.admin, "admin", shared...), "list", "--json")...)
+		out, err := c.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return string(out), code
+	}
+	// OpenSSH's client says the shared connection refused the session (and
+	// then opens a connection of its own, which is not limited by the first).
+	if out, _ := fifth(); !strings.Contains(out, "Session open refused by peer") {
+		t.Fatalf("fifth session over one connection was not refused: %q; master: %q", out, masterErr.String())
+	}
+	if !strings.Contains(s.logs.String(), `reason="too many sessions on this connection (at most 4)"`) {
+		t.Fatalf("the refusal was not logged:\n%s", s.logs.String())
+	}
+	tuis[0].Write([]byte("q"))
+	<-waits[0]
+	if out, code := fifth(); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("after one session ended, over the shared connection: exit %d, %q", code, out)
 	}
 }

@@ -47,6 +47,21 @@ func (c stallConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+func (c stallConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.st.markClosed()
+	}
+	return n, err
+}
+
+// Close is the client giving up after the server closed the connection (a
+// write that failed before any read did).
+func (c stallConn) Close() error {
+	c.st.markClosed()
+	return c.Conn.Close()
+}
+
 func dialFrom(src, addr string) (net.Conn, error) {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
 	return d.Dial("tcp", addr)
@@ -105,6 +120,20 @@ func stallKex(src, addr string, release <-chan struct{}) (*stall, error) {
 // closed. The admin, from 127.0.0.1, gets in within 2 s every time; once the
 // flood stops reconnecting, what it left is closed at the login grace time.
 func TestSSHFloodCannotLockAdminsOut(t *testing.T) {
+	floodAndLogIn(t, 8)
+}
+
+// TestSSHFloodFromManySourcesCannotLockAdminsOut is another shape of the same
+// flood: 200 sources (127.0.0.2–127.0.0.201), one connection each, more than the
+// login phase holds (100), so that new sources take the places of old ones.
+func TestSSHFloodFromManySourcesCannotLockAdminsOut(t *testing.T) {
+	floodAndLogIn(t, 200)
+}
+
+// floodAndLogIn floods serve with 100 trickled version lines and 100 stalled
+// key exchanges spread over sources 127.0.0.2 and up, reconnecting whenever
+// closed, and logs the admin in from 127.0.0.1 five times meanwhile.
+func floodAndLogIn(t *testing.T, sources int) {
 	const grace = 2 * time.Second
 	s := startServe(t, "--ssh-login-grace", grace.String())
 	stop, release := make(chan struct{}), make(chan struct{})
@@ -124,7 +153,7 @@ func TestSSHFloodCannotLockAdminsOut(t *testing.T) {
 		}
 	}()
 	for i := range 200 {
-		src := fmt.Sprintf("127.0.0.%d", 2+i%8)
+		src := fmt.Sprintf("127.0.0.%d", 2+i%sources)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -179,9 +208,10 @@ func TestSSHFloodCannotLockAdminsOut(t *testing.T) {
 			}
 		}()
 	}
-	// The flood is on once the server refuses some of it.
+	// The flood is on once the server refuses or displaces some of it.
 	eventually(t, 20*time.Second, "the server to refuse part of the flood", func() bool {
-		return strings.Contains(s.logs.String(), "ssh connection refused")
+		l := s.logs.String()
+		return strings.Contains(l, "ssh connection refused") || strings.Contains(l, "to make room for another source")
 	})
 	time.Sleep(grace / 2)
 	for attempt := range 5 {
@@ -209,7 +239,7 @@ func TestSSHFloodCannotLockAdminsOut(t *testing.T) {
 	for _, m := range regexp.MustCompile(`msg="ssh connection refused" source=(\S+)`).FindAllStringSubmatch(logs, -1) {
 		perSource[m[1]]++
 	}
-	if len(perSource) == 0 {
+	if len(perSource) == 0 && sources < 10 {
 		t.Fatalf("no refusal logged:\n%s", logs)
 	}
 	for src, n := range perSource {
@@ -217,8 +247,11 @@ func TestSSHFloodCannotLockAdminsOut(t *testing.T) {
 			t.Fatalf("%d refusal lines for %s within a minute:\n%s", n, src, logs)
 		}
 	}
-	if n := strings.Count(logs, "login grace time exceeded"); n == 0 || n > 8 {
-		t.Fatalf("%d grace time lines for 8 sources:\n%s", n, logs)
+	if sources > 100 && !strings.Contains(logs, "to make room for another source") {
+		t.Fatalf("the login phase never filled up (no source displaced):\n%s", logs)
+	}
+	if n := strings.Count(logs, "login grace time exceeded"); n == 0 || n > sources {
+		t.Fatalf("%d grace time lines for %d sources:\n%s", n, sources, logs)
 	}
 }
 

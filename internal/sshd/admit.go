@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -80,7 +81,8 @@ func sourceString(p netip.Prefix) string {
 // a flood from a few addresses cannot push an admin from another address out.
 // A source that already has some is held to perSource and dropped with the
 // MaxStartups probability. When the login phase is full, a new source takes the
-// place of the oldest login-phase connection of the source that holds the most.
+// place of the login-phase connection silent the longest among the sources that
+// hold the most.
 type loginGate struct {
 	limits    Startups
 	perSource int
@@ -117,7 +119,7 @@ func (g *loginGate) admit(c *trackedConn) (victim *trackedConn, why refusal, ok 
 	case held > 0 && g.limits.shouldDrop(g.n, g.intn):
 		return nil, refusedStartups, false
 	case held == 0 && g.n >= g.limits.Full:
-		victim = g.oldestOfLargest()
+		victim = g.quietestOfLargest()
 		g.removeLocked(victim)
 	}
 	g.pending[c.source] = append(g.pending[c.source], c)
@@ -125,17 +127,27 @@ func (g *loginGate) admit(c *trackedConn) (victim *trackedConn, why refusal, ok 
 	return victim, "", true
 }
 
-func (g *loginGate) oldestOfLargest() *trackedConn {
-	var best []*trackedConn
+// quietestOfLargest is the login-phase connection that has been silent the
+// longest among the sources holding the most: a client logging in talks every
+// round trip, a stalled one trickles at best.
+func (g *loginGate) quietestOfLargest() *trackedConn {
+	most := 0
 	for _, list := range g.pending {
-		if len(list) > len(best) || (len(list) == len(best) && len(list) > 0 && list[0].start.Before(best[0].start)) {
-			best = list
+		most = max(most, len(list))
+	}
+	var victim *trackedConn
+	var quiet int64
+	for _, list := range g.pending {
+		if len(list) != most {
+			continue
+		}
+		for _, c := range list {
+			if at := c.lastRead.Load(); victim == nil || at < quiet {
+				victim, quiet = c, at
+			}
 		}
 	}
-	if len(best) == 0 {
-		return nil
-	}
-	return best[0]
+	return victim
 }
 
 // removeLocked takes c out of the login phase; it reports whether c was in it.
@@ -223,10 +235,20 @@ type trackedConn struct {
 	source netip.Prefix
 	start  time.Time
 	grace  *time.Timer
+	// lastRead is when a byte last came, in Unix nanoseconds.
+	lastRead atomic.Int64
 
 	mu       sync.Mutex
 	state    connState
 	sessions int
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // authenticated is called once the handshake's authentication succeeded.

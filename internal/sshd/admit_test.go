@@ -53,7 +53,9 @@ func TestStartupsDropRateWithSeededSource(t *testing.T) {
 
 func conn(ip string, port int) *trackedConn {
 	a := &net.TCPAddr{IP: net.ParseIP(ip), Port: port}
-	return &trackedConn{source: sourceOf(a), start: time.Now()}
+	c := &trackedConn{source: sourceOf(a), start: time.Now()}
+	c.lastRead.Store(c.start.UnixNano())
+	return c
 }
 
 func TestLoginGateLimitsEachSourceAndNeverDropsANewSourceAtRandom(t *testing.T) {
@@ -82,10 +84,12 @@ func TestLoginGateLimitsEachSourceAndNeverDropsANewSourceAtRandom(t *testing.T) 
 	if g.loginPhase() != 6 {
 		t.Fatalf("login phase holds %d, want 6", g.loginPhase())
 	}
-	// Full: a new source displaces the oldest connection of the largest source.
+	// Full: a new source displaces the connection of the largest source that
+	// has been silent the longest.
+	held[0].lastRead.Store(time.Now().UnixNano())
 	victim, _, ok := g.admit(conn("127.0.0.9", 3000))
-	if !ok || victim != held[0] {
-		t.Fatalf("at full: ok %v, victim %v, want the oldest of 127.0.0.2", ok, victim)
+	if !ok || victim != held[1] {
+		t.Fatalf("at full: ok %v, victim %v, want the quieter of 127.0.0.2's two", ok, victim)
 	}
 	if g.loginPhase() != 6 {
 		t.Fatalf("after displacing, login phase holds %d", g.loginPhase())

@@ -209,6 +209,7 @@ type connKey struct{}
 // line saying why; the login grace timer starts now.
 func (s *Server) accept(ctx ssh.Context, c net.Conn) net.Conn {
 	tc := &trackedConn{Conn: c, srv: s, source: sourceOf(c.RemoteAddr()), start: time.Now()}
+	tc.lastRead.Store(tc.start.UnixNano())
 	tc.grace = time.AfterFunc(s.cfg.LoginGrace, tc.graceExpired)
 	victim, why, ok := s.gate.admit(tc)
 	if !ok {

@@ -107,6 +107,8 @@ type driver struct {
 	t   testing.TB
 	m   *Model
 	sub *store.Subscription
+	// quit is set when a command asked the program to quit.
+	quit bool
 }
 
 func drive(t testing.TB, m *Model, w, h int) *driver {
@@ -149,7 +151,10 @@ func (d *driver) run(cmd tea.Cmd) {
 			d.t.Fatalf("a command blocked for %s", blockWait)
 		}
 		switch msg := msg.(type) {
-		case nil, tea.QuitMsg:
+		case nil:
+			continue
+		case tea.QuitMsg:
+			d.quit = true
 			continue
 		case tea.BatchMsg:
 			queue = append(queue, msg...)
@@ -208,3 +213,60 @@ var (
 )
 
 func runes(s string) tea.KeyMsg { return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)} }
+
+// burst is how Bubble Tea v1 reports text that arrives in one read from the
+// terminal (fast typing, key repeat over SSH, a paste without bracketed
+// paste): as its input parser does (detectOneMsg), every run of printable
+// characters is ONE KeyRunes message, a space is the space key, a CR is enter, an LF is ctrl+j,
+// a tab is tab, and ESC before a character is that character with Alt.
+func burst(s string) []tea.KeyMsg {
+	var out []tea.KeyMsg
+	var word []rune
+	flush := func() {
+		if len(word) > 0 {
+			out = append(out, tea.KeyMsg{Type: tea.KeyRunes, Runes: word})
+			word = nil
+		}
+	}
+	rs := []rune(s)
+	for i := 0; i < len(rs); i++ {
+		switch r := rs[i]; r {
+		case ' ':
+			flush()
+			out = append(out, keySpace)
+		case '\r':
+			flush()
+			out = append(out, keyEnter)
+		case '\n':
+			flush()
+			out = append(out, tea.KeyMsg{Type: tea.KeyCtrlJ})
+		case '\t':
+			flush()
+			out = append(out, keyTab)
+		case '\x1b':
+			flush()
+			if i+1 < len(rs) && rs[i+1] > ' ' {
+				out = append(out, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{rs[i+1]}, Alt: true})
+				i++
+			} else {
+				out = append(out, keyEsc)
+			}
+		default:
+			word = append(word, r)
+		}
+	}
+	flush()
+	return out
+}
+
+// typeBurst sends text as one read from the terminal would deliver it.
+func (d *driver) typeBurst(s string) {
+	d.t.Helper()
+	d.keys(burst(s)...)
+}
+
+// paste sends text as a bracketed paste.
+func (d *driver) paste(s string) {
+	d.t.Helper()
+	d.send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s), Paste: true})
+}

@@ -6,6 +6,8 @@ package tui
 
 import (
 	"io"
+	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +58,9 @@ type Deps struct {
 	// Clipboard receives the OSC 52 copy sequence (stdout locally, the SSH session
 	// remotely); nil means copying is not available.
 	Clipboard io.Writer
+	// Logger receives what the session cannot show, such as a recovered panic
+	// (over SSH: the server's logger with the session's identity); nil discards.
+	Logger *slog.Logger
 }
 
 type screen int
@@ -84,6 +89,11 @@ type Model struct {
 	active screen
 	modal  common.Component // open modal, or nil
 
+	// keys waiting for the command of an earlier key of the same burst: they
+	// are applied, in order, once its message has been handled (see keyMsgs).
+	pendingKeys []tea.KeyMsg
+	waitingKeys bool
+
 	status    string
 	statusErr bool
 	width     int
@@ -105,6 +115,9 @@ func New(d Deps) tea.Model {
 	}
 	if d.Renderer == nil {
 		d.Renderer = lipgloss.DefaultRenderer()
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx := &common.Context{Styles: styles.New(d.Renderer), Actor: d.Actor, Now: d.Now}
 	h := help.New()
@@ -149,7 +162,7 @@ func (m *Model) Init() tea.Cmd {
 	}
 	sub := m.sub
 	m.subMu.Unlock()
-	return tea.Batch(m.tokens.Init(), waitForChange(sub))
+	return safeCmd(tea.Batch(m.tokens.Init(), waitForChange(sub)))
 }
 
 // Close cancels the change feed subscription. Quitting calls it; a host that
@@ -189,16 +202,39 @@ func (m *Model) current() common.Component {
 
 // Update routes a message: window size, then the modal (all keys while open),
 // then global keys, then messages between screens, then the active screen.
-func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+// A panic while doing so, or in a command it returns, is logged and shown; the
+// session goes on.
+func (m *Model) Update(msg tea.Msg) (_ tea.Model, cmd tea.Cmd) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.recovered("update", r, debug.Stack())
+			m.pendingKeys, m.waitingKeys = nil, false
+			cmd = nil
+		}
+	}()
+	if p, ok := msg.(panicMsg); ok {
+		// Keys waiting for that command still resume: tea.Sequence goes on.
+		m.recovered(p.where, p.value, p.stack)
+		return m, nil
+	}
+	_, cmd = m.update(msg)
+	return m, safeCmd(cmd)
+}
+
+func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = max(1, msg.Width), max(1, msg.Height)
 		m.layout()
 		return m, nil
 	case tea.KeyMsg:
-		return m, m.key(msg)
+		return m, m.keyMsgs(splitKey(msg))
+	case resumeKeysMsg:
+		m.waitingKeys = false
+		return m, m.keyMsgs(nil)
 	case tea.MouseMsg:
-		if m.modal != nil {
+		if m.modal != nil || msg.Y >= m.bodyH {
+			// The status and help lines are not the screen's.
 			return m, nil
 		}
 		_, cmd := m.current().Update(msg)
@@ -212,11 +248,61 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, m.route(msg)
 }
 
+// interrupt is ctrl+c: it quits unless the modal or the screen has something
+// to lose (the one sight of a secret, typed changes), where it asks instead as
+// closing there asks. A question already open over a form is asked again
+// with quitting as its answer.
+func (m *Model) interrupt() tea.Cmd {
+	targets := []common.Component{m.current()}
+	if m.modal != nil {
+		targets = []common.Component{m.modal, m.current()}
+	}
+	for _, c := range targets {
+		if i, ok := c.(common.Interrupter); ok {
+			if cmd, ask := i.Interrupt(); ask {
+				return cmd
+			}
+		}
+	}
+	return m.quit()
+}
+
+// resumeKeysMsg applies the keys that waited for an earlier key's command.
+type resumeKeysMsg struct{}
+
+// keyMsgs applies keys in order, each as if it had come alone. A key whose
+// command has a message for the root (n opens the form through one) holds
+// the keys after it, and any key that arrives meanwhile, until that message
+// has been handled: "nabc" in one read types "abc" into the new form.
+func (m *Model) keyMsgs(ks []tea.KeyMsg) tea.Cmd {
+	m.pendingKeys = append(m.pendingKeys, ks...)
+	if m.waitingKeys {
+		return nil
+	}
+	for len(m.pendingKeys) > 0 {
+		k := m.pendingKeys[0]
+		m.pendingKeys = m.pendingKeys[1:]
+		cmd := m.key(k)
+		if len(m.pendingKeys) == 0 {
+			m.pendingKeys = nil
+			return cmd
+		}
+		if cmd != nil {
+			m.waitingKeys = true
+			return tea.Sequence(cmd, func() tea.Msg { return resumeKeysMsg{} })
+		}
+	}
+	return nil
+}
+
 func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 	if key.Matches(msg, m.keys.ForceQuit) {
-		return m.quit()
+		return m.interrupt()
 	}
 	m.status, m.statusErr = "", false
+	if msg.Paste {
+		return m.paste(msg)
+	}
 	if m.modal != nil {
 		_, cmd := m.modal.Update(msg)
 		return cmd
@@ -242,6 +328,22 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 	return cmd
 }
 
+// paste gives a bracketed paste to the focused text field, as text; where no
+// field has focus it is dropped, and the status line says so (pasted text must
+// never run as keys).
+func (m *Model) paste(msg tea.KeyMsg) tea.Cmd {
+	target := m.current()
+	if m.modal != nil {
+		target = m.modal
+	}
+	if !target.Typing() {
+		m.status, m.statusErr = "Paste ignored: no text field has focus", true
+		return nil
+	}
+	_, cmd := target.Update(msg)
+	return cmd
+}
+
 // route handles the messages screens send to the root; anything else (load
 // results, cursor blinks) goes to every open component, which ignore what is
 // not theirs.
@@ -256,6 +358,8 @@ func (m *Model) route(msg tea.Msg) tea.Cmd {
 		return nil
 	case common.ConfirmMsg:
 		return m.openModal(confirm.New(m.ctx, msg))
+	case common.QuitMsg:
+		return m.quit()
 	case common.CloseModalMsg:
 		m.modal = nil
 		m.layout()
@@ -367,14 +471,23 @@ func (m *Model) layout() {
 }
 
 // View renders the body (the screen, or the modal in its middle), the status
-// line and the help. Every line is cut to the window: nothing wraps.
+// line and the help. Every line is cut to the window: nothing wraps. A panic
+// while drawing the body is logged and shown in its place.
 func (m *Model) View() string {
 	var body string
-	if m.modal != nil {
-		body = m.deps.Renderer.Place(m.width, m.bodyH, lipgloss.Center, lipgloss.Center, m.modal.View())
-	} else {
-		body = m.current().View()
-	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				m.recovered("view", r, debug.Stack())
+				body = m.ctx.Styles.Error.Render("This screen could not be drawn (the error is logged): press esc or q.")
+			}
+		}()
+		if m.modal != nil {
+			body = m.deps.Renderer.Place(m.width, m.bodyH, lipgloss.Center, lipgloss.Center, m.modal.View())
+		} else {
+			body = m.current().View()
+		}
+	}()
 	var b strings.Builder
 	fit(&b, body, m.width, m.bodyH)
 	b.WriteByte('\n')

@@ -104,7 +104,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			case tea.MouseButtonWheelDown:
 				m.win.Move(1, len(m.events))
 			case tea.MouseButtonLeft:
-				if row := m.win.At(msg.Y); row >= 0 {
+				if row := m.win.At(msg.Y, len(m.events)); row >= 0 {
 					m.win.To(row, len(m.events))
 				}
 			}

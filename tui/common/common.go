@@ -31,6 +31,19 @@ type Component interface {
 	Typing() bool
 }
 
+// Interrupter is a component with its own rule for ctrl+c (DESIGN: ctrl+c never
+// loses a secret or typed changes). Interrupt returns the command to run instead
+// of quitting and true, or false when quitting loses nothing here.
+type Interrupter interface {
+	Interrupt() (tea.Cmd, bool)
+}
+
+// QuitMsg asks the root to quit (after a question that ctrl+c asked).
+type QuitMsg struct{}
+
+// Quit is the command that sends QuitMsg.
+func Quit() tea.Msg { return QuitMsg{} }
+
 // StatusMsg is a result or an error for the status line.
 type StatusMsg struct {
 	Text string

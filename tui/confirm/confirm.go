@@ -30,7 +30,8 @@ func New(ctx *common.Context, q common.ConfirmMsg) *Model {
 	if q.Require != "" {
 		m.input = textinput.New()
 		m.input.Prompt = "> "
-		m.input.CharLimit = 64
+		// No CharLimit: a cut answer would not be what was typed.
+		m.input.CharLimit = 0
 		m.input.Cursor.SetMode(cursor.CursorStatic)
 		ctx.Styles.TextInput(&m.input)
 		m.input.Focus()

@@ -5,6 +5,7 @@ package form
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/charmbracelet/bubbles/textarea"
 	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui/common"
@@ -39,7 +41,9 @@ const tabMark = '⇥'
 // descFieldCells bounds what the description field holds. The text area counts
 // cells (a wide character is two), not characters, so its limit is not the
 // rule: the rule (store.MaxDescriptionLen characters) is checked live and on
-// submit. This bound only keeps a runaway paste from growing without end.
+// submit. This bound only keeps a runaway paste from growing without end, and
+// the form enforces it before the text area can: input that would pass it is
+// refused whole, with a word, never cut (the text area would cut it silently).
 const descFieldCells = 4 * store.MaxDescriptionLen
 
 // Focusable parts of the form, in tab order.
@@ -92,14 +96,17 @@ type submittedMsg struct {
 func New(ctx *common.Context, st Store, edit *store.Token) *Model {
 	m := &Model{ctx: ctx, store: st, keys: keys.DefaultForm(), editing: edit, storeErrs: map[string]string{}}
 	m.name = textinput.New()
-	m.name.CharLimit = store.MaxNameLen
+	// No CharLimit: the text input would cut what is typed or pasted silently.
+	// A name over store.MaxNameLen is shown with a live error and refused.
+	m.name.CharLimit = 0
 	m.name.Prompt = ""
 	// A static cursor: no blink ticks over SSH, and the screen only changes on input.
 	m.name.Cursor.SetMode(cursor.CursorStatic)
 	m.desc = textarea.New()
 	m.desc.CharLimit = descFieldCells
-	// Every character may be a newline: the field must take as many lines.
-	m.desc.MaxHeight = store.MaxDescriptionLen + 1
+	// Every cell may be a newline: the field must take as many lines, so that
+	// only descFieldCells (checked by the form first) bounds it.
+	m.desc.MaxHeight = descFieldCells + 1
 	m.desc.ShowLineNumbers = false
 	m.desc.Prompt = "│ "
 	m.desc.Placeholder = "what uses this token (optional)"
@@ -140,6 +147,12 @@ func (m *Model) description() string {
 		return v
 	}
 	return strings.ReplaceAll(v, string(tabMark), "\t")
+}
+
+// Values are what the name and description fields hold, exactly as typed
+// (the description with its tabs).
+func (m *Model) Values() (name, description string) {
+	return m.name.Value(), m.description()
 }
 
 // Init does nothing: the cursor does not blink.
@@ -271,6 +284,10 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 			// A pasted tab: keep it (the text area would make it spaces).
 			msg.Runes = []rune(m.toField(string(msg.Runes)))
 		}
+		if n := insertedCells(msg); n > 0 && m.desc.Length()+n > descFieldCells {
+			return common.Error(fmt.Errorf("not inserted: the description field holds at most %d characters (the rule is %d)",
+				descFieldCells, store.MaxDescriptionLen))
+		}
 		before := m.desc.Value()
 		var cmd tea.Cmd
 		m.desc, cmd = m.desc.Update(msg)
@@ -301,6 +318,17 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 	return nil
 }
 
+// insertedCells is how many cells of the text area a key would insert.
+func insertedCells(msg tea.KeyMsg) int {
+	switch msg.Type {
+	case tea.KeyRunes:
+		return ansi.StringWidth(string(msg.Runes))
+	case tea.KeySpace, tea.KeyEnter:
+		return 1
+	}
+	return 0
+}
+
 func closeForm() tea.Msg { return common.CloseFormMsg{} }
 
 // cancel leaves the form, asking first when something was changed.
@@ -308,13 +336,27 @@ func (m *Model) cancel() tea.Cmd {
 	if m.snapshot() == m.initial {
 		return closeForm
 	}
+	return m.askDiscard(closeForm)
+}
+
+// askDiscard asks whether to discard what was typed; yes runs then.
+func (m *Model) askDiscard(then tea.Cmd) tea.Cmd {
 	title := "Discard the new token?"
 	if m.editing != nil {
 		title = "Discard your changes to " + m.editing.Name + "?"
 	}
 	return func() tea.Msg {
-		return common.ConfirmMsg{Title: title, Lines: []string{"What you typed will be lost."}, Yes: closeForm}
+		return common.ConfirmMsg{Title: title, Lines: []string{"What you typed will be lost."}, Yes: then}
 	}
+}
+
+// Interrupt asks, on ctrl+c with unsaved changes, the question esc asks; yes
+// discards them and quits. Without changes there is nothing to lose.
+func (m *Model) Interrupt() (tea.Cmd, bool) {
+	if m.snapshot() == m.initial {
+		return nil, false
+	}
+	return m.askDiscard(tea.Sequence(closeForm, common.Quit)), true
 }
 
 // submit checks every field and, when they pass, asks the store.

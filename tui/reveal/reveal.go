@@ -24,7 +24,8 @@ type Model struct {
 	name      string
 	token     secret.Token
 	clipboard io.Writer
-	closing   bool // enter was pressed: asking y/n
+	closing   bool // enter (or ctrl+c) was pressed: asking y/n
+	quitting  bool // the question came from ctrl+c: yes quits too
 	copied    bool
 	width     int
 }
@@ -60,11 +61,15 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		switch {
 		case key.Matches(km, m.keys.Yes):
 			m.forget()
-			return m, tea.Batch(
+			closed := tea.Batch(
 				func() tea.Msg { return common.CloseModalMsg{} },
 				common.Status("Token %s created; its secret is no longer shown anywhere", m.name))
+			if m.quitting {
+				return m, tea.Sequence(closed, common.Quit)
+			}
+			return m, closed
 		case key.Matches(km, m.keys.No):
-			m.closing = false
+			m.closing, m.quitting = false, false
 		}
 		return m, nil
 	}
@@ -75,6 +80,13 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.closing = true
 	}
 	return m, nil
+}
+
+// Interrupt asks, on ctrl+c, the question closing asks: quitting now would
+// lose the only sight of the secret. Yes closes and then quits.
+func (m *Model) Interrupt() (tea.Cmd, bool) {
+	m.closing, m.quitting = true, true
+	return nil, true
 }
 
 // forget drops the secret: after this nothing in the model holds it.

@@ -50,11 +50,14 @@ func (w *Window) Rows(n int) (from, to int) {
 	return w.Offset, min(n, w.Offset+w.Size())
 }
 
-// At is the row shown on screen line y (the first row is on line HeadLines),
-// or -1 above the rows. It may be past the last row.
-func (w *Window) At(y int) int {
-	if y < HeadLines {
+// At is the row of a table of n rows drawn on screen line y (the first row is
+// on line HeadLines), or -1 when no row is drawn there: above the rows, below
+// the last one on screen (the lines under the table), or past the end.
+func (w *Window) At(y, n int) int {
+	from, to := w.Rows(n)
+	row := w.Offset + y - HeadLines
+	if y < HeadLines || row < from || row >= to {
 		return -1
 	}
-	return w.Offset + y - HeadLines
+	return row
 }

@@ -34,9 +34,16 @@ func TestWindow(t *testing.T) {
 
 func TestWindowAt(t *testing.T) {
 	w := Window{Offset: 5, Height: 4}
-	for y, want := range []int{-1, -1, -1, 5, 6, 7} {
-		if got := w.At(y); got != want {
-			t.Errorf("At(%d) = %d, want %d", y, got, want)
+	// Rows 5..8 are drawn on lines 3..6; line 7 and below show no row.
+	for y, want := range []int{-1, -1, -1, 5, 6, 7, 8, -1, -1} {
+		if got := w.At(y, 20); got != want {
+			t.Errorf("At(%d, 20) = %d, want %d", y, got, want)
+		}
+	}
+	// A table of 7 rows draws rows 5 and 6 only.
+	for y, want := range []int{-1, -1, -1, 5, 6, -1, -1} {
+		if got := w.At(y, 7); got != want {
+			t.Errorf("At(%d, 7) = %d, want %d", y, got, want)
 		}
 	}
 }

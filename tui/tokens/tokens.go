@@ -67,7 +67,8 @@ func New(ctx *common.Context, st Store) *Model {
 	f := textinput.New()
 	f.Prompt = "/"
 	f.Placeholder = "name or description"
-	f.CharLimit = 64
+	// No CharLimit: the text input would cut what is typed silently.
+	f.CharLimit = 0
 	f.Cursor.SetMode(cursor.CursorStatic)
 	ctx.Styles.TextInput(&f)
 	return &Model{
@@ -600,8 +601,8 @@ func (m *Model) mouse(msg tea.MouseMsg) tea.Cmd {
 	default:
 		return nil
 	}
-	row := m.win.At(msg.Y)
-	if row < 0 || row >= len(m.idx.view) {
+	row := m.win.At(msg.Y, len(m.idx.view))
+	if row < 0 {
 		return nil
 	}
 	m.win.To(row, len(m.idx.view))

@@ -257,7 +257,7 @@ func (m *Model) mouse(msg tea.MouseMsg) {
 	case tea.MouseButtonWheelDown:
 		m.win.Move(1, len(m.rows))
 	case tea.MouseButtonLeft:
-		if row := m.win.At(msg.Y); row >= 0 && row < len(m.rows) {
+		if row := m.win.At(msg.Y, len(m.rows)); row >= 0 {
 			m.win.To(row, len(m.rows))
 			if msg.X < table.CheckWidth {
 				m.toggle(row)

@@ -11,7 +11,7 @@ import (
 // cursorRow is the screen line under the table cursor.
 func cursorRow(v string) string {
 	for _, l := range strings.Split(v, "\n") {
-		if strings.HasPrefix(l, "> [") {
+		if strings.HasPrefix(l, "> ") {
 			return l
 		}
 	}

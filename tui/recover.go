@@ -21,8 +21,16 @@ type panicMsg struct {
 	stack []byte
 }
 
-// recovered logs a panic and puts it in the status line.
+// recovered logs a panic and puts it in the status line. A screen that cannot
+// be drawn panics on every frame: that is logged once, not per frame.
 func (m *Model) recovered(where string, value any, stack []byte) {
+	if where == "view" {
+		v := fmt.Sprint(value)
+		if v == m.lastViewPanic {
+			return
+		}
+		m.lastViewPanic = v
+	}
 	m.deps.Logger.Error("tui: recovered from a panic", "where", where, "panic", fmt.Sprint(value),
 		"actor", m.deps.Actor.String(), "stack", string(stack))
 	m.status = fmt.Sprintf("Internal error (%s): %v; the session goes on, and the error is logged", where, value)

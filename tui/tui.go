@@ -96,6 +96,8 @@ type Model struct {
 
 	status    string
 	statusErr bool
+	// lastViewPanic is the last panic of View, logged once.
+	lastViewPanic string
 	width     int
 	height    int
 	bodyH     int

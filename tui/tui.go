@@ -371,7 +371,7 @@ func (m *Model) route(msg tea.Msg) tea.Cmd {
 		m.status, m.statusErr = "Token "+c.Token.Name+" created", false
 		return m.openModal(reveal.New(m.ctx, c.Token.Name, c.Secret, m.deps.Clipboard))
 	case common.OpenFormMsg:
-		m.form = form.New(m.ctx, m.deps.Store, msg.Edit)
+		m.form = form.New(m.ctx, m.deps.Store, msg.Edit, m.tokens.NameTaken)
 		m.active = screenForm
 		m.layout()
 		return m.form.Init()
@@ -437,9 +437,10 @@ func (h helpKeys) target() help.KeyMap {
 
 func (h helpKeys) ShortHelp() []key.Binding {
 	b := h.target().ShortHelp()
-	if h.m.modal == nil {
+	// ? and q are text while a field has focus: offered only where they work.
+	if h.m.modal == nil && !h.m.current().Typing() {
 		b = append(b, h.m.keys.Help)
-		if h.m.active != screenForm && !h.m.current().Typing() {
+		if h.m.active != screenForm {
 			b = append(b, h.m.keys.Quit)
 		}
 	}
@@ -449,11 +450,18 @@ func (h helpKeys) ShortHelp() []key.Binding {
 func (h helpKeys) FullHelp() [][]key.Binding {
 	b := h.target().FullHelp()
 	if h.m.modal == nil {
-		g := []key.Binding{h.m.keys.Help, h.m.keys.ForceQuit}
-		if h.m.active != screenForm {
-			g = []key.Binding{h.m.keys.Audit, h.m.keys.Help, h.m.keys.Quit, h.m.keys.ForceQuit}
+		var g []key.Binding
+		typing := h.m.current().Typing()
+		if h.m.active != screenForm && !typing {
+			g = append(g, h.m.keys.Audit)
 		}
-		b = append(b, g)
+		if !typing {
+			g = append(g, h.m.keys.Help)
+		}
+		if h.m.active != screenForm && !typing {
+			g = append(g, h.m.keys.Quit)
+		}
+		b = append(b, append(g, h.m.keys.ForceQuit))
 	}
 	return b
 }

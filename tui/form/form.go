@@ -64,6 +64,9 @@ type Model struct {
 	keys  keys.Form
 
 	editing *store.Token // nil: create
+	// taken reports whether a token the session holds has a name (case
+	// ignored): a clash shows live; the store stays the authority on submit.
+	taken func(name string) bool
 	name    textinput.Model
 	desc    textarea.Model
 	// markTabs: tabs show as tabMark in the description field (see tabMark).
@@ -92,9 +95,11 @@ type submittedMsg struct {
 	err     error
 }
 
-// New returns the form: edit nil creates a token, else edits that one.
-func New(ctx *common.Context, st Store, edit *store.Token) *Model {
-	m := &Model{ctx: ctx, store: st, keys: keys.DefaultForm(), editing: edit, storeErrs: map[string]string{}}
+// New returns the form: edit nil creates a token, else edits that one. taken
+// reports whether a name is held by a token the session knows (case ignored);
+// nil checks nothing live.
+func New(ctx *common.Context, st Store, edit *store.Token, taken func(name string) bool) *Model {
+	m := &Model{ctx: ctx, store: st, keys: keys.DefaultForm(), editing: edit, taken: taken, storeErrs: map[string]string{}}
 	m.name = textinput.New()
 	// No CharLimit: the text input would cut what is typed or pasted silently.
 	// A name over store.MaxNameLen is shown with a live error and refused.
@@ -221,6 +226,9 @@ func (m *Model) errors() (name, desc, access string) {
 	name, desc, access = m.storeErrs["name"], m.storeErrs["description"], m.storeErrs["access"]
 	if name == "" && m.editing == nil && (m.touched[fieldName] || m.submitted) {
 		name = msg(store.ValidateName(m.name.Value()))
+		if name == "" && m.taken != nil && m.taken(m.name.Value()) {
+			name = fmt.Sprintf("name %q is already taken", m.name.Value())
+		}
 	}
 	if desc == "" {
 		desc = msg(store.ValidateDescription(m.description()))
@@ -490,7 +498,7 @@ func (m *Model) View() string {
 			b.WriteString(pad + l + "\n")
 		}
 	}
-	remaining := strconv.Itoa(store.DescriptionRemaining(m.description())) + " characters remaining"
+	remaining := common.Plural(store.DescriptionRemaining(m.description()), "character", "characters") + " remaining"
 	if m.markTabs && strings.ContainsRune(m.desc.Value(), tabMark) {
 		remaining += " · " + string(tabMark) + " is a tab"
 	}

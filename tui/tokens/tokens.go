@@ -5,6 +5,7 @@ package tokens
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/charmbracelet/bubbles/cursor"
@@ -393,6 +394,17 @@ func (m *Model) keepCursor(change func()) {
 		}
 	}
 	m.win.Clamp(len(m.idx.view))
+}
+
+// NameTaken reports whether a token the screen holds has name, case ignored
+// (DESIGN: Feed-1 and feed-1 clash). The form shows a clash live with it.
+func (m *Model) NameTaken(name string) bool {
+	for i := range m.idx.all {
+		if strings.EqualFold(m.idx.all[i].Name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Model) current() *store.Token {

@@ -98,9 +98,9 @@ type Model struct {
 	statusErr bool
 	// lastViewPanic is the last panic of View, logged once.
 	lastViewPanic string
-	width     int
-	height    int
-	bodyH     int
+	width         int
+	height        int
+	bodyH         int
 }
 
 // Default size until the terminal reports its own.

@@ -67,8 +67,8 @@ type Model struct {
 	// taken reports whether a token the session holds has a name (case
 	// ignored): a clash shows live; the store stays the authority on submit.
 	taken func(name string) bool
-	name    textinput.Model
-	desc    textarea.Model
+	name  textinput.Model
+	desc  textarea.Model
 	// markTabs: tabs show as tabMark in the description field (see tabMark).
 	markTabs bool
 	// descField is what the description field showed when the form opened: a

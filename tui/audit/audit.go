@@ -29,17 +29,22 @@ type Model struct {
 	events []store.Event
 	win    table.Window
 
-	loaded  bool
-	loading bool
-	dirty   bool
-	err     error // the last load's failure, shown until a load succeeds
-	width   int
+	loaded   bool
+	loading  bool
+	dirty    bool
+	retrying bool // a load failed: a retry is due after backoff
+	backoff  common.Backoff
+	err      error // the last load's failure, shown until a load succeeds
+	width    int
 }
 
 type loadedMsg struct {
 	events []store.Event
 	err    error
 }
+
+// retryMsg retries a failed load.
+type retryMsg struct{}
 
 // New returns the audit screen; Init loads it.
 func New(ctx *common.Context, st Store) *Model {
@@ -75,20 +80,26 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.loading = false
 		m.err = msg.err
 		if msg.err != nil {
-			return m, common.Error(msg.err)
+			m.dirty, m.retrying = false, true
+			return m, common.RetryLater(&m.backoff, "the audit log", msg.err, retryMsg{})
 		}
-		// New events come first: keep the cursor on the same event.
-		if m.loaded && m.win.Cursor > 0 {
-			m.win.Cursor += len(msg.events) - len(m.events)
-		}
-		m.events, m.loaded = msg.events, true
-		m.win.Clamp(len(m.events))
+		m.backoff.Reset()
+		m.apply(msg.events)
 		if m.dirty {
 			m.dirty = false
 			return m, m.load()
 		}
+	case retryMsg:
+		if !m.retrying {
+			return m, nil
+		}
+		m.retrying = false
+		if m.loading {
+			return m, nil
+		}
+		return m, m.load()
 	case common.ChangesMsg:
-		if !audited(msg) {
+		if !audited(msg) || m.retrying {
 			return m, nil
 		}
 		if m.loading {
@@ -125,6 +136,31 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	}
 	return m, nil
+}
+
+// apply shows a fresh load, keeping the cursor on the same event: found by
+// what it is, since new events come first and old ones fall off the limit.
+func (m *Model) apply(events []store.Event) {
+	var cur *store.Event
+	if m.loaded && m.win.Cursor > 0 && m.win.Cursor < len(m.events) {
+		e := m.events[m.win.Cursor]
+		cur = &e
+	}
+	m.events, m.loaded = events, true
+	if cur != nil {
+		for i := range events {
+			if sameEvent(&events[i], cur) {
+				m.win.Cursor = i
+				break
+			}
+		}
+	}
+	m.win.Clamp(len(m.events))
+}
+
+// sameEvent reports whether a and b are the same recorded event.
+func sameEvent(a, b *store.Event) bool {
+	return a.Time.Equal(b.Time) && a.Actor == b.Actor && a.Action == b.Action && a.Token == b.Token && a.Details == b.Details
 }
 
 // View renders the heading and the events on screen.

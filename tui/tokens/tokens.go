@@ -56,6 +56,13 @@ type Model struct {
 	loading bool // a fetch is in flight; changes wait in pending
 	pending []store.Change
 	reload  bool
+	// retrying: a fetch failed and a retry is due after backoff; changes
+	// wait for it (it reloads everything).
+	retrying bool
+	backoff  common.Backoff
+	// staleAt is the first moment an active token passes the inactivity
+	// limit: the heading's counts are recounted then (zero: never).
+	staleAt time.Time
 	// usedSince holds the last-used times the gate recorded while a fetch was
 	// in flight: that fetch may have read the tokens before them, so they are
 	// applied again over its result.
@@ -92,6 +99,9 @@ type loadedMsg struct {
 	inactiveAfter time.Duration
 	err           error
 }
+
+// retryMsg retries a failed fetch.
+type retryMsg struct{}
 
 // actedMsg is the result of an action on tokens (activate, deactivate, delete).
 type actedMsg struct {
@@ -155,6 +165,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case loadedMsg:
 		return m, m.applyLoaded(msg)
+	case retryMsg:
+		m.retrying = false
+		if m.loading {
+			return m, nil
+		}
+		return m, m.flush()
 	case common.ChangesMsg:
 		m.used(msg.Changes)
 		for _, c := range msg.Changes {
@@ -171,7 +187,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			// One full reload covers every change: only it waits.
 			m.pending = nil
 		}
-		if m.loading {
+		if m.loading || m.retrying {
 			return m, nil
 		}
 		return m, m.flush()
@@ -230,6 +246,7 @@ func (m *Model) used(changes []store.Change) {
 		// active again, never inactive.
 		if !was && t.StateAt(now, m.inactiveAfter) == store.StateActive {
 			m.active++
+			m.watchExpiry(t)
 		}
 		moved = append(moved, i)
 	}
@@ -241,10 +258,14 @@ func (m *Model) used(changes []store.Change) {
 func (m *Model) applyLoaded(msg loadedMsg) tea.Cmd {
 	m.loading = false
 	if msg.err != nil {
+		// The changes this fetch had taken are lost with it: a full reload,
+		// after a pause, covers them and any that come meanwhile.
 		m.err = msg.err
-		return tea.Batch(common.Error(msg.err), m.flush())
+		m.pending, m.reload, m.retrying = nil, true, true
+		return common.RetryLater(&m.backoff, "the tokens", msg.err, retryMsg{})
 	}
 	m.err = nil
+	m.backoff.Reset()
 	m.inactiveAfter = msg.inactiveAfter
 	m.keepRow(func() {
 		if msg.full {
@@ -290,11 +311,13 @@ func (m *Model) keepRow(change func()) {
 func (m *Model) recount() {
 	now := m.ctx.Now()
 	m.total, m.active = len(m.idx.all), 0
+	m.staleAt = time.Time{}
 	m.nameWidth = len("Name")
 	for i := range m.idx.all {
 		t := &m.idx.all[i]
 		if t.StateAt(now, m.inactiveAfter) == store.StateActive {
 			m.active++
+			m.watchExpiry(t)
 		}
 		m.nameWidth = max(m.nameWidth, len(t.Name))
 	}
@@ -303,6 +326,26 @@ func (m *Model) recount() {
 			delete(m.selected, id)
 		}
 	}
+}
+
+// watchExpiry keeps staleAt at the earliest moment an active token passes the
+// inactivity limit.
+func (m *Model) watchExpiry(t *store.Token) {
+	if m.inactiveAfter <= 0 {
+		return
+	}
+	if at := t.Since().Add(m.inactiveAfter); m.staleAt.IsZero() || at.Before(m.staleAt) {
+		m.staleAt = at
+	}
+}
+
+// counts are the heading's numbers at now: a token that passed the
+// inactivity limit since the last count is counted inactive.
+func (m *Model) counts(now time.Time) (total, active int) {
+	if !m.staleAt.IsZero() && !now.Before(m.staleAt) {
+		m.recount()
+	}
+	return m.total, m.active
 }
 
 func (m *Model) key(msg tea.KeyMsg) tea.Cmd {

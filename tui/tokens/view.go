@@ -77,11 +77,15 @@ func (m *Model) View() string {
 	var b strings.Builder
 	b.WriteString(s.Title.Render("Application Tokens"))
 	if m.loaded {
-		counts := "  " + common.Plural(m.total, "token", "tokens") + ", " + strconv.Itoa(m.active) + " active"
+		total, active := m.counts(m.ctx.Now())
+		counts := "  " + common.Plural(total, "token", "tokens") + ", " + strconv.Itoa(active) + " active"
 		if n := len(m.selected); n > 0 {
 			counts += ", " + strconv.Itoa(n) + " selected"
 		}
 		b.WriteString(s.Subtle.Render(counts))
+		if m.err != nil {
+			b.WriteString(s.Error.Render("  ✗ not up to date: retrying"))
+		}
 	}
 	b.WriteByte('\n')
 	b.WriteString(m.filterLine())

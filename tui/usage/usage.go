@@ -42,11 +42,13 @@ type Model struct {
 	win           table.Window
 	selected      map[string]struct{} // IPs
 
-	loaded  bool
-	loading bool
-	dirty   bool // a change came while loading: load again
-	err     error
-	width   int
+	loaded   bool
+	loading  bool
+	dirty    bool // a change came while loading: load again
+	retrying bool // a load failed: a retry is due after backoff
+	backoff  common.Backoff
+	err      error
+	width    int
 }
 
 type loadedMsg struct {
@@ -56,6 +58,9 @@ type loadedMsg struct {
 	inactiveAfter time.Duration
 	err           error
 }
+
+// retryMsg retries a failed load of the token with this ID.
+type retryMsg struct{ id string }
 
 type blockedMsg struct {
 	text string
@@ -107,17 +112,28 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, tea.Batch(back, common.Status("Token %s was deleted", m.tok.Name))
 		}
 		if msg.err != nil {
-			m.err = msg.err
-			return m, common.Error(msg.err)
+			// Changes that came meanwhile are covered by the retry.
+			m.err, m.dirty, m.retrying = msg.err, false, true
+			return m, common.RetryLater(&m.backoff, "the usage of "+m.tok.Name, msg.err, retryMsg{id: m.id})
 		}
+		m.backoff.Reset()
 		m.apply(msg)
 		if m.dirty {
 			m.dirty = false
 			return m, m.load()
 		}
 		return m, nil
+	case retryMsg:
+		if msg.id != m.id || !m.retrying {
+			return m, nil
+		}
+		m.retrying = false
+		if m.loading {
+			return m, nil
+		}
+		return m, m.load()
 	case common.ChangesMsg:
-		if !m.concerns(msg) {
+		if !m.concerns(msg) || m.retrying {
 			return m, nil
 		}
 		if m.loading {

@@ -31,3 +31,26 @@ func TestTextFieldsUseTheSessionRenderer(t *testing.T) {
 		t.Fatal("the form's Name field shows no cursor in the session's terminal")
 	}
 }
+
+// Issue 9, fault 5: without colour (NO_COLOR, TERM=dumb, an SSH client that
+// asks for none: the Ascii profile) the text cursor and the table cursor
+// vanished; they stay in reverse video, which is not colour, and no colour is
+// drawn.
+func TestCursorVisibleWithoutColour(t *testing.T) {
+	st, c := newStore(t)
+	seedDemo(t, st, c)
+	m := New(Deps{Store: st, Actor: tester, Renderer: asciiRenderer(), Now: c.Now}).(*Model)
+	d := drive(t, m, 130, 20)
+	v := m.View()
+	if regexp.MustCompile(`\x1b\[[0-9;]*(38|48);`).MatchString(v) {
+		t.Fatalf("colour drawn without colour:\n%q", v)
+	}
+	if l := lineWith(v, "> [ ] billing-export"); !strings.Contains(l, "7m") {
+		t.Fatalf("the table cursor row is not in reverse video: %q", l)
+	}
+	d.keys(runes("n"))
+	d.typ("abc")
+	if l := lineWith(m.View(), "abc"); !regexp.MustCompile(`abc(\x1b\[[0-9;]*m)*\x1b\[[0-9;]*7m`).MatchString(l) {
+		t.Fatalf("no reverse-video text cursor after the typed text: %q", l)
+	}
+}

@@ -5,11 +5,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/mattn/go-isatty"
+	"github.com/muesli/termenv"
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui"
@@ -27,7 +30,7 @@ func runTUI(st *store.Store) error {
 	m := tui.New(tui.Deps{
 		Store:     st,
 		Actor:     store.Actor{User: localUser()},
-		Renderer:  lipgloss.NewRenderer(os.Stdout),
+		Renderer:  localRenderer(os.Stdout, os.Getenv),
 		Clipboard: os.Stdout,
 	})
 	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithMouseCellMotion())
@@ -57,4 +60,55 @@ func runTUI(st *store.Store) error {
 	default:
 	}
 	return err
+}
+
+// localRenderer is the renderer for this terminal, knowing its background.
+// termenv asks the terminal (OSC 11) but never under tmux or screen (TERM
+// tmux-* or screen-*), where it falls back to COLORFGBG, and without that
+// to dark: a light terminal then gets near-white headings on white. Under a
+// multiplexer, COLORFGBG (the terminal's own word, e.g. "0;15" for black on
+// white) is honoured first, else the multiplexer is asked: tmux answers OSC 11
+// for its pane.
+func localRenderer(out *os.File, getenv func(string) string) *lipgloss.Renderer {
+	r := lipgloss.NewRenderer(out)
+	term := getenv("TERM")
+	if !strings.HasPrefix(term, "tmux") && !strings.HasPrefix(term, "screen") {
+		return r // termenv asks the terminal, then reads COLORFGBG
+	}
+	if dark, ok := colorFGBGDark(getenv("COLORFGBG")); ok {
+		r.SetHasDarkBackground(dark)
+		return r
+	}
+	// Ask as termenv does for other terminals: it skips the query only
+	// because of TERM.
+	asked := termenv.NewOutput(out, termenv.WithEnvironment(queryEnv{getenv}))
+	r.SetHasDarkBackground(asked.HasDarkBackground())
+	return r
+}
+
+// colorFGBGDark reads COLORFGBG ("fg;bg" or "fg;default;bg", ANSI colour
+// numbers): whether the background is dark, and whether it said.
+func colorFGBGDark(v string) (dark, ok bool) {
+	f := strings.Split(v, ";")
+	if len(f) < 2 {
+		return false, false
+	}
+	bg, err := strconv.Atoi(f[len(f)-1])
+	if err != nil || bg < 0 || bg > 15 {
+		return false, false
+	}
+	_, _, l := termenv.ConvertToRGB(termenv.ANSIColor(bg)).Hsl()
+	return l < 0.5, true
+}
+
+// queryEnv is the environment with TERM as a terminal that termenv queries.
+type queryEnv struct{ getenv func(string) string }
+
+func (e queryEnv) Environ() []string { return os.Environ() }
+
+func (e queryEnv) Getenv(k string) string {
+	if k == "TERM" {
+		return "xterm-256color"
+	}
+	return e.getenv(k)
 }

@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/muesli/termenv"
 )
 
 // cursorLine is the screen line under the table cursor.
@@ -199,6 +202,84 @@ func TestTUISignalsRestoreTheTerminal(t *testing.T) {
 				if time.Now().After(deadline) {
 					t.Fatalf("after %v the terminal is %q (alternate screen, cursor, mouse flags), want %q", sig, got, want)
 				}
+			}
+		})
+	}
+}
+
+// screenEscapes is the pane with its colours and attributes as escape sequences.
+func (m *tmuxTerm) screenEscapes() string {
+	m.t.Helper()
+	return runCmd(m.t, "tmux", "-L", m.sock, "capture-pane", "-e", "-p", "-t", "main")
+}
+
+// TestTUIBackgroundUnderTmux runs the binary under tmux (TERM tmux-256color,
+// where termenv never asks the terminal and took every background for dark):
+// COLORFGBG says the background when set, else tmux is asked (OSC 11; it
+// answers with the pane's background), so a light terminal gets the light
+// palette's heading colour. Issue 9, fault 5.
+func TestTUIBackgroundUnderTmux(t *testing.T) {
+	requireTool(t, "tmux")
+	db := filepath.Join(t.TempDir(), "db")
+	if _, errOut, code := runBin(t, db, "seed", "--demo"); code != 0 {
+		t.Fatal(errOut)
+	}
+	// The heading's colour (styles: accent) on light and dark backgrounds.
+	light := termenv.ANSI256.Color("#5A3FC0").Sequence(false)
+	dark := termenv.ANSI256.Color("#A78BFA").Sequence(false)
+	for _, tc := range []struct{ name, fgbg, paneBg, want, not string }{
+		{"COLORFGBG=0;15", "0;15", "", light, dark},
+		{"COLORFGBG=15;0", "15;0", "", dark, light},
+		{"white pane", "", "#ffffff", light, dark},
+		{"black pane", "", "#000000", dark, light},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The program waits for a line, so that the pane's colour is set
+			// before it asks.
+			tm := newTmux(t, 100, 30, cleanEnv(t.TempDir()), "sh", "-c",
+				`read go; exec env TERM=tmux-256color COLORTERM= NO_COLOR= COLORFGBG="$2" "$0" --db "$1"`, binPath, db, tc.fgbg)
+			if tc.paneBg != "" {
+				runCmd(t, "tmux", "-L", tm.sock, "set-option", "-w", "-t", "main", "window-style", "bg="+tc.paneBg)
+			}
+			tm.send("Enter")
+			tm.waitFor(15*time.Second, "Application Tokens")
+			l := lineWith(tm.screenEscapes(), "Application Tokens")
+			if !strings.Contains(l, "\x1b["+tc.want+"m") && !strings.Contains(l, ";"+tc.want+"m") {
+				t.Fatalf("%s: the heading is not in %q:\n%q", tc.name, tc.want, l)
+			}
+			if strings.Contains(l, tc.not+"m") {
+				t.Fatalf("%s: the heading is in the other palette's %q:\n%q", tc.name, tc.not, l)
+			}
+		})
+	}
+}
+
+// TestTUICursorWithoutColour: with NO_COLOR or TERM=dumb the text cursor and
+// the table cursor stay visible in reverse video (not a colour), and no
+// colour is drawn. Issue 9, fault 5.
+func TestTUICursorWithoutColour(t *testing.T) {
+	requireTool(t, "tmux")
+	db := filepath.Join(t.TempDir(), "db")
+	if _, errOut, code := runBin(t, db, "seed", "--demo"); code != 0 {
+		t.Fatal(errOut)
+	}
+	for _, env := range []string{"NO_COLOR=1", "TERM=dumb"} {
+		t.Run(env, func(t *testing.T) {
+			tm := newTmux(t, 100, 30, cleanEnv(t.TempDir()), "env", "TERM=tmux-256color", env, binPath, "--db", db)
+			tm.waitFor(15*time.Second, "Application Tokens", "soc-siem-export")
+			screen := tm.screenEscapes()
+			if strings.Contains(screen, "38;5;") || strings.Contains(screen, "38;2;") {
+				t.Fatalf("%s: colours drawn:\n%q", env, screen)
+			}
+			if l := lineWith(screen, "> [ ]"); !strings.Contains(l, "\x1b[7m") && !strings.Contains(l, ";7m") {
+				t.Fatalf("%s: the table cursor row is not in reverse video:\n%q", env, l)
+			}
+			tm.send("n")
+			tm.waitFor(5*time.Second, "Create Application Token")
+			tm.typeText("abc")
+			l := lineWith(tm.screenEscapes(), "abc")
+			if !strings.Contains(l, "abc\x1b[7m") && !strings.Contains(l, "abc\x1b[0m\x1b[7m") && !regexp.MustCompile(`abc(\x1b\[[0-9;]*m)*\x1b\[[0-9;]*7m `).MatchString(l) {
+				t.Fatalf("%s: no reverse-video cursor after the typed text:\n%q", env, l)
 			}
 		})
 	}

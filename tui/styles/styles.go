@@ -5,10 +5,13 @@
 package styles
 
 import (
+	"io"
+
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/textarea"
 	"github.com/charmbracelet/bubbles/textinput"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
 )
 
 // colours is the palette: adaptive colours, readable on dark and light terminals.
@@ -58,8 +61,24 @@ type Styles struct {
 }
 
 // New builds the styles for the terminal behind r.
+//
+// A terminal without colour (NO_COLOR, TERM=dumb, an SSH client that asks for
+// none) gets no colour, but still bold and reverse video: they are not colour,
+// and without them the text cursor and the table cursor are invisible. r is
+// not changed (it may be shared); the styles come from a renderer of their own
+// on the same output.
 func New(r *lipgloss.Renderer) *Styles {
 	palette := defaultPalette()
+	mono := r.ColorProfile() == termenv.Ascii
+	if mono {
+		palette = colours{}
+		var w io.Writer = io.Discard
+		if o := r.Output(); o != nil {
+			w = o
+		}
+		r = lipgloss.NewRenderer(w)
+		r.SetColorProfile(termenv.ANSI)
+	}
 	st := func() lipgloss.Style { return r.NewStyle() }
 	s := &Styles{
 		Title:    st().Bold(true).Foreground(palette.accent),
@@ -81,6 +100,10 @@ func New(r *lipgloss.Renderer) *Styles {
 		Warning:  st().Bold(true).Foreground(palette.warn),
 		Secret:   st().Bold(true).Foreground(palette.text),
 		Input:    st().Foreground(palette.text),
+	}
+	if mono {
+		// No background colour marks the cursor row: reverse video does.
+		s.Cursor = s.Cursor.Reverse(true)
 	}
 	s.Help = help.Styles{
 		ShortKey:       st().Foreground(palette.accent),

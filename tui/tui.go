@@ -360,6 +360,8 @@ func (m *Model) route(msg tea.Msg) tea.Cmd {
 		return nil
 	case common.ConfirmMsg:
 		return m.openModal(confirm.New(m.ctx, msg))
+	case common.PromptMsg:
+		return m.openModal(confirm.NewPrompt(m.ctx, msg))
 	case common.QuitMsg:
 		return m.quit()
 	case common.CloseModalMsg:

@@ -70,6 +70,15 @@ type ConfirmMsg struct {
 	Yes     tea.Cmd
 }
 
+// PromptMsg asks the root to open a modal that asks for one line of text.
+// Submit runs with what was typed when enter is pressed (esc cancels).
+type PromptMsg struct {
+	Title       string
+	Lines       []string
+	Placeholder string
+	Submit      func(text string) tea.Cmd
+}
+
 // CloseModalMsg closes the open modal.
 type CloseModalMsg struct{}
 

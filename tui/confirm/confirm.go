@@ -16,25 +16,38 @@ import (
 
 // Model is one question.
 type Model struct {
-	ctx   *common.Context
-	keys  keys.Confirm
-	q     common.ConfirmMsg
-	input textinput.Model
-	wrong bool
-	width int
+	ctx    *common.Context
+	keys   keys.Confirm
+	q      common.ConfirmMsg
+	prompt *common.PromptMsg // asking for free text, or nil
+	input  textinput.Model
+	wrong  bool
+	width  int
+}
+
+// NewPrompt builds the modal that asks for one line of text.
+func NewPrompt(ctx *common.Context, p common.PromptMsg) *Model {
+	m := &Model{ctx: ctx, keys: keys.DefaultConfirm(), q: common.ConfirmMsg{Title: p.Title, Lines: p.Lines}, prompt: &p}
+	m.newInput()
+	m.input.Placeholder = p.Placeholder
+	return m
+}
+
+func (m *Model) newInput() {
+	m.input = textinput.New()
+	m.input.Prompt = "> "
+	// No CharLimit: a cut answer would not be what was typed.
+	m.input.CharLimit = 0
+	m.input.Cursor.SetMode(cursor.CursorStatic)
+	m.ctx.Styles.TextInput(&m.input)
+	m.input.Focus()
 }
 
 // New builds the modal for q.
 func New(ctx *common.Context, q common.ConfirmMsg) *Model {
 	m := &Model{ctx: ctx, keys: keys.DefaultConfirm(), q: q}
 	if q.Require != "" {
-		m.input = textinput.New()
-		m.input.Prompt = "> "
-		// No CharLimit: a cut answer would not be what was typed.
-		m.input.CharLimit = 0
-		m.input.Cursor.SetMode(cursor.CursorStatic)
-		ctx.Styles.TextInput(&m.input)
-		m.input.Focus()
+		m.newInput()
 	}
 	return m
 }
@@ -49,15 +62,18 @@ func (m *Model) SetSize(width, _ int) {
 }
 
 // Typing reports whether the answer is typed.
-func (m *Model) Typing() bool { return m.q.Require != "" }
+func (m *Model) Typing() bool { return m.q.Require != "" || m.prompt != nil }
 
 func closeModal() tea.Msg { return common.CloseModalMsg{} }
 
 // Update answers the question.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	km, ok := msg.(tea.KeyMsg)
+	if ok && m.prompt != nil {
+		return m, m.promptKey(km)
+	}
 	if !ok {
-		if m.q.Require != "" {
+		if m.Typing() {
 			var cmd tea.Cmd
 			m.input, cmd = m.input.Update(msg)
 			return m, cmd
@@ -89,6 +105,24 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, cmd
 }
 
+func (m *Model) promptKey(km tea.KeyMsg) tea.Cmd {
+	switch {
+	case key.Matches(km, m.keys.Cancel):
+		return tea.Sequence(closeModal, common.Status("Cancelled"))
+	case key.Matches(km, m.keys.Submit):
+		text := strings.TrimSpace(m.input.Value())
+		if text == "" {
+			m.wrong = true
+			return nil
+		}
+		return tea.Sequence(closeModal, m.prompt.Submit(text))
+	}
+	m.wrong = false
+	var cmd tea.Cmd
+	m.input, cmd = m.input.Update(km)
+	return cmd
+}
+
 // View renders the question in a box.
 func (m *Model) View() string {
 	s := m.ctx.Styles
@@ -100,9 +134,16 @@ func (m *Model) View() string {
 		b.WriteString(s.Label.Width(w).Render(l))
 	}
 	b.WriteString("\n\n")
-	if m.q.Require == "" {
+	switch {
+	case m.prompt != nil:
+		b.WriteString(m.input.View())
+		b.WriteString("\n" + s.Warning.Render("enter") + " confirms · " + s.Warning.Render("esc") + " cancels")
+		if m.wrong {
+			b.WriteString("\n" + s.Error.Render("Type something first."))
+		}
+	case m.q.Require == "":
 		b.WriteString(s.Warning.Render("y") + " confirms · " + s.Warning.Render("n") + " or " + s.Warning.Render("esc") + " cancels")
-	} else {
+	default:
 		b.WriteString("Type " + s.Warning.Render(m.q.Require) + " and press enter (esc cancels):\n")
 		b.WriteString(m.input.View())
 		if m.wrong {
@@ -114,7 +155,7 @@ func (m *Model) View() string {
 
 // ShortHelp is the help line.
 func (m *Model) ShortHelp() []key.Binding {
-	if m.q.Require == "" {
+	if m.q.Require == "" && m.prompt == nil {
 		return []key.Binding{m.keys.Yes, m.keys.No}
 	}
 	return []key.Binding{m.keys.Submit, m.keys.Cancel}

@@ -83,6 +83,9 @@ type Model struct {
 	storeErrs map[string]string
 	formErr   string
 	busy      bool
+	// gone: the token being edited was deleted (by another admin): nothing
+	// can be saved.
+	gone bool
 
 	initial string // snapshot of the values, to know whether esc must ask
 	width   int
@@ -247,6 +250,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case submittedMsg:
 		return m, m.answered(msg)
+	case common.ChangesMsg:
+		return m, m.changed(msg)
 	case tea.KeyMsg:
 		if m.busy {
 			return m, nil
@@ -326,6 +331,22 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 	return nil
 }
 
+// changed tells, as soon as the change arrives, that the token being edited
+// was deleted: saving would fail, and typing on would be for nothing.
+func (m *Model) changed(msg common.ChangesMsg) tea.Cmd {
+	if m.editing == nil || m.gone {
+		return nil
+	}
+	for _, c := range msg.Changes {
+		if c.Kind == store.ChangeDeleted && c.TokenID == m.editing.ID {
+			m.gone = true
+			m.formErr = "token " + m.editing.Name + " was deleted meanwhile: nothing can be saved (esc leaves)"
+			return common.Error(errors.New("token " + m.editing.Name + " was deleted by someone else while you edited it"))
+		}
+	}
+	return nil
+}
+
 // insertedCells is how many cells of the text area a key would insert.
 func insertedCells(msg tea.KeyMsg) int {
 	switch msg.Type {
@@ -369,6 +390,9 @@ func (m *Model) Interrupt() (tea.Cmd, bool) {
 
 // submit checks every field and, when they pass, asks the store.
 func (m *Model) submit() tea.Cmd {
+	if m.gone {
+		return nil
+	}
 	m.submitted = true
 	m.formErr = ""
 	name, desc, access := m.errors()

@@ -136,6 +136,7 @@ type Usage struct {
 	Nav
 	Select, SelectAll    key.Binding
 	Block, Unblock, Back key.Binding
+	BlockNew             key.Binding // an address not seen yet
 }
 
 // DefaultUsage is the usage key map of the contract.
@@ -146,6 +147,7 @@ func DefaultUsage() Usage {
 		SelectAll: bind("A", "select all/none", "A"),
 		Block:     bind("b", "block", "b"),
 		Unblock:   bind("u", "unblock", "u"),
+		BlockNew:  bind("B", "block new address", "B"),
 		Back:      bind("esc", "back", "esc"),
 	}
 }

@@ -219,8 +219,25 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 		return m.setBlocked(true)
 	case key.Matches(msg, k.Unblock):
 		return m.setBlocked(false)
+	case key.Matches(msg, k.BlockNew):
+		return m.askBlockNew()
 	}
 	return nil
+}
+
+// askBlockNew asks for an address that has not used the token yet, to block
+// it before it does (DESIGN: B).
+func (m *Model) askBlockNew() tea.Cmd {
+	name := m.tok.Name
+	block := func(ip string) tea.Cmd { return m.block([]string{ip}, true) }
+	return func() tea.Msg {
+		return common.PromptMsg{
+			Title:       "Block an address for " + name,
+			Lines:       []string{"Requests with " + name + " from this address will be refused (403 ip_blocked), even before it is first seen."},
+			Placeholder: "IP address, e.g. 203.0.113.9",
+			Submit:      block,
+		}
+	}
 }
 
 func (m *Model) toggle(row int) {
@@ -247,8 +264,16 @@ func (m *Model) setBlocked(blocked bool) tea.Cmd {
 		ips = []string{m.rows[m.win.Cursor].IP}
 	}
 	if len(ips) == 0 {
-		return nil
+		if blocked {
+			return common.Error(errors.New("no address to block: no client has used this token yet (B blocks an address not seen yet)"))
+		}
+		return common.Error(errors.New("no address to unblock: no client has used this token yet"))
 	}
+	return m.block(ips, blocked)
+}
+
+// block blocks or unblocks ips for the token.
+func (m *Model) block(ips []string, blocked bool) tea.Cmd {
 	st, actor, name := m.store, m.ctx.Actor, m.tok.Name
 	return func() tea.Msg {
 		n, err := st.SetBlocked(actor, name, ips, blocked)
@@ -373,13 +398,13 @@ func (m *Model) View() string {
 // ShortHelp is the help line.
 func (m *Model) ShortHelp() []key.Binding {
 	k := m.keys
-	return []key.Binding{k.Select, k.Block, k.Unblock, k.Back}
+	return []key.Binding{k.Select, k.Block, k.Unblock, k.Back, k.BlockNew}
 }
 
 // FullHelp is the full help.
 func (m *Model) FullHelp() [][]key.Binding {
 	k := m.keys
-	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Select, k.SelectAll}, {k.Block, k.Unblock, k.Back}}
+	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Select, k.SelectAll}, {k.Block, k.Unblock, k.BlockNew, k.Back}}
 }
 
 // statusWord is an address's status as the contract words it.

@@ -93,6 +93,17 @@ func TestView(t *testing.T) {
 		{name: "full_help", w: 100, h: 20, do: func(t *testing.T, d *driver) {
 			d.keys(runes("?"))
 		}},
+		// Issue 9, fault 6: the flexible columns (description, actor,
+		// details) take what the fixed ones leave; the hint shows when there
+		// is room; cut text and hidden second lines end in "…".
+		{name: "wide_120", w: 120, h: 12, more: seedSSHActor},
+		{name: "wide_200", w: 200, h: 12, more: seedSSHActor},
+		{name: "wide_120_audit", w: 120, h: 12, more: seedSSHActor, do: func(t *testing.T, d *driver) {
+			d.keys(runes("L"))
+		}},
+		{name: "wide_200_audit", w: 200, h: 12, more: seedSSHActor, do: func(t *testing.T, d *driver) {
+			d.keys(runes("L"))
+		}},
 		{name: "narrow_60x15", w: 60, h: 15},
 		{name: "narrow_60x15_form", w: 60, h: 15, do: func(t *testing.T, d *driver) {
 			d.keys(runes("n"))
@@ -133,8 +144,29 @@ func TestView(t *testing.T) {
 				}
 				view = strings.ReplaceAll(view, tok, "aptk_"+strings.Repeat("X", secret.Len-len(secret.Prefix)))
 			}
+			// Hints come from random secrets.
+			view = hintRE.ReplaceAllString(view, "aptk_…XXXX")
 			golden.RequireEqual(t, []byte(view))
 		})
+	}
+}
+
+// hintRE finds a token's hint on screen.
+var hintRE = regexp.MustCompile(`aptk_…[0-9A-Za-z]{4}`)
+
+// sshFingerprint is an OpenSSH key fingerprint as the audit trail records it.
+const sshFingerprint = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
+
+// seedSSHActor adds a token with a long description made over SSH.
+func seedSSHActor(t *testing.T, st *store.Store) {
+	t.Helper()
+	_, err := st.Create(store.Actor{User: "alice", Fingerprint: sshFingerprint}, store.NewToken{
+		Name:        "partner-api",
+		Description: "Partner API for the EU region: pulls indicators every 5 minutes and pushes verdicts back to the partner's SOC",
+		Access:      []store.Access{store.AccessThirdPartyFeeds},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -371,6 +371,7 @@ func (m *Model) route(msg tea.Msg) tea.Cmd {
 	case form.CreatedMsg:
 		c := msg.Created
 		m.status, m.statusErr = "Token "+c.Token.Name+" created", false
+		m.tokens.Focus(c.Token.ID)
 		return m.openModal(reveal.New(m.ctx, c.Token.Name, c.Secret, m.deps.Clipboard))
 	case common.OpenFormMsg:
 		m.form = form.New(m.ctx, m.deps.Store, msg.Edit, m.tokens.NameTaken)

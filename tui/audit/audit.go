@@ -28,6 +28,8 @@ type Model struct {
 	keys   keys.Audit
 	events []store.Event
 	win    table.Window
+	// widest cells of the events, for the flexible columns
+	tokenW, actorW, detailsW int
 
 	loaded   bool
 	loading  bool
@@ -147,6 +149,13 @@ func (m *Model) apply(events []store.Event) {
 		cur = &e
 	}
 	m.events, m.loaded = events, true
+	m.tokenW, m.actorW, m.detailsW = 0, 0, 0
+	for i := range events {
+		e := &events[i]
+		m.tokenW = max(m.tokenW, table.Width(store.Printable(e.Token)))
+		m.actorW = max(m.actorW, table.Width(store.Printable(e.Actor)))
+		m.detailsW = max(m.detailsW, table.Width(store.Printable(e.Details)))
+	}
 	if cur != nil {
 		for i := range events {
 			if sameEvent(&events[i], cur) {
@@ -186,9 +195,11 @@ func (m *Model) View() string {
 	cols := table.Fit([]table.Column{
 		{Title: "Time", Width: len("2006-01-02 15:04")},
 		{Title: "Action", Width: len("deactivate")},
-		{Title: "Token", Width: 16, MinWidth: 8},
-		{Title: "Actor", Width: 16, MinWidth: 8, Priority: 1},
-		{Title: "Details", Width: 7, Flex: true, Priority: 2},
+		{Title: "Token", Width: max(len("Token"), min(m.tokenW, store.MaxNameLen)), MinWidth: 8},
+		// Actor and Details share what the others leave, each up to its
+		// widest cell: at 200 columns a key fingerprint is whole.
+		{Title: "Actor", Width: max(len("Actor"), m.actorW), MinWidth: 8, Flex: true, Priority: 1},
+		{Title: "Details", Width: max(len("Details"), m.detailsW), MinWidth: 7, Flex: true, Priority: 2},
 	}, m.width-2, 3)
 	b.WriteString(s.Header.Render("  " + table.Header(cols)))
 	cells := make([]string, len(cols))

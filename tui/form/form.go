@@ -178,6 +178,33 @@ func (m *Model) SetSize(width, height int) {
 	// Title, blank, name, its note, description rows, remaining, two check boxes,
 	// access note, blank, buttons: 9 lines besides the description.
 	m.desc.SetHeight(max(1, min(6, height-10)))
+	m.rewrapDesc()
+}
+
+// rewrapDesc lays the description out again for a new size: the text area
+// would keep the scroll position of the old one (showing a blank or a partial
+// field though all of it fits). The cursor stays where it was.
+func (m *Model) rewrapDesc() {
+	row, li := m.desc.Line(), m.desc.LineInfo()
+	col := li.StartColumn + li.ColumnOffset
+	m.desc.SetValue(m.desc.Value()) // from the top, the cursor at the end
+	for m.desc.Line() > row {
+		m.desc.CursorUp()
+	}
+	m.desc.SetCursor(col)
+	m.settleDesc()
+}
+
+// settleDesc scrolls the description field to its cursor. The text area
+// scrolls against the lines it last drew: after a paste of many lines, or a
+// new size, the cursor would be out of sight until the next key. Drawing it
+// first gives it the lines it holds now.
+func (m *Model) settleDesc() {
+	if !m.desc.Focused() {
+		return
+	}
+	_ = m.desc.View()
+	m.desc, _ = m.desc.Update(nil)
 }
 
 // Typing is true while a text field has focus.
@@ -304,6 +331,7 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 		before := m.desc.Value()
 		var cmd tea.Cmd
 		m.desc, cmd = m.desc.Update(msg)
+		m.settleDesc()
 		if m.desc.Value() != before {
 			m.touched[fieldDesc] = true
 			delete(m.storeErrs, "description")

@@ -19,7 +19,10 @@ type Column struct {
 	Width    int  // preferred width
 	MinWidth int  // narrowest useful width (0: Width); the column is shrunk to fit down to it
 	Right    bool // right-aligned (numbers)
-	Flex     bool // takes the width left over
+	// Flex columns take the width the others leave: they are not widened with
+	// the others, but share what is left over, each up to its Width (what its
+	// widest cell needs) in equal shares, and the last takes any rest.
+	Flex bool
 	// Priority decides which columns stay when the window is narrow: lower stays
 	// first; equal priorities go in column order.
 	Priority int
@@ -30,8 +33,8 @@ const Gap = 2
 
 // Fit returns the columns that fit in width, in their given order. Columns are
 // taken by priority at their MinWidth (the first keep of them always, shrunk if
-// need be; the others only if they fit), then widened by priority up to their
-// Width; a Flex column takes what is left over.
+// need be; the others only if they fit), then the fixed ones are widened by
+// priority up to their Width; the Flex columns share what is left over.
 func Fit(cols []Column, width, keep int) []Column {
 	order := make([]int, len(cols))
 	for i := range order {
@@ -60,11 +63,15 @@ func Fit(cols []Column, width, keep int) []Column {
 		widths[i] = w
 	}
 	for _, i := range order {
+		if cols[i].Flex {
+			continue
+		}
 		if grow := min(cols[i].Width-widths[i], width-used); widths[i] > 0 && grow > 0 {
 			widths[i] += grow
 			used += grow
 		}
 	}
+	used += shareFlex(cols, widths, width-used)
 	out := make([]Column, 0, len(cols))
 	for i, c := range cols {
 		if widths[i] == 0 {
@@ -73,13 +80,41 @@ func Fit(cols []Column, width, keep int) []Column {
 		c.Width = widths[i]
 		out = append(out, c)
 	}
-	for i := range out {
-		if out[i].Flex {
-			out[i].Width += max(0, width-used)
-			break
+	return out
+}
+
+// shareFlex gives the shown Flex columns up to left cells: in equal shares,
+// each up to its Width, then any rest to the last one. It returns the cells given.
+func shareFlex(cols []Column, widths []int, left int) int {
+	var flex []int
+	for i, c := range cols {
+		if c.Flex && widths[i] > 0 {
+			flex = append(flex, i)
 		}
 	}
-	return out
+	if len(flex) == 0 || left <= 0 {
+		return 0
+	}
+	given := 0
+	for {
+		var want []int
+		for _, i := range flex {
+			if widths[i] < cols[i].Width {
+				want = append(want, i)
+			}
+		}
+		if len(want) == 0 || left-given <= 0 {
+			break
+		}
+		share := max(1, (left-given)/len(want))
+		for _, i := range want {
+			g := min(share, cols[i].Width-widths[i], left-given)
+			widths[i] += g
+			given += g
+		}
+	}
+	widths[flex[len(flex)-1]] += left - given
+	return left
 }
 
 // Width is the number of cells s takes on screen. Text made only of printable

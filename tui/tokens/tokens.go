@@ -51,6 +51,10 @@ type Model struct {
 	inactiveAfter time.Duration
 	total, active int
 	nameWidth     int
+	hintWidth     int
+	// focusID is a token to put the cursor on when it arrives (one just
+	// created here), or "".
+	focusID string
 
 	loaded  bool
 	loading bool // a fetch is in flight; changes wait in pending
@@ -285,6 +289,7 @@ func (m *Model) applyLoaded(msg loadedMsg) tea.Cmd {
 	})
 	m.loaded = true
 	m.recount()
+	m.focusPending()
 	return m.flush()
 }
 
@@ -320,12 +325,37 @@ func (m *Model) recount() {
 			m.watchExpiry(t)
 		}
 		m.nameWidth = max(m.nameWidth, len(t.Name))
+		m.hintWidth = max(m.hintWidth, table.Width(t.Hint))
 	}
 	for id := range m.selected {
 		if _, ok := m.idx.byID[id]; !ok {
 			delete(m.selected, id)
 		}
 	}
+}
+
+// Focus puts the cursor on the token with this ID, now or when it arrives
+// (a token just created reaches the table through the change feed).
+func (m *Model) Focus(id string) {
+	m.focusID = id
+	m.focusPending()
+}
+
+func (m *Model) focusPending() {
+	if m.focusID == "" {
+		return
+	}
+	if _, ok := m.idx.byID[m.focusID]; !ok {
+		return
+	}
+	if r := m.idx.find(m.focusID); r >= 0 {
+		m.win.To(r, len(m.idx.view))
+	} else if m.idx.query != "" {
+		// Filtered out: clear the filter rather than hide the new token.
+		m.setQuery("")
+		m.win.To(max(0, m.idx.find(m.focusID)), len(m.idx.view))
+	}
+	m.focusID = ""
 }
 
 // watchExpiry keeps staleAt at the earliest moment an active token passes the

@@ -19,7 +19,12 @@ const (
 	colCreated  = "Created"
 	colLastUsed = "Last used"
 	colDesc     = "Description"
+	colHint     = "Hint"
 )
+
+// descWant is the width the description column should have before the days
+// column takes its whole title: the description is what tells tokens apart.
+const descWant = 30
 
 // Titles of the days column when it is too narrow for colDays.
 const (
@@ -34,33 +39,53 @@ const (
 	accessMin  = len("Security Director")
 )
 
-// columns fits the columns to the window. The days column is widened to its
-// whole title before any other (Access, Description) takes the room left: its
-// shorter titles are only for windows too narrow for it.
+// columns fits the columns to the window. The description (flexible) takes
+// what the fixed columns leave; the access column shows both labels, and the
+// days column its whole title, only when the description keeps descWant
+// cells; the hint column shows when there is room for it too.
 func (m *Model) columns() []table.Column {
-	cols := m.fit(accessFull)
-	for _, c := range cols {
-		if c.Title == colAccess && c.Width < accessFull {
-			// Narrower than both labels, the column shows no more than at
-			// accessMin: the description takes the cells instead.
-			return m.fit(accessMin)
+	daysW := len(colDays)
+	for _, accessW := range []int{accessFull, accessMin} {
+		for _, hint := range []bool{true, false} {
+			cols := m.fit(accessW, daysW, hint)
+			if descWidth(cols) >= descWant {
+				return cols
+			}
 		}
 	}
-	return cols
+	// Narrow: the days column's shorter title, the access column's narrowest.
+	return m.fit(accessMin, len(colDaysShort), false)
 }
 
-func (m *Model) fit(accessWidth int) []table.Column {
+// descWidth is the width of the description column, 0 when it is not shown.
+func descWidth(cols []table.Column) int {
+	for _, c := range cols {
+		if c.Title == colDesc {
+			return c.Width
+		}
+	}
+	return 0
+}
+
+// hintWidth is the width of a token's hint: prefix, "…", last 4 characters.
+const hintWidth = len("aptk_") + 1 + 4
+
+func (m *Model) fit(accessWidth, daysWidth int, hint bool) []table.Column {
 	const day = 24 * time.Hour
 	maxDays := common.Plural(int((m.inactiveAfter+day-1)/day), "day", "days")
-	return table.Fit([]table.Column{
+	cols := []table.Column{
 		{Title: colName, Width: min(m.nameWidth, store.MaxNameLen)},
 		{Title: colState, Width: len("Inactive")},
 		{Title: colAccess, Width: accessWidth, MinWidth: accessMin, Priority: 1},
-		{Title: colDays, Short: []string{colDaysShort, colDaysShortest}, Width: len(colDays), MinWidth: max(len(colDaysShortest), len(maxDays)), Right: true},
+		{Title: colDays, Short: []string{colDaysShort, colDaysShortest}, Width: daysWidth, MinWidth: max(len(colDaysShortest), len(maxDays)), Right: true},
 		{Title: colCreated, Width: len("2006-01-02"), Priority: 1},
 		{Title: colLastUsed, Width: len("2006-01-02 15:04"), Priority: 1},
-		{Title: colDesc, Width: len(colDesc), Flex: true, Priority: 1},
-	}, m.width-table.CheckWidth, 2)
+	}
+	if hint {
+		cols = append(cols, table.Column{Title: colHint, Width: max(hintWidth, m.hintWidth), Priority: 2})
+	}
+	cols = append(cols, table.Column{Title: colDesc, Width: len(colDesc), MinWidth: len(colDesc), Flex: true, Priority: 1})
+	return table.Fit(cols, m.width-table.CheckWidth, 2)
 }
 
 func (m *Model) nameColumnWidth() int {
@@ -156,9 +181,16 @@ func (m *Model) cell(col table.Column, t *store.Token, state store.State, now ti
 		return common.Date(t.CreatedAt)
 	case colLastUsed:
 		return common.Time(t.LastUsedAt)
+	case colHint:
+		return store.Printable(t.Hint)
 	case colDesc:
-		line, _, _ := strings.Cut(t.Description, "\n")
-		return store.Printable(line)
+		line, rest, more := strings.Cut(t.Description, "\n")
+		line = store.Printable(line)
+		if more && strings.TrimSpace(rest) != "" {
+			// A hidden second line is cut text too.
+			line += " …"
+		}
+		return line
 	}
 	return ""
 }

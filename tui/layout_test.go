@@ -1,0 +1,46 @@
+package tui
+
+import (
+	"strings"
+	"testing"
+
+	tea "github.com/charmbracelet/bubbletea"
+)
+
+// Issue 9, fault 6: after a paste of many lines, or when the window changes,
+// the description field shows the line with its cursor, wrapped to its width.
+func TestDescriptionFieldFollowsItsCursorAndTheWindow(t *testing.T) {
+	st, c := newStore(t)
+	d := drive(t, newModel(st, c, nil), 50, 16)
+	d.keys(runes("n"))
+	d.typ("x")
+	d.keys(keyTab)
+	d.paste(strings.Repeat("word ", 40) + "END")
+	if v := d.view(); !strings.Contains(v, "END") {
+		t.Fatalf("the field does not show its cursor's line after the paste:\n%s", v)
+	}
+	d.send(tea.WindowSizeMsg{Width: 120, Height: 30})
+	v := d.view()
+	if l := lineWith(v, "Description"); strings.Count(l, "word") < 12 {
+		t.Fatalf("the field did not re-wrap to the wider window: %q", l)
+	}
+	if !strings.Contains(v, "END") {
+		t.Fatalf("the cursor's line is out of sight after the resize:\n%s", v)
+	}
+	d.send(tea.WindowSizeMsg{Width: 40, Height: 14})
+	if v := d.view(); !strings.Contains(v, "END") {
+		t.Fatalf("the cursor's line is out of sight after shrinking:\n%s", v)
+	}
+}
+
+// Issue 9, fault 6: after creating a token the cursor is on it.
+func TestCursorOnTheNewToken(t *testing.T) {
+	st, c := newStore(t)
+	seedDemo(t, st, c)
+	d := drive(t, newModel(st, c, nil), 130, 20)
+	createToken(t, d) // ci-runner: second by name
+	d.keys(keyEnter, runes("y"))
+	if r := cursorRow(d.view()); !strings.Contains(r, "ci-runner") {
+		t.Fatalf("the cursor is not on the new token: %q\n%s", r, d.view())
+	}
+}

@@ -104,6 +104,10 @@ func TestView(t *testing.T) {
 		{name: "wide_200_audit", w: 200, h: 12, more: seedSSHActor, do: func(t *testing.T, d *driver) {
 			d.keys(runes("L"))
 		}},
+		// Issue 9, fault 7: i opens the details of the token under the cursor.
+		{name: "detail", w: 100, h: 24, more: seedSSHActor, do: func(t *testing.T, d *driver) {
+			d.keys(keyDown, keyDown, runes("i"))
+		}},
 		{name: "narrow_60x15", w: 60, h: 15},
 		{name: "narrow_60x15_form", w: 60, h: 15, do: func(t *testing.T, d *driver) {
 			d.keys(runes("n"))

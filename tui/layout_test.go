@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/apptokens/apptokens/store"
 )
 
 // Issue 9, fault 6: after a paste of many lines, or when the window changes,
@@ -42,5 +44,34 @@ func TestCursorOnTheNewToken(t *testing.T) {
 	d.keys(keyEnter, runes("y"))
 	if r := cursorRow(d.view()); !strings.Contains(r, "ci-runner") {
 		t.Fatalf("the cursor is not on the new token: %q\n%s", r, d.view())
+	}
+}
+
+// Issue 9, fault 7: i shows everything the table cuts, and the token's audit
+// events; other admins' changes appear without a key.
+func TestDetailsShowTheWholeToken(t *testing.T) {
+	st, c := newStore(t)
+	seedDemo(t, st, c)
+	d := drive(t, newModel(st, c, nil), 100, 24)
+	d.keys(runes("i")) // billing-export
+	v := d.view()
+	for _, want := range []string{"Token billing-export", "Nightly export of invoices", "to the finance share",
+		"Hint              aptk_…", "Access            Third Party Feeds", "Created           2026-10-18 12:00",
+		"Last used         never", "Days to inactive  -", "create      tester  access=third-party-feeds"} {
+		if !strings.Contains(v, want) {
+			t.Fatalf("details lack %q:\n%s", want, v)
+		}
+	}
+	desc := "Nightly export\n\tthird line"
+	if _, err := st.Edit(store.Actor{User: "other"}, "billing-export", store.Edit{Description: &desc}); err != nil {
+		t.Fatal(err)
+	}
+	d.send(tea.WindowSizeMsg{Width: 100, Height: 24})
+	if v := d.view(); !strings.Contains(v, "    third line") || !strings.Contains(v, "edit        other  description") {
+		t.Fatalf("the edit did not appear:\n%s", v)
+	}
+	d.keys(keyEsc)
+	if !strings.Contains(d.view(), "Application Tokens") {
+		t.Fatalf("esc did not go back:\n%s", d.view())
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/apptokens/apptokens/tui/audit"
 	"github.com/apptokens/apptokens/tui/common"
 	"github.com/apptokens/apptokens/tui/confirm"
+	"github.com/apptokens/apptokens/tui/detail"
 	"github.com/apptokens/apptokens/tui/form"
 	"github.com/apptokens/apptokens/tui/keys"
 	"github.com/apptokens/apptokens/tui/reveal"
@@ -70,6 +71,7 @@ const (
 	screenForm
 	screenUsage
 	screenAudit
+	screenDetail
 )
 
 // Model is the root model.
@@ -83,9 +85,10 @@ type Model struct {
 	subMu sync.Mutex
 
 	tokens *tokens.Model
-	form   *form.Model  // open form, or nil
-	usage  *usage.Model // open usage screen, or nil
-	audit  *audit.Model // open audit screen, or nil
+	form   *form.Model   // open form, or nil
+	usage  *usage.Model  // open usage screen, or nil
+	audit  *audit.Model  // open audit screen, or nil
+	detail *detail.Model // open detail screen, or nil
 	active screen
 	modal  common.Component // open modal, or nil
 
@@ -197,6 +200,10 @@ func (m *Model) current() common.Component {
 	case screenAudit:
 		if m.audit != nil {
 			return m.audit
+		}
+	case screenDetail:
+		if m.detail != nil {
+			return m.detail
 		}
 	}
 	return m.tokens
@@ -320,7 +327,7 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 			return m.quit()
 		case m.active != screenForm && key.Matches(msg, m.keys.Audit):
 			m.audit = audit.New(m.ctx, m.deps.Store)
-			m.usage = nil
+			m.usage, m.detail = nil, nil
 			m.active = screenAudit
 			m.layout()
 			return m.audit.Init()
@@ -383,13 +390,20 @@ func (m *Model) route(msg tea.Msg) tea.Cmd {
 		m.active = screenTokens
 		m.layout()
 		return nil
+	case common.OpenDetailMsg:
+		m.detail = detail.New(m.ctx, m.deps.Store, msg.ID, msg.Name)
+		m.usage, m.audit = nil, nil
+		m.active = screenDetail
+		m.layout()
+		return m.detail.Init()
 	case common.OpenUsageMsg:
+		m.detail = nil
 		m.usage = usage.New(m.ctx, m.deps.Store, msg.ID, msg.Name)
 		m.active = screenUsage
 		m.layout()
 		return m.usage.Init()
 	case common.BackMsg:
-		m.usage, m.audit = nil, nil
+		m.usage, m.audit, m.detail = nil, nil, nil
 		m.active = screenTokens
 		m.layout()
 		return nil
@@ -408,6 +422,9 @@ func (m *Model) broadcast(msg tea.Msg) tea.Cmd {
 	}
 	if m.audit != nil {
 		open = append(open, m.audit)
+	}
+	if m.detail != nil {
+		open = append(open, m.detail)
 	}
 	if m.modal != nil {
 		open = append(open, m.modal)

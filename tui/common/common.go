@@ -85,6 +85,9 @@ type CloseModalMsg struct{}
 // OpenUsageMsg opens the usage screen of a token.
 type OpenUsageMsg struct{ ID, Name string }
 
+// OpenDetailMsg opens the detail screen of a token.
+type OpenDetailMsg struct{ ID, Name string }
+
 // OpenFormMsg opens the form: Edit nil creates a token, else edits that one.
 type OpenFormMsg struct{ Edit *store.Token }
 

@@ -49,6 +49,7 @@ type Tokens struct {
 	Create, Activate, Deactivate key.Binding
 	Edit, Delete, Open           key.Binding
 	Filter, ClearFilter, Sort    key.Binding
+	Details                      key.Binding
 }
 
 // DefaultTokens is the tokens table key map of the contract.
@@ -65,6 +66,7 @@ func DefaultTokens() Tokens {
 		Edit:        bind("e", "edit", "e"),
 		Delete:      bind("x", "delete", "x"),
 		Open:        bind("enter", "usage", "enter"),
+		Details:     bind("i", "details", "i"),
 		Filter:      bind("/", "filter", "/"),
 		ClearFilter: bind("esc", "clear filter", "esc"),
 		Sort:        bind("s", "sort", "s"),
@@ -161,4 +163,15 @@ type Audit struct {
 // DefaultAudit is the audit screen key map.
 func DefaultAudit() Audit {
 	return Audit{Nav: DefaultNav(), Back: bind("esc", "back", "esc")}
+}
+
+// Detail is the key map of the detail screen.
+type Detail struct {
+	Nav
+	Usage, Back key.Binding
+}
+
+// DefaultDetail is the detail screen key map.
+func DefaultDetail() Detail {
+	return Detail{Nav: DefaultNav(), Usage: bind("enter", "usage", "enter"), Back: bind("esc", "back", "esc")}
 }

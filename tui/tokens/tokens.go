@@ -406,6 +406,11 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 		}
 	case key.Matches(msg, k.Open):
 		return m.open(m.win.Cursor)
+	case key.Matches(msg, k.Details):
+		if t := m.current(); t != nil {
+			id, name := t.ID, t.Name
+			return func() tea.Msg { return common.OpenDetailMsg{ID: id, Name: name} }
+		}
 	case key.Matches(msg, k.Activate):
 		return m.activate()
 	case key.Matches(msg, k.Deactivate):
@@ -706,7 +711,7 @@ func (m *Model) ShortHelp() []key.Binding {
 		return []key.Binding{m.fkeys.Apply, m.fkeys.Cancel}
 	}
 	k := m.keys
-	return []key.Binding{k.Select, k.Create, k.Activate, k.Deactivate, k.Edit, k.Delete, k.Open, k.Filter, k.Sort}
+	return []key.Binding{k.Select, k.Create, k.Activate, k.Deactivate, k.Edit, k.Delete, k.Open, k.Details, k.Filter, k.Sort}
 }
 
 // FullHelp is the full help.
@@ -714,7 +719,7 @@ func (m *Model) FullHelp() [][]key.Binding {
 	k := m.keys
 	return [][]key.Binding{
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Home, k.End},
-		{k.Select, k.SelectAll, k.Open, k.Filter, k.ClearFilter, k.Sort},
+		{k.Select, k.SelectAll, k.Open, k.Details, k.Filter, k.ClearFilter, k.Sort},
 		{k.Create, k.Edit, k.Activate, k.Deactivate, k.Delete},
 	}
 }

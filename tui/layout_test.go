@@ -75,3 +75,29 @@ func TestDetailsShowTheWholeToken(t *testing.T) {
 		t.Fatalf("esc did not go back:\n%s", d.view())
 	}
 }
+
+// Issue 9, fault 7: the audit screen filters with / and details the selected
+// event in full (the actor's whole key fingerprint).
+func TestAuditFilterAndDetailLine(t *testing.T) {
+	st, c := newStore(t)
+	seedDemo(t, st, c)
+	seedSSHActor(t, st)
+	d := drive(t, newModel(st, c, nil), 80, 20)
+	d.keys(runes("L"))
+	d.typeBurst("/alice\r")
+	v := d.view()
+	if !strings.Contains(v, "/alice  1 match of 6 events") || strings.Contains(v, "siem-connector") {
+		t.Fatalf("the filter did not apply:\n%s", v)
+	}
+	if !strings.Contains(v, "by alice ("+sshFingerprint+")") || !strings.Contains(v, "details: access=third-party-feeds") {
+		t.Fatalf("no full detail of the selected event:\n%s", v)
+	}
+	d.keys(keyEsc) // clears the filter, stays
+	if v := d.view(); !strings.Contains(v, "6 events") || !strings.Contains(v, "Audit log") {
+		t.Fatalf("esc did not clear the filter:\n%s", v)
+	}
+	d.keys(keyEsc)
+	if !strings.Contains(d.view(), "Application Tokens") {
+		t.Fatalf("second esc did not go back:\n%s", d.view())
+	}
+}

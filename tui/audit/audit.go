@@ -4,7 +4,9 @@ package audit
 import (
 	"strings"
 
+	"github.com/charmbracelet/bubbles/cursor"
 	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/apptokens/apptokens/store"
@@ -26,8 +28,15 @@ type Model struct {
 	ctx    *common.Context
 	store  Store
 	keys   keys.Audit
+	fkeys  keys.FilterInput
 	events []store.Event
-	win    table.Window
+	// view are the positions in events that pass the filter; win moves over it.
+	view []int
+	win  table.Window
+
+	filter    textinput.Model
+	filtering bool
+	query     string // lower-cased filter
 	// widest cells of the events, for the flexible columns
 	tokenW, actorW, detailsW int
 
@@ -50,8 +59,17 @@ type retryMsg struct{}
 
 // New returns the audit screen; Init loads it.
 func New(ctx *common.Context, st Store) *Model {
-	return &Model{ctx: ctx, store: st, keys: keys.DefaultAudit()}
+	f := textinput.New()
+	f.Prompt = "/"
+	f.Placeholder = "action, token, actor or details"
+	f.CharLimit = 0 // never cut what is typed
+	f.Cursor.SetMode(cursor.CursorStatic)
+	ctx.Styles.TextInput(&f)
+	return &Model{ctx: ctx, store: st, keys: keys.DefaultAudit(), fkeys: keys.DefaultFilterInput(), filter: f}
 }
+
+// detailLines is how many lines the selected event's detail takes under the rows.
+const detailLines = 3
 
 // Init loads the events.
 func (m *Model) Init() tea.Cmd { return m.load() }
@@ -68,12 +86,13 @@ func (m *Model) load() tea.Cmd {
 // SetSize sets the screen's size.
 func (m *Model) SetSize(width, height int) {
 	m.width = width
-	m.win.Height = height - table.HeadLines
-	m.win.Clamp(len(m.events))
+	m.filter.Width = max(10, min(40, width-30))
+	m.win.Height = height - table.HeadLines - detailLines
+	m.win.Clamp(len(m.view))
 }
 
-// Typing is false: the audit screen has no text field.
-func (m *Model) Typing() bool { return false }
+// Typing reports whether the filter field has focus.
+func (m *Model) Typing() bool { return m.filtering }
 
 // Update handles keys, store changes and load results.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -113,28 +132,39 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.Action == tea.MouseActionPress {
 			switch msg.Button {
 			case tea.MouseButtonWheelUp:
-				m.win.Move(-1, len(m.events))
+				m.win.Move(-1, len(m.view))
 			case tea.MouseButtonWheelDown:
-				m.win.Move(1, len(m.events))
+				m.win.Move(1, len(m.view))
 			case tea.MouseButtonLeft:
-				if row := m.win.At(msg.Y, len(m.events)); row >= 0 {
-					m.win.To(row, len(m.events))
+				if row := m.win.At(msg.Y, len(m.view)); row >= 0 {
+					m.win.To(row, len(m.view))
 				}
 			}
 		}
 	case tea.KeyMsg:
+		if m.filtering {
+			return m, m.filterKey(msg)
+		}
 		k := m.keys
+		n := len(m.view)
 		switch {
 		case key.Matches(msg, k.Back):
+			if m.query != "" {
+				m.setQuery("")
+				return m, nil
+			}
 			return m, func() tea.Msg { return common.BackMsg{} }
+		case key.Matches(msg, k.Filter):
+			m.filtering = true
+			return m, m.filter.Focus()
 		case key.Matches(msg, k.Up):
-			m.win.Move(-1, len(m.events))
+			m.win.Move(-1, n)
 		case key.Matches(msg, k.Down):
-			m.win.Move(1, len(m.events))
+			m.win.Move(1, n)
 		case key.Matches(msg, k.PageUp):
-			m.win.Move(-m.win.Size(), len(m.events))
+			m.win.Move(-m.win.Size(), n)
 		case key.Matches(msg, k.PageDown):
-			m.win.Move(m.win.Size(), len(m.events))
+			m.win.Move(m.win.Size(), n)
 		}
 	}
 	return m, nil
@@ -143,11 +173,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // apply shows a fresh load, keeping the cursor on the same event: found by
 // what it is, since new events come first and old ones fall off the limit.
 func (m *Model) apply(events []store.Event) {
-	var cur *store.Event
-	if m.loaded && m.win.Cursor > 0 && m.win.Cursor < len(m.events) {
-		e := m.events[m.win.Cursor]
-		cur = &e
-	}
+	cur := m.current()
 	m.events, m.loaded = events, true
 	m.tokenW, m.actorW, m.detailsW = 0, 0, 0
 	for i := range events {
@@ -156,15 +182,86 @@ func (m *Model) apply(events []store.Event) {
 		m.actorW = max(m.actorW, table.Width(store.Printable(e.Actor)))
 		m.detailsW = max(m.detailsW, table.Width(store.Printable(e.Details)))
 	}
-	if cur != nil {
-		for i := range events {
+	m.refilter()
+	if cur != nil && m.win.Cursor > 0 {
+		for r, i := range m.view {
 			if sameEvent(&events[i], cur) {
-				m.win.Cursor = i
+				m.win.Cursor = r
 				break
 			}
 		}
 	}
-	m.win.Clamp(len(m.events))
+	m.win.Clamp(len(m.view))
+}
+
+// current is a copy of the event under the cursor, or nil.
+func (m *Model) current() *store.Event {
+	if m.win.Cursor >= len(m.view) {
+		return nil
+	}
+	e := m.events[m.view[m.win.Cursor]]
+	return &e
+}
+
+// matches reports whether an event passes the filter.
+func (m *Model) matches(e *store.Event) bool {
+	if m.query == "" {
+		return true
+	}
+	for _, f := range []string{e.Action, e.Token, e.Actor, e.Details} {
+		if strings.Contains(strings.ToLower(store.Printable(f)), m.query) {
+			return true
+		}
+	}
+	return false
+}
+
+// refilter rebuilds the view from the events and the filter.
+func (m *Model) refilter() {
+	m.view = m.view[:0]
+	for i := range m.events {
+		if m.matches(&m.events[i]) {
+			m.view = append(m.view, i)
+		}
+	}
+}
+
+func (m *Model) filterKey(msg tea.KeyMsg) tea.Cmd {
+	switch {
+	case key.Matches(msg, m.fkeys.Cancel):
+		m.filtering = false
+		m.filter.Blur()
+		m.setQuery("")
+		return nil
+	case key.Matches(msg, m.fkeys.Apply):
+		m.filtering = false
+		m.filter.Blur()
+		return nil
+	}
+	var cmd tea.Cmd
+	m.filter, cmd = m.filter.Update(msg)
+	if q := strings.ToLower(m.filter.Value()); q != m.query {
+		m.setQuery(m.filter.Value())
+	}
+	return cmd
+}
+
+// setQuery filters, keeping the cursor on its event when it still shows.
+func (m *Model) setQuery(q string) {
+	cur := m.current()
+	m.filter.SetValue(q)
+	m.query = strings.ToLower(q)
+	m.refilter()
+	m.win.Cursor = 0
+	if cur != nil {
+		for r, i := range m.view {
+			if sameEvent(&m.events[i], cur) {
+				m.win.Cursor = r
+				break
+			}
+		}
+	}
+	m.win.Clamp(len(m.view))
 }
 
 // sameEvent reports whether a and b are the same recorded event.
@@ -186,10 +283,21 @@ func (m *Model) View() string {
 		b.WriteString(s.Subtle.Render("Loading…"))
 		return b.String()
 	}
-	b.WriteString(s.Subtle.Render(common.Plural(len(m.events), "event", "events") + " · newest first"))
+	info := s.Subtle.Render(common.Plural(len(m.events), "event", "events") + " · newest first")
+	switch {
+	case m.filtering:
+		info = m.filter.View() + s.Subtle.Render("  "+common.Plural(len(m.view), "match", "matches"))
+	case m.query != "":
+		info = "/" + store.Printable(m.filter.Value()) + s.Subtle.Render("  "+common.Plural(len(m.view), "match", "matches")+" of "+common.Plural(len(m.events), "event", "events")+" · esc clears")
+	}
+	b.WriteString(info)
 	b.WriteByte('\n')
 	if len(m.events) == 0 {
 		b.WriteString("\nNothing has happened yet.")
+		return b.String()
+	}
+	if len(m.view) == 0 {
+		b.WriteString("\nNo event matches " + store.Printable(m.filter.Value()) + ". Press esc to clear the filter.")
 		return b.String()
 	}
 	cols := table.Fit([]table.Column{
@@ -203,9 +311,9 @@ func (m *Model) View() string {
 	}, m.width-2, 3)
 	b.WriteString(s.Header.Render("  " + table.Header(cols)))
 	cells := make([]string, len(cols))
-	from, to := m.win.Rows(len(m.events))
+	from, to := m.win.Rows(len(m.view))
 	for r := from; r < to; r++ {
-		e := m.events[r]
+		e := m.events[m.view[r]]
 		for i, c := range cols {
 			switch c.Title {
 			case "Time":
@@ -228,18 +336,38 @@ func (m *Model) View() string {
 			b.WriteString(line)
 		}
 	}
+	// The selected event in full under the rows: the actor with its whole
+	// key fingerprint, the details however long.
+	for n := to - from; n < m.win.Size(); n++ {
+		b.WriteByte('\n')
+	}
+	if e := m.current(); e != nil {
+		details := store.Printable(e.Details)
+		if details == "" {
+			details = "none"
+		}
+		fit := func(label, text string) string {
+			return "\n" + s.Subtle.Render(label) + table.Cell(text, max(1, m.width-len(label)), false)
+		}
+		b.WriteString(fit("", e.Time.UTC().Format("2006-01-02 15:04:05 UTC")+" · "+e.Action+" "+store.Printable(e.Token)))
+		b.WriteString(fit("by ", store.Printable(e.Actor)))
+		b.WriteString(fit("details: ", details))
+	}
 	return b.String()
 }
 
 // ShortHelp is the help line.
 func (m *Model) ShortHelp() []key.Binding {
-	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.Back}
+	if m.filtering {
+		return []key.Binding{m.fkeys.Apply, m.fkeys.Cancel}
+	}
+	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.Filter, m.keys.Back}
 }
 
 // FullHelp is the full help.
 func (m *Model) FullHelp() [][]key.Binding {
 	k := m.keys
-	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Back}}
+	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Filter, k.Back}}
 }
 
 // audited reports whether msg may bring new events: the gate's usage

@@ -157,12 +157,12 @@ func DefaultUsage() Usage {
 // Audit is the key map of the audit screen.
 type Audit struct {
 	Nav
-	Back key.Binding
+	Filter, Back key.Binding
 }
 
 // DefaultAudit is the audit screen key map.
 func DefaultAudit() Audit {
-	return Audit{Nav: DefaultNav(), Back: bind("esc", "back", "esc")}
+	return Audit{Nav: DefaultNav(), Filter: bind("/", "filter", "/"), Back: bind("esc", "back", "esc")}
 }
 
 // Detail is the key map of the detail screen.

@@ -329,9 +329,14 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 				descFieldCells, store.MaxDescriptionLen))
 		}
 		before := m.desc.Value()
+		row, wrapped := m.desc.Line(), m.desc.LineInfo().RowOffset
 		var cmd tea.Cmd
 		m.desc, cmd = m.desc.Update(msg)
-		m.settleDesc()
+		if msg.Paste || m.desc.Line() != row || m.desc.LineInfo().RowOffset != wrapped {
+			// The cursor went to another line: the field may have to scroll
+			// further than the lines it last drew.
+			m.settleDesc()
+		}
 		if m.desc.Value() != before {
 			m.touched[fieldDesc] = true
 			delete(m.storeErrs, "description")

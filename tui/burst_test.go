@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	tea "github.com/charmbracelet/bubbletea"
+
 	"github.com/apptokens/apptokens/store"
 )
 
@@ -267,5 +269,33 @@ func TestDescriptionPastePastTheFieldBoundIsRefusedWhole(t *testing.T) {
 	}
 	if v := d.view(); !strings.Contains(v, "not inserted") {
 		t.Fatalf("no word about the refused paste:\n%s", v)
+	}
+}
+
+func TestSplitKey(t *testing.T) {
+	k := func(ks ...tea.KeyMsg) []tea.KeyMsg { return ks }
+	for _, tt := range []struct {
+		in   tea.KeyMsg
+		want []tea.KeyMsg
+	}{
+		{runes("jjj"), k(runes("j"), runes("j"), runes("j"))},
+		{runes("j"), k(runes("j"))},
+		{tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("j"), Alt: true}, k(keyEsc, runes("j"))},
+		{tea.KeyMsg{Type: tea.KeyBackspace, Alt: true}, k(keyEsc, tea.KeyMsg{Type: tea.KeyBackspace})},
+		{tea.KeyMsg{Type: tea.KeyEnter, Alt: true}, k(keyEsc, keyEnter)},
+		// alt+left comes as one CSI sequence: a real alt key.
+		{tea.KeyMsg{Type: tea.KeyLeft, Alt: true}, k(tea.KeyMsg{Type: tea.KeyLeft, Alt: true})},
+		{tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("a\r\nb\rc"), Paste: true}, k(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("a\nb\nc"), Paste: true})},
+	} {
+		got := splitKey(tt.in)
+		if fmt.Sprint(got) != fmt.Sprint(tt.want) || len(got) != len(tt.want) {
+			t.Errorf("splitKey(%q) = %q, want %q", tt.in, got, tt.want)
+			continue
+		}
+		for i := range got {
+			if got[i].Alt != tt.want[i].Alt || got[i].Type != tt.want[i].Type || got[i].Paste != tt.want[i].Paste {
+				t.Errorf("splitKey(%q)[%d] = %#v, want %#v", tt.in, i, got[i], tt.want[i])
+			}
+		}
 	}
 }

@@ -17,8 +17,11 @@ import (
 // for, in order:
 //   - a burst of characters becomes one key per character (a space is the
 //     space key, as when typed alone);
-//   - alt+<key> becomes esc, then the key: nothing binds alt, and "esc then j"
-//     in one read arrives as alt+j;
+//   - alt+<key> where the terminal sends ESC and then the key's own byte(s)
+//     (a character, space, enter, tab, backspace, a control key) becomes esc,
+//     then the key: "esc then j" in one read arrives as alt+j, and the two
+//     cannot be told apart. Keys sent as one escape sequence (alt+left is
+//     CSI 1;3D) are alt keys beyond doubt and stay as they are;
 //   - a bracketed paste stays one message (it is text, not keys), with every
 //     CRLF or lone CR made one newline;
 //   - anything else is itself.
@@ -29,7 +32,9 @@ func splitKey(msg tea.KeyMsg) []tea.KeyMsg {
 		return []tea.KeyMsg{msg}
 	}
 	var out []tea.KeyMsg
-	if msg.Alt {
+	if msg.Alt && (msg.Type == tea.KeyRunes || msg.Type == tea.KeySpace || msg.Type >= 0) {
+		// KeyRunes and KeySpace are negative; control bytes (ctrl keys,
+		// enter, tab, backspace) are 0 to 127.
 		out = append(out, tea.KeyMsg{Type: tea.KeyEsc})
 		msg.Alt = false
 	}

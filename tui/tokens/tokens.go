@@ -317,7 +317,7 @@ func (m *Model) recount() {
 	now := m.ctx.Now()
 	m.total, m.active = len(m.idx.all), 0
 	m.staleAt = time.Time{}
-	m.nameWidth = len("Name")
+	m.nameWidth, m.hintWidth = len("Name"), 0
 	for i := range m.idx.all {
 		t := &m.idx.all[i]
 		if t.StateAt(now, m.inactiveAfter) == store.StateActive {

@@ -284,3 +284,47 @@ func TestTUICursorWithoutColour(t *testing.T) {
 		})
 	}
 }
+
+// TestSSHTUIBurstsAndCtrlC: over SSH, where key repeat and typing arrive in
+// bursts most, every character lands where it was meant, and ctrl+c on the
+// reveal asks before the secret is gone. Issue 9, faults 1 and 2.
+func TestSSHTUIBurstsAndCtrlC(t *testing.T) {
+	requireTool(t, "tmux")
+	requireTool(t, "ssh")
+	s := startServe(t)
+	for _, n := range []string{"alpha", "bravo", "charlie", "delta"} {
+		if _, errOut, code := s.ssh("create", "--name", n, "--access", "third-party-feeds"); code != 0 {
+			t.Fatal(errOut)
+		}
+	}
+	tm := newTmux(t, 110, 30, nil, append([]string{"ssh", "-tt"}, s.sshArgs(s.admin, "admin")...)...)
+	tm.waitFor(15*time.Second, "Application Tokens", "delta")
+	tm.typeText("jj")
+	eventually(t, 5*time.Second, "the cursor on charlie", func() bool {
+		return strings.Contains(cursorLine(tm.screen()), "charlie")
+	})
+	tm.typeText("nover-ssh")
+	tm.waitFor(5*time.Second, "Create Application Token", "over-ssh")
+	tm.send("Tab")
+	const desc = "goes up to the end, then home"
+	tm.typeText(desc)
+	tm.send("Tab", "Space", "C-s")
+	screen := tm.waitFor(10*time.Second, "will not be shown again")
+	tok := tokenOnScreen.FindString(screen)
+	tm.send("C-c")
+	screen = tm.waitFor(5*time.Second, "You will not be able to see this token again")
+	if tok == "" || !strings.Contains(screen, tok) {
+		t.Fatalf("ctrl+c over SSH hid the token:\n%s", screen)
+	}
+	tm.send("y")
+	eventually(t, 10*time.Second, "the SSH session to end", func() bool {
+		return !strings.Contains(tm.screen(), "Application Tokens")
+	})
+	out, errOut, code := s.ssh("list", "--json")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	if !strings.Contains(out, `"description": "`+desc+`"`) {
+		t.Fatalf("over-ssh not created with its description:\n%s", out)
+	}
+}

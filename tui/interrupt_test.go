@@ -215,3 +215,27 @@ func TestClickBelowTheRowsMovesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A key that waits for a command holds the keys after it; ctrl+c does not
+// wait: it is the way out of a command that hangs.
+func TestKeysWaitForAnEarlierCommandButCtrlCDoesNot(t *testing.T) {
+	st, c := newStore(t)
+	seedDemo(t, st, c)
+	m := newModel(st, c, nil)
+	d := drive(t, m, 130, 20)
+	_, cmd := m.Update(runes("nab")) // n opens the form through a command
+	if cmd == nil || !m.waitingKeys || len(m.pendingKeys) != 2 {
+		t.Fatalf("the keys after n do not wait (waiting=%v, pending=%d)", m.waitingKeys, len(m.pendingKeys))
+	}
+	m.Update(runes("c"))
+	if len(m.pendingKeys) != 3 {
+		t.Fatalf("a key that came meanwhile did not queue: %d pending", len(m.pendingKeys))
+	}
+	if _, q := m.Update(keyCtrlC); q == nil {
+		t.Fatal("ctrl+c waited behind the queued keys")
+	}
+	d.run(cmd)
+	if got, _ := m.form.Values(); got != "abc" {
+		t.Fatalf("the queued keys went to %q, want abc in the form's name", got)
+	}
+}

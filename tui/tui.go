@@ -283,11 +283,19 @@ type resumeKeysMsg struct{}
 // command has a message for the root (n opens the form through one) holds
 // the keys after it, and any key that arrives meanwhile, until that message
 // has been handled: "nabc" in one read types "abc" into the new form.
+//
+// ctrl+c never waits: it is the way out of a command that hangs.
 func (m *Model) keyMsgs(ks []tea.KeyMsg) tea.Cmd {
-	m.pendingKeys = append(m.pendingKeys, ks...)
 	if m.waitingKeys {
+		for _, k := range ks {
+			if key.Matches(k, m.keys.ForceQuit) {
+				return m.interrupt()
+			}
+		}
+		m.pendingKeys = append(m.pendingKeys, ks...)
 		return nil
 	}
+	m.pendingKeys = append(m.pendingKeys, ks...)
 	for len(m.pendingKeys) > 0 {
 		k := m.pendingKeys[0]
 		m.pendingKeys = m.pendingKeys[1:]

@@ -289,9 +289,7 @@ func (s *Server) recover(next ssh.Handler) ssh.Handler {
 	return func(sess ssh.Session) {
 		defer func() {
 			if r := recover(); r != nil {
-				a := actorOf(sess)
-				s.log.Error("ssh session panic", "user", store.Printable(a.User), "key", a.Fingerprint,
-					"remote", sess.RemoteAddr().String(), "panic", store.Printable(fmt.Sprint(r)),
+				s.sessionLog(sess).Error("ssh session panic", "panic", store.Printable(fmt.Sprint(r)),
 					"stack", string(debug.Stack()))
 				if _, _, ok := sess.Pty(); ok {
 					_, _ = io.WriteString(sess, restoreTerminal)
@@ -302,6 +300,13 @@ func (s *Server) recover(next ssh.Handler) ssh.Handler {
 		}()
 		next(sess)
 	}
+}
+
+// sessionLog is the server's logger with the session's identity: the SSH user
+// (escaped), the key's SHA256: fingerprint and the client's address.
+func (s *Server) sessionLog(sess ssh.Session) *slog.Logger {
+	a := actorOf(sess)
+	return s.log.With("user", store.Printable(a.User), "key", a.Fingerprint, "remote", sess.RemoteAddr().String())
 }
 
 // restoreTerminal undoes what the TUI turns on.

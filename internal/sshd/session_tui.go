@@ -58,10 +58,8 @@ func (s *Server) tui(next ssh.Handler) ssh.Handler {
 		go resize(ctx, p, windows)
 		_, err := p.Run()
 		cancel()
-		a := actorOf(sess)
 		if v, stack, where, failed := g.failure(); failed {
-			s.log.Error("ssh session panic", "user", store.Printable(a.User), "key", a.Fingerprint,
-				"remote", sess.RemoteAddr().String(), "in", where, "panic", store.Printable(fmt.Sprint(v)),
+			s.sessionLog(sess).Error("ssh session panic", "in", where, "panic", store.Printable(fmt.Sprint(v)),
 				"stack", string(stack))
 			fmt.Fprintln(sess.Stderr(), "apptokens: internal error; the session was closed")
 			_ = sess.Exit(1)
@@ -69,8 +67,7 @@ func (s *Server) tui(next ssh.Handler) ssh.Handler {
 		}
 		if errors.Is(err, tea.ErrProgramPanic) {
 			// A panic inside Bubble Tea itself (it printed the stack on stdout).
-			s.log.Error("ssh session panic inside Bubble Tea", "user", store.Printable(a.User), "key", a.Fingerprint,
-				"remote", sess.RemoteAddr().String())
+			s.sessionLog(sess).Error("ssh session panic inside Bubble Tea")
 			fmt.Fprintln(sess.Stderr(), "apptokens: internal error; the session was closed")
 			_ = sess.Exit(1)
 			return
@@ -119,6 +116,7 @@ func (s *Server) program(sess ssh.Session, pty ssh.Pty, in *sessionInput, out io
 		Renderer: s.renderer(sess, pty, in, out),
 		// The OSC 52 copy goes where the program's output goes.
 		Clipboard: out,
+		Logger:    s.sessionLog(sess),
 	})
 	g := &guard{inner: model}
 	p := tea.NewProgram(g, tea.WithInput(in), tea.WithOutput(out),

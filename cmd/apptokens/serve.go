@@ -36,6 +36,10 @@ type serveFlags struct {
 	sshLoginGrace     time.Duration
 	maxSSHSessions    int
 	shutdownTimeout   time.Duration
+	// Proxy mode (issue 13).
+	upstream, access  string
+	routes            []string
+	passAuthorization bool
 }
 
 func serveCmd(root *cobra.Command) *cobra.Command {
@@ -65,6 +69,10 @@ func serveCmd(root *cobra.Command) *cobra.Command {
 	fl.DurationVar(&f.sshLoginGrace, "ssh-login-grace", 30*time.Second, "close SSH connections that have not authenticated within this time")
 	fl.IntVar(&f.maxSSHSessions, "max-ssh-sessions-per-conn", 4, "cap on concurrent sessions (channels) on one SSH connection")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 5*time.Second, "how long to wait for sessions and requests on shutdown")
+	fl.StringVar(&f.upstream, "upstream", "", "proxy mode: check each request's token, then forward it to this API (http://HOST:PORT)")
+	fl.StringVar(&f.access, "access", "", "with --upstream: the access type a token needs (default: any)")
+	fl.StringArrayVar(&f.routes, "route", nil, "proxy mode for several APIs: PREFIX=URL[,ACCESS] (repeatable; longest prefix wins)")
+	fl.BoolVar(&f.passAuthorization, "pass-authorization", false, "proxy mode: forward the client's Authorization header to the upstream")
 	return cmd
 }
 
@@ -130,6 +138,32 @@ func checkSSHLimits(f serveFlags) error {
 	return nil
 }
 
+// parseRoutes reads the proxy-mode flags: --upstream [--access] is the route
+// for "/", each --route another one.
+func parseRoutes(f serveFlags) ([]gate.Route, error) {
+	var routes []gate.Route
+	if f.upstream != "" {
+		r, err := gate.NewRoute("/", f.upstream, f.access)
+		if err != nil {
+			return nil, fmt.Errorf("--upstream: %w", err)
+		}
+		routes = append(routes, r)
+	} else if f.access != "" {
+		return nil, errors.New("--access needs --upstream (with --route, give the access after the URL: PREFIX=URL,ACCESS)")
+	}
+	for _, s := range f.routes {
+		r, err := gate.ParseRoute(s)
+		if err != nil {
+			return nil, fmt.Errorf("--route: %w", err)
+		}
+		routes = append(routes, r)
+	}
+	if f.passAuthorization && len(routes) == 0 {
+		return nil, errors.New("--pass-authorization needs --upstream or --route")
+	}
+	return routes, nil
+}
+
 func newLogger(format string) (*slog.Logger, error) {
 	switch format {
 	case "text", "logfmt":
@@ -156,6 +190,10 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 		return err
 	}
 	trusted, err := parseTrusted(f.trustedProxies)
+	if err != nil {
+		return err
+	}
+	routes, err := parseRoutes(f)
 	if err != nil {
 		return err
 	}
@@ -186,6 +224,12 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 	if err != nil {
 		return err
 	}
+	var proxyMode http.Handler
+	if len(routes) > 0 {
+		if proxyMode, err = g.Proxy(gate.ProxyConfig{Routes: routes, PassAuthorization: f.passAuthorization}); err != nil {
+			return fmt.Errorf("--route: %w", err)
+		}
+	}
 	sshLn, err := net.Listen("tcp", f.sshAddr)
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
@@ -209,6 +253,9 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 	go func() { gateDone <- g.Run(gateCtx) }()
 
 	httpSrv := gate.NewServer(f.httpAddr, g.Handler())
+	if proxyMode != nil {
+		httpSrv = gate.NewProxyServer(f.httpAddr, proxyMode)
+	}
 	errc := make(chan error, 2)
 	go func() {
 		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -222,6 +269,9 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 	}()
 	logger.Info("apptokens serve started", "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(),
 		"db", db, "inactive_after", st.InactiveAfter().String(), "trusted_proxies", len(trusted))
+	for _, r := range routes {
+		logger.Info("proxy mode: forwarding", "prefix", r.Prefix, "upstream", r.Upstream.Redacted(), "access", string(r.Access))
+	}
 
 	var runErr error
 	select {

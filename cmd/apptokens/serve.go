@@ -161,6 +161,11 @@ func parseRoutes(f serveFlags) ([]gate.Route, error) {
 	if f.passAuthorization && len(routes) == 0 {
 		return nil, errors.New("--pass-authorization needs --upstream or --route")
 	}
+	if len(routes) > 0 {
+		if err := gate.CheckRoutes(routes); err != nil {
+			return nil, fmt.Errorf("--route: %w", err)
+		}
+	}
 	return routes, nil
 }
 

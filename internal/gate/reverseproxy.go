@@ -226,17 +226,45 @@ func NewProxyServer(addr string, h http.Handler) *http.Server {
 // upstream_unavailable and {"error":"upstream_unavailable"}. Serve it with
 // NewProxyServer. Errors wrap ErrBadRoute.
 func (g *Gate) Proxy(cfg ProxyConfig) (http.Handler, error) {
-	if len(cfg.Routes) == 0 {
-		return nil, fmt.Errorf("%w: no route", ErrBadRoute)
-	}
 	tr := cfg.Transport
 	if tr == nil {
 		tr = NewUpstreamTransport()
 	}
-	p := &proxy{g: g, gate: g.Handler(), passAuthz: cfg.PassAuthorization}
+	routes, err := checkRoutes(cfg.Routes)
+	if err != nil {
+		return nil, err
+	}
+	p := &proxy{g: g, gate: g.Handler(), passAuthz: cfg.PassAuthorization, routes: routes}
 	p.bufs.New = func() any { return new([32 << 10]byte) }
+	for _, pr := range p.routes {
+		pr.rp = &httputil.ReverseProxy{
+			Rewrite:        func(out *httputil.ProxyRequest) { p.rewrite(pr, out) },
+			Transport:      tr,
+			BufferPool:     (*bufferPool)(&p.bufs),
+			ModifyResponse: p.modifyResponse,
+			ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { p.upstreamFailed(pr, w, r, err) },
+			// FlushInterval 0: ReverseProxy flushes at once by itself for
+			// responses of unknown length and for text/event-stream.
+		}
+	}
+	return p, nil
+}
+
+// CheckRoutes reports the first reason why Proxy would refuse routes, so that
+// a caller can say it before it opens anything. Errors wrap ErrBadRoute.
+func CheckRoutes(routes []Route) error {
+	_, err := checkRoutes(routes)
+	return err
+}
+
+// checkRoutes checks routes and returns them longest prefix first.
+func checkRoutes(routes []Route) ([]*proxyRoute, error) {
+	if len(routes) == 0 {
+		return nil, fmt.Errorf("%w: no route", ErrBadRoute)
+	}
+	var out []*proxyRoute
 	seen := map[string]bool{}
-	for _, r := range cfg.Routes {
+	for _, r := range routes {
 		prefix, err := normPrefix(r.Prefix)
 		if err != nil {
 			return nil, err
@@ -252,20 +280,10 @@ func (g *Gate) Proxy(cfg ProxyConfig) (http.Handler, error) {
 		if r.Access != "" && need == 0 {
 			return nil, fmt.Errorf("%w: route %s: unknown access type %q", ErrBadRoute, prefix, r.Access)
 		}
-		pr := &proxyRoute{prefix: prefix, need: need, target: r.Upstream, host: r.Upstream.Host}
-		pr.rp = &httputil.ReverseProxy{
-			Rewrite:        func(out *httputil.ProxyRequest) { p.rewrite(pr, out) },
-			Transport:      tr,
-			BufferPool:     (*bufferPool)(&p.bufs),
-			ModifyResponse: p.modifyResponse,
-			ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { p.upstreamFailed(pr, w, r, err) },
-			// FlushInterval 0: ReverseProxy flushes at once by itself for
-			// responses of unknown length and for text/event-stream.
-		}
-		p.routes = append(p.routes, pr)
+		out = append(out, &proxyRoute{prefix: prefix, need: need, target: r.Upstream, host: r.Upstream.Host})
 	}
-	slices.SortFunc(p.routes, func(a, b *proxyRoute) int { return len(b.prefix) - len(a.prefix) })
-	return p, nil
+	slices.SortFunc(out, func(a, b *proxyRoute) int { return len(b.prefix) - len(a.prefix) })
+	return out, nil
 }
 
 type proxy struct {

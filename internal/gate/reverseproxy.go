@@ -176,8 +176,9 @@ func cleanPath(path string) bool {
 }
 
 // NewUpstreamTransport is the transport of proxy mode: HTTP/1.1 (so that
-// upgrades pass), no environment proxy, a dial timeout, a response-header
-// timeout and a bounded idle pool (see the Upstream* constants).
+// upgrades pass), no environment proxy, no compression of its own, a dial
+// timeout, a response-header timeout and a bounded idle pool (see the
+// Upstream* constants).
 func NewUpstreamTransport() *http.Transport {
 	d := &net.Dialer{Timeout: UpstreamDialTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
@@ -188,6 +189,9 @@ func NewUpstreamTransport() *http.Transport {
 		ResponseHeaderTimeout: UpstreamHeaderTimeout,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// Bodies pass as the upstream sent them: no gzip asked for on the
+		// client's behalf, nothing decompressed on the way.
+		DisableCompression: true,
 		// No HTTP/2 to the upstream: a WebSocket upgrade needs HTTP/1.1.
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
@@ -243,8 +247,11 @@ func (g *Gate) Proxy(cfg ProxyConfig) (http.Handler, error) {
 			BufferPool:     (*bufferPool)(&p.bufs),
 			ModifyResponse: p.modifyResponse,
 			ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { p.upstreamFailed(pr, w, r, err) },
-			// FlushInterval 0: ReverseProxy flushes at once by itself for
-			// responses of unknown length and for text/event-stream.
+			// Flush after every write: what the upstream sent reaches the
+			// client at once, whatever the response's length (a paced
+			// download must not wait in a buffer). A small answer is still
+			// one write.
+			FlushInterval: -1,
 		}
 	}
 	return p, nil

@@ -199,8 +199,8 @@ func NewUpstreamTransport() *http.Transport {
 
 // NewProxyServer is NewServer for proxy mode: the same header limits, but no
 // whole-request read or write timeout, as proxied bodies and WebSockets stream
-// for as long as they last. The gate's own endpoints keep NewServer's limits
-// (the handler sets them per request).
+// for as long as they last. The gate's own endpoints keep NewServer's read
+// limit (the handler sets it per request).
 func NewProxyServer(addr string, h http.Handler) *http.Server {
 	srv := NewServer(addr, h)
 	srv.ReadTimeout, srv.WriteTimeout = 0, 0
@@ -335,11 +335,11 @@ func (p *proxy) match(path string) *proxyRoute {
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if isGatePath(path) {
-		// The limits NewServer gives the gate's endpoints.
-		rc := http.NewResponseController(w)
-		now := time.Now()
-		_ = rc.SetReadDeadline(now.Add(readTimeout))
-		_ = rc.SetWriteDeadline(now.Add(writeTimeout))
+		// NewServer's read limit for the gate's endpoints, which read no
+		// body. The server sets the next request's own read deadline; a write
+		// deadline would outlive this request on the connection (the server
+		// resets none without a WriteTimeout), and these answers are small.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(readTimeout))
 		p.gate.ServeHTTP(w, r)
 		return
 	}

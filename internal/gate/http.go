@@ -232,6 +232,8 @@ func (g *Gate) answer(w http.ResponseWriter, v *verdict, need accessSet, segment
 		code = http.StatusForbidden
 	case reasonNotFound:
 		code = http.StatusNotFound
+	case reasonUpstreamUnavailable:
+		code = http.StatusBadGateway
 	case reasonInsufficientAccess:
 		code = http.StatusForbidden
 		switch {

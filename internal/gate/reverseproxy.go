@@ -40,15 +40,6 @@ const (
 	UpstreamIdleTotal = 1024
 )
 
-// reasonUpstreamUnavailable is the X-Apptokens-Reason of a 502: the token was
-// allowed, but the upstream could not be reached or failed to answer.
-const reasonUpstreamUnavailable = "upstream_unavailable"
-
-var (
-	upstreamUnavailableBody = []byte(`{"error":"` + reasonUpstreamUnavailable + `"}` + "\n")
-	notFoundBody            = []byte(`{"error":"not_found"}` + "\n")
-)
-
 // ErrBadRoute is wrapped by the errors of ParseRoute, NewRoute and Gate.Proxy
 // for a route that cannot be served.
 var ErrBadRoute = errors.New("bad route")
@@ -345,7 +336,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt := p.match(path)
 	if rt == nil || !cleanPath(path) {
-		answerNotFound(w)
+		p.g.answer(w, &verdict{reason: reasonNotFound}, 0, "")
 		return
 	}
 	v := p.g.check(r, rt.need)
@@ -368,37 +359,28 @@ var forwardedByGate = [...]string{
 }
 
 // gateSetsHeader reports whether k names a header the gate sets on a forwarded
-// request, case ignored and "_" taken as "-".
+// request, under any spelling a backend may fold into it: the identity headers
+// (isIdentityHeader) and forwardedByGate, compared by sameHeaderByte.
 func gateSetsHeader(k string) bool {
-	if len(k) >= len(tokenHeaders) && headerSpelling(k[:len(tokenHeaders)], tokenHeaders) {
+	if isIdentityHeader(k) {
 		return true
 	}
 	for _, h := range forwardedByGate {
-		if headerSpelling(k, h) {
+		if sameHeaderName(k, h) {
 			return true
 		}
 	}
 	return false
 }
 
-// headerSpelling reports whether k is name in another spelling: ASCII case
-// ignored, "_" taken as "-" (as CGI, WSGI, PHP and many frameworks fold them).
-func headerSpelling(k, name string) bool {
-	if len(k) != len(name) {
+// sameHeaderName reports whether a and b are one header name to a backend
+// that folds them as sameHeaderByte does.
+func sameHeaderName(a, b string) bool {
+	if len(a) != len(b) {
 		return false
 	}
-	for i := 0; i < len(k); i++ {
-		a, b := k[i], name[i]
-		if a == '_' {
-			a = '-'
-		}
-		if 'A' <= a && a <= 'Z' {
-			a += 'a' - 'A'
-		}
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		if a != b {
+	for i := 0; i < len(a); i++ {
+		if sameHeaderByte(a[i]) != sameHeaderByte(b[i]) {
 			return false
 		}
 	}
@@ -458,12 +440,7 @@ const upstreamWarnEvery = 5 * time.Second
 // upstreamFailed answers 502 upstream_unavailable and logs the cause (never the
 // request's URL, which a client may have put a token into).
 func (p *proxy) upstreamFailed(rt *proxyRoute, w http.ResponseWriter, r *http.Request, err error) {
-	h := w.Header()
-	h[headerReason] = []string{reasonUpstreamUnavailable}
-	h["Cache-Control"] = []string{"no-store"}
-	h["Content-Type"] = []string{"application/json"}
-	w.WriteHeader(http.StatusBadGateway)
-	_, _ = w.Write(upstreamUnavailableBody)
+	p.g.answer(w, &verdict{reason: reasonUpstreamUnavailable}, 0, "")
 	if r.Context().Err() != nil {
 		return // the client went away
 	}
@@ -481,16 +458,6 @@ func (p *proxy) upstreamFailed(rt *proxyRoute, w http.ResponseWriter, r *http.Re
 	p.g.log.LogAttrs(r.Context(), slog.LevelWarn, "gate: upstream unavailable",
 		slog.String("route", rt.prefix), slog.String("upstream", rt.host),
 		slog.Uint64("failed_requests", n), slog.String("err", err.Error()))
-}
-
-// answerNotFound is the gate's 404: the reason not_found in the denials' form.
-func answerNotFound(w http.ResponseWriter) {
-	h := w.Header()
-	h[headerReason] = []string{"not_found"}
-	h["Cache-Control"] = []string{"no-store"}
-	h["Content-Type"] = []string{"application/json"}
-	w.WriteHeader(http.StatusNotFound)
-	_, _ = w.Write(notFoundBody)
 }
 
 // bufferPool lends ReverseProxy its copy buffers.

@@ -248,7 +248,7 @@ func TestProxyModeRefusesAsAuth(t *testing.T) {
 		{"blocked IP", "/reports/daily", "/auth/security-director", []string{"Authorization", "Bearer " + tok["blocked-client"]}, "ip_blocked"},
 		{"access not granted", "/feeds/x", "/auth/third-party-feeds", []string{"Authorization", "Bearer " + tok["api-client"]}, "insufficient_access"},
 		{"access not granted at the route's root", "/reports", "/auth/security-director", []string{"Authorization", "Bearer " + tok["feeds-only"]}, "insufficient_access"},
-		{"two Authorization headers", "/x", "/auth", []string{"Authorization", "Bearer " + tok["both"], "Authorization", "Bearer " + tok["api-client"]}, ""},
+		{"two Authorization headers", "/x", "/auth", []string{"Authorization", "Bearer " + tok["both"], "Authorization", "Bearer " + tok["api-client"]}, "malformed_token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(rig.reached())

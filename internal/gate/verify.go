@@ -19,17 +19,21 @@ const (
 	reasonIPBlocked
 	reasonInsufficientAccess
 	reasonNotFound // not a gate path; never a verdict of verify
+	// The token was allowed, but proxy mode's upstream could not be reached or
+	// failed to answer (502); never a verdict of verify.
+	reasonUpstreamUnavailable
 )
 
 var reasonNames = [...]string{
-	reasonOK:                 "ok",
-	reasonMissingToken:       "missing_token",
-	reasonMalformedToken:     "malformed_token",
-	reasonUnknownToken:       "unknown_token",
-	reasonInactiveToken:      "inactive_token",
-	reasonIPBlocked:          "ip_blocked",
-	reasonInsufficientAccess: "insufficient_access",
-	reasonNotFound:           "not_found",
+	reasonOK:                  "ok",
+	reasonMissingToken:        "missing_token",
+	reasonMalformedToken:      "malformed_token",
+	reasonUnknownToken:        "unknown_token",
+	reasonInactiveToken:       "inactive_token",
+	reasonIPBlocked:           "ip_blocked",
+	reasonInsufficientAccess:  "insufficient_access",
+	reasonNotFound:            "not_found",
+	reasonUpstreamUnavailable: "upstream_unavailable",
 }
 
 func (r reason) String() string { return reasonNames[r] }

@@ -24,6 +24,14 @@ import (
 // and forwards the allowed ones to the API, one hop instead of a proxy's
 // subrequest to /auth.
 
+// flushLatency bounds how long bytes the upstream sent may wait in the
+// listener's buffers before they are flushed to the client (a paced download
+// of known length). Responses of unknown length and server-sent events are
+// flushed at every write (ReverseProxy does so by itself). Not -1 for all: that
+// starts a timer goroutine per response that sends the headers in a write of
+// their own, ahead of the body.
+const flushLatency = 100 * time.Millisecond
+
 // Upstream connection limits of NewUpstreamTransport.
 const (
 	// UpstreamDialTimeout bounds connecting to an upstream.
@@ -238,11 +246,7 @@ func (g *Gate) Proxy(cfg ProxyConfig) (http.Handler, error) {
 			BufferPool:     (*bufferPool)(&p.bufs),
 			ModifyResponse: p.modifyResponse,
 			ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { p.upstreamFailed(pr, w, r, err) },
-			// Flush after every write: what the upstream sent reaches the
-			// client at once, whatever the response's length (a paced
-			// download must not wait in a buffer). A small answer is still
-			// one write.
-			FlushInterval: -1,
+			FlushInterval:  flushLatency,
 		}
 	}
 	return p, nil

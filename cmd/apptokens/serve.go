@@ -45,7 +45,7 @@ type serveFlags struct {
 func serveCmd(root *cobra.Command) *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
-		Use:   "serve [--ssh ADDR] [--http ADDR] [--authorized-keys FILE] [--host-key FILE] [--trusted-proxy CIDR]... [--inactive-after DURATION] [--ssh-login-grace 30s] [--max-ssh-sessions-per-conn 4]",
+		Use:   "serve [--ssh ADDR] [--http ADDR] [--authorized-keys FILE] [--host-key FILE] [--trusted-proxy CIDR]... [--inactive-after DURATION] [--ssh-login-grace 30s] [--max-ssh-sessions-per-conn 4] [--upstream URL [--access ACCESS] | --route PREFIX=URL[,ACCESS]...] [--pass-authorization]",
 		Short: "Serve the TUI to admins over SSH and run the HTTP token gate, on one database",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -199,7 +199,7 @@ func runWrk(t *testing.T, wrk, url, header string, conns, seconds int) wrkResult
 	r.rps, _ = strconv.ParseFloat(string(rps[1]), 64)
 	v, _ := strconv.ParseFloat(string(p99[1]), 64)
 	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(p99[2])]
-	r.p99 = time.Duration(v * float64(unit))
+	r.p99 = time.Duration(v * float64(unit)).Round(time.Microsecond)
 	return r
 }
 

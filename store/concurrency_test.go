@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -158,20 +159,38 @@ func TestOpenLocked(t *testing.T) {
 	if !errors.As(err, &le) || le.Dir != dir {
 		t.Fatalf("error %#v is not a LockedError for %s", err, dir)
 	}
-	if want := "database " + dir + " is in use by another process"; err.Error() != want {
+	if want := fmt.Sprintf("database %s is in use by another apptokens (PID %d)", dir, os.Getpid()); err.Error() != want {
 		t.Errorf("message = %q, want %q", err, want)
 	}
 
 	// When serve announced its SSH address, the message names it (escaped).
-	if err := os.WriteFile(filepath.Join(dir, store.ServeFile), []byte("127.0.0.1:23234\x1b[2J\n"), 0o600); err != nil {
+	if err := s.Announce("127.0.0.1:23234\x1b[2J"); err != nil {
 		t.Fatal(err)
 	}
 	err = openErr()
-	if !errors.As(err, &le) || le.SSHAddr != `127.0.0.1:23234\x1b[2J` {
+	if !errors.As(err, &le) || le.SSHAddr != `127.0.0.1:23234\x1b[2J` || le.Holder != store.HolderServe {
 		t.Fatalf("error %#v: SSH address not read or not escaped", err)
 	}
-	if !strings.Contains(err.Error(), "(apptokens serve, SSH on 127.0.0.1:23234") {
+	if want := fmt.Sprintf("(PID %d, SSH on 127.0.0.1:23234", os.Getpid()); !strings.Contains(err.Error(), want) {
 		t.Errorf("message %q does not name serve's SSH address", err)
+	}
+
+	// Words in the lock file that its holder did not write (a crashed serve's,
+	// before the new holder wrote its own) are not believed.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := fmt.Sprintf(`{"pid":%d,"holder":"serve","ssh":"127.0.0.1:1"}`, dead.Process.Pid)
+	if err := os.WriteFile(filepath.Join(dir, "apptokens.lock"), []byte(stale), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = openErr()
+	if !errors.As(err, &le) || le.Holder != "" || le.SSHAddr != "" || le.PID != 0 {
+		t.Fatalf("stale words believed: %#v", le)
+	}
+	if want := "database " + dir + " is in use by another process"; err.Error() != want {
+		t.Errorf("message = %q, want %q", err, want)
 	}
 
 	// The holder is unaffected, and once it closes the directory opens again.

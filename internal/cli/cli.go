@@ -90,14 +90,19 @@ func DefaultDBDir() string {
 }
 
 // withStore opens the store, runs fn and releases the store. A database held by
-// another process (apptokens serve) is refused at once, with the SSH command to
-// run instead.
+// another process is refused at once: held by apptokens serve, with the SSH
+// command to run instead; held by another local apptokens, with its PID.
 func (a *app) withStore(fn func(st *store.Store) error) error {
 	st, release, err := a.env.Open(a.db)
 	if err != nil {
 		var le *store.LockedError
 		if errors.As(err, &le) {
-			return fmt.Errorf("%w; run the command over SSH instead: %s", err, sshHint(le.SSHAddr, os.Args[1:]))
+			if hint, ok := sshHint(le.SSHAddr, os.Args[1:]); ok && le.Holder == store.HolderServe {
+				return fmt.Errorf("%w; run the command over SSH instead: %s", err, hint)
+			}
+			if le.Holder == store.HolderLocal {
+				return fmt.Errorf("%w; quit it and try again", err)
+			}
 		}
 		return err
 	}
@@ -105,14 +110,15 @@ func (a *app) withStore(fn func(st *store.Store) error) error {
 	return fn(st)
 }
 
-// sshHint is the command to run over SSH instead of a local one.
-func sshHint(addr string, args []string) string {
-	host, port := "HOST", "PORT"
-	if h, p, err := net.SplitHostPort(addr); err == nil {
-		host, port = h, p
-		if host == "" || host == "0.0.0.0" || host == "::" {
-			host = "localhost"
-		}
+// sshHint is the command to run over SSH at addr (host:port) instead of a
+// local one; ok is false when addr is not host:port.
+func sshHint(addr string, args []string) (hint string, ok bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return "", false
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
 	}
 	var rest []string
 	for i := 0; i < len(args); i++ {
@@ -127,9 +133,9 @@ func sshHint(addr string, args []string) string {
 	}
 	cmd := "ssh -p " + port + " " + host
 	if len(rest) == 0 {
-		return cmd // the TUI
+		return cmd, true // the TUI
 	}
-	return cmd + " " + strings.Join(rest, " ")
+	return cmd + " " + strings.Join(rest, " "), true
 }
 
 func shellQuote(s string) string {

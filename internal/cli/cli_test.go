@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -223,31 +224,48 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
-func TestLockedDatabaseSaysUseSSH(t *testing.T) {
+// TestLockedDatabaseNamesItsHolder: a command refused by the lock says who holds
+// the database: another local apptokens with its PID and no SSH command (issue
+// 9 fault 11: it printed "ssh -p PORT HOST"), or serve with the SSH command.
+func TestLockedDatabaseNamesItsHolder(t *testing.T) {
 	dir := t.TempDir()
 	st, err := store.Open(store.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if err := os.WriteFile(filepath.Join(dir, store.ServeFile), []byte("127.0.0.1:23234\n"), 0o600); err != nil {
+	refused := func() error {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := run(t, dir, "list", "--json")
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, store.ErrLocked) {
+				t.Fatalf("err = %v, want ErrLocked", err)
+			}
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("a command on a locked database hung")
+			return nil
+		}
+	}
+
+	err = refused()
+	want := fmt.Sprintf("database %s is in use by another apptokens (PID %d); quit it and try again", dir, os.Getpid())
+	if err.Error() != want {
+		t.Fatalf("held by a local apptokens:\n got %q\nwant %q", err, want)
+	}
+
+	if err := st.Announce("127.0.0.1:23234"); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, _, err := run(t, dir, "list", "--json")
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if !errors.Is(err, store.ErrLocked) {
-			t.Fatalf("err = %v, want ErrLocked", err)
-		}
-		if !strings.Contains(err.Error(), "ssh -p 23234 127.0.0.1") {
-			t.Fatalf("err = %q, want the ssh command", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a command on a locked database hung")
+	err = refused()
+	want = fmt.Sprintf("database %s is in use by apptokens serve (PID %d, SSH on 127.0.0.1:23234); run the command over SSH instead: ssh -p 23234 127.0.0.1", dir, os.Getpid())
+	if !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("held by serve:\n got %q\nwant %q…", err, want)
 	}
 }
 
@@ -402,12 +420,15 @@ func TestSeedLoad(t *testing.T) {
 }
 
 func TestSSHHint(t *testing.T) {
-	got := sshHint("0.0.0.0:2222", []string{"--db", "/x", "create", "--name", "a b", "--access=security-director"})
+	got, _ := sshHint("0.0.0.0:2222", []string{"--db", "/x", "create", "--name", "a b", "--access=security-director"})
 	want := "ssh -p 2222 localhost create --name 'a b' --access=security-director"
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	if got := sshHint("127.0.0.1:23234", []string{"--db=/x"}); got != "ssh -p 23234 127.0.0.1" {
+	if got, _ := sshHint("127.0.0.1:23234", []string{"--db=/x"}); got != "ssh -p 23234 127.0.0.1" {
 		t.Fatalf("hint for the TUI: %s", got)
+	}
+	if got, ok := sshHint("", []string{"list"}); ok {
+		t.Fatalf("hint without an address: %q", got)
 	}
 }

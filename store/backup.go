@@ -76,6 +76,9 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 	if err := s.restoreAllowed(replace); err != nil {
 		return err
 	}
+	if err := s.space.check(); err != nil {
+		return err
+	}
 	fresh, freshDir, err := s.openFresh()
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)

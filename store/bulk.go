@@ -66,6 +66,9 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	if err := s.space.check(); err != nil {
+		return err
+	}
 	err := s.view(func(txn *badger.Txn) error {
 		for i := range toks {
 			t := &toks[i].Token

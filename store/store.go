@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -9,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -28,14 +25,6 @@ const (
 	pfxUsage  = "u/" // u/<id>/<ip>       → Usage
 	pfxEvent  = "e/" // e/<nanos><rand>   → Event
 	keyPolicy = "m/inactive_after"
-)
-
-// lockFile is the file in the database directory that one process holds while it
-// has the database open; ServeFile is where `serve` writes its SSH address so that
-// a refused local command can say what to run instead.
-const (
-	lockFile  = "apptokens.lock"
-	ServeFile = "serve.addr"
 )
 
 // Options configure Open.
@@ -55,8 +44,10 @@ type Options struct {
 type Store struct {
 	db   *badger.DB
 	lock *os.File
-	now  func() time.Time
-	feed feed
+	// space refuses writes when the disk is too full (space.go); nil in memory.
+	space *spaceGuard
+	now   func() time.Time
+	feed  feed
 
 	// dbMu: db is the open database, and Restore swaps in a new one. A read
 	// holds dbMu shared (view), a write holds writeMu shared, and the swap
@@ -82,23 +73,6 @@ type Store struct {
 	// between their checks and their writes.
 	writeMu sync.RWMutex
 }
-
-// LockedError is returned by Open when another process holds the database.
-type LockedError struct {
-	Dir string
-	// SSHAddr is the SSH address `serve` announced, if it did.
-	SSHAddr string
-}
-
-func (e *LockedError) Error() string {
-	msg := fmt.Sprintf("database %s is in use by another process", e.Dir)
-	if e.SSHAddr != "" {
-		msg += " (apptokens serve, SSH on " + e.SSHAddr + ")"
-	}
-	return msg
-}
-
-func (e *LockedError) Unwrap() error { return ErrLocked }
 
 // Open opens (creating if needed) the store. When another process has the
 // directory open it fails at once with a *LockedError (errors.Is ErrLocked).
@@ -128,6 +102,11 @@ func Open(opts Options) (*Store, error) {
 			return nil, err
 		}
 		bopts = badgerOptions(s.dataDir)
+		s.space = newSpaceGuard(s.dataDir, bopts)
+		if err := s.space.canOpen(); err != nil {
+			s.unlock()
+			return nil, err
+		}
 	}
 	db, err := badger.Open(bopts)
 	if err != nil {
@@ -146,6 +125,7 @@ func Open(opts Options) (*Store, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	_ = s.space.check() // allocates the new logs now; writes say why when it fails
 	if !opts.InMemory {
 		s.gc.start(s, opts.ValueLogGCInterval)
 	}
@@ -175,37 +155,19 @@ func badgerOptions(dir string) badger.Options {
 	return o
 }
 
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		le := &LockedError{Dir: dir}
-		if b, rerr := os.ReadFile(filepath.Join(dir, ServeFile)); rerr == nil {
-			le.SSHAddr = Printable(string(bytes.TrimSpace(b)))
-		}
-		return nil, le
-	}
-	return f, nil
-}
-
-func (s *Store) unlock() {
-	if s.lock != nil {
-		_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
-		s.lock.Close()
-		s.lock = nil
-	}
-}
-
 // Close flushes and closes the database and releases the directory.
 func (s *Store) Close() error {
 	s.feed.closeAll()
 	s.gc.stop()
 	var err error
 	if s.db != nil {
-		err = s.db.Close()
+		if err = s.space.canClose(); err == nil {
+			err = s.db.Close()
+		} else {
+			// No room to flush the memtables: the synced log keeps every
+			// committed write, and the next Open replays it.
+			err = fmt.Errorf("%w: left for the next start to replay its log (nothing saved is lost)", err)
+		}
 	}
 	s.unlock()
 	return err
@@ -285,6 +247,9 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 
 // updateLocked is update for a caller that already holds writeMu.
 func (s *Store) updateLocked(fn func(txn *badger.Txn) error) error {
+	if err := s.space.check(); err != nil {
+		return err
+	}
 	var err error
 	for attempt := 0; attempt < 50; attempt++ {
 		err = s.db.Update(fn)

@@ -202,6 +202,11 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 	if err != nil {
 		return err
 	}
+	// Logs go to stderr, often a pipe (serve 2>&1 | tee log). When its reader
+	// dies first (Ctrl-C reaches tee too), a write would raise SIGPIPE, and Go
+	// exits on SIGPIPE for fd 1 and 2 unless it is handled: ignored, the write
+	// fails with EPIPE, the log line is lost, and the shutdown goes on.
+	signal.Ignore(syscall.SIGPIPE)
 	st, err := store.Open(store.Options{Dir: db})
 	if err != nil {
 		return err
@@ -211,7 +216,12 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 			logger.Error("close database", "err", err.Error())
 		}
 	}()
-	if setPolicy {
+	if err := st.Writable(); err != nil {
+		// On a full disk serve starts read-only: the gate verifies and counts
+		// usage in memory; changes are refused until space returns.
+		logger.Warn("starting read-only: changes are refused until space is freed", "err", err.Error())
+	}
+	if setPolicy && st.InactiveAfter() != inactive {
 		if err := st.SetInactiveAfter(inactive); err != nil {
 			return err
 		}
@@ -245,11 +255,9 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 		return fmt.Errorf("http: %w", err)
 	}
 	// Tell local commands refused by the lock what to run instead.
-	addrFile := filepath.Join(db, store.ServeFile)
-	if err := os.WriteFile(addrFile, []byte(sshLn.Addr().String()+"\n"), 0o600); err != nil {
-		logger.Warn("write serve address file", "err", err.Error())
+	if err := st.Announce(sshLn.Addr().String()); err != nil {
+		logger.Warn("announce the SSH address in the lock file", "err", err.Error())
 	}
-	defer os.Remove(addrFile)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

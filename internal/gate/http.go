@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -113,8 +114,7 @@ const accessNone accessSet = 1 << 7
 func (g *Gate) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
-			w.Header()[headerReason] = []string{reasonNames[reasonOK]}
-			w.WriteHeader(http.StatusOK)
+			g.health(w)
 			return
 		}
 		need, segment, ok := route(r.URL.Path)
@@ -288,4 +288,21 @@ func (g *Gate) Middleware(access store.Access) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// health answers /healthz: 200 "ok", or 503 "degraded: <cause>" while the
+// store refuses changes (a full disk); verification goes on meanwhile.
+func (g *Gate) health(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	if err := g.store.Writable(); err != nil {
+		h[headerReason] = []string{"degraded"}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "degraded: "+store.Printable(err.Error())+"\n")
+		return
+	}
+	h[headerReason] = []string{reasonNames[reasonOK]}
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, "ok\n")
 }

@@ -1,0 +1,209 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Why a full disk needs a guard, and why this one.
+//
+// Badger writes through memory-mapped files: the write-ahead log of the memtable
+// (*.mem, 2×MemTableSize), the value log (*.vlog, 2×ValueLogFileSize) and every
+// new table are created with ftruncate, which makes them sparse, and are then
+// written through the mapping. On a full filesystem the first touch of a page
+// that has no block behind it is not an error but SIGBUS, and Go dies: the
+// gate, which never needs the disk to verify, goes down with it. The write
+// itself happens on Badger's own goroutines (the writer, the memtable flusher,
+// the compactors), so debug.SetPanicOnFault on the caller's goroutine cannot
+// catch it: the fault has to be prevented, not handled. So:
+//
+//   - the log files Badger writes through (*.mem, *.vlog) are allocated with
+//     fallocate as soon as the guard sees them, so writes into them never need a
+//     block the filesystem does not have; a failed allocation refuses writes;
+//   - before every write the guard asks the filesystem (statfs) for its free
+//     space and refuses the write with ErrNoSpace when less than a reserve is
+//     left; the reserve covers what Badger may still allocate because of the
+//     writes let through: the next memtable log and value log, the tables of
+//     the memtables waiting for a flush and one level-0 compaction
+//     (spaceReserve: 107 MiB with the store's options);
+//   - Open refuses to start when there is not even the room to replay the
+//     memtable logs left by the last run (openNeed), instead of dying in the
+//     replay; with that room but less than the reserve it opens, and every
+//     write is refused until space returns: the read-only start;
+//   - Close does not flush the memtable into a new table when there is no room
+//     for it: the synced write-ahead log already holds every committed write,
+//     and the next Open replays it, as after a crash.
+//
+// Reads never need new blocks (a hole reads as zeros), so verification and
+// every read go on; the gate keeps usage in memory within its bound meanwhile.
+
+// ErrNoSpace is wrapped by the error of an Open or a write refused because the
+// database's filesystem has too little free space.
+var ErrNoSpace = errors.New("no space left")
+
+// NoSpaceError says how much space there is and how much the refused step needs.
+type NoSpaceError struct {
+	Dir  string
+	Free int64  // bytes free for this process
+	Need int64  // bytes the refused step needs free
+	What string // the refused step: "a change", "opening", "closing"
+}
+
+func (e *NoSpaceError) Error() string {
+	return fmt.Sprintf("no space left on %s (%d MiB free; %s needs %d MiB)", e.Dir, e.Free>>20, e.What, (e.Need+1<<20-1)>>20)
+}
+
+func (e *NoSpaceError) Unwrap() error { return ErrNoSpace }
+
+// spaceReserve is the free space (bytes) the guard keeps: what Badger may
+// allocate after the last write let through, with options o.
+func spaceReserve(o badger.Options) int64 {
+	mt := o.MemTableSize
+	return 2*mt + // the next memtable's log
+		2*o.ValueLogFileSize + // the next value log
+		int64(o.NumMemtables)*mt + // flushes of the memtables waiting
+		int64(o.NumLevelZeroTablesStall)*mt + o.BaseLevelSize + // one level-0 compaction
+		1<<20 // manifest, discard stats, headers
+}
+
+// closeNeed is the free space (bytes) Badger's Close needs to flush the
+// memtables into tables.
+func closeNeed(o badger.Options) int64 {
+	return int64(o.NumMemtables+1)*o.MemTableSize + 1<<20
+}
+
+// spaceGuard refuses writes before Badger would need space the filesystem does
+// not have. A nil guard (an in-memory store) allows everything.
+type spaceGuard struct {
+	dir     string
+	reserve int64
+	close   int64
+
+	mu        sync.Mutex
+	allocated map[string]bool // log files already allocated, by name
+
+	last atomic.Pointer[spaceState] // the latest check's answer
+}
+
+func newSpaceGuard(dir string, o badger.Options) *spaceGuard {
+	return &spaceGuard{dir: dir, reserve: spaceReserve(o), close: closeNeed(o), allocated: map[string]bool{}}
+}
+
+// check allocates new log files and reports a *NoSpaceError when they cannot be
+// allocated or less than the reserve is free.
+func (g *spaceGuard) check() error {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	aerr := g.allocate()
+	free, ok := freeBytes(g.dir)
+	var err error
+	if aerr != nil || ok && free < g.reserve {
+		err = &NoSpaceError{Dir: g.dir, Free: free, Need: g.reserve, What: "a change"}
+	}
+	g.last.Store(&spaceState{at: time.Now(), err: err})
+	return err
+}
+
+// canClose reports a *NoSpaceError when Close has no room to flush the
+// memtables into tables.
+func (g *spaceGuard) canClose() error {
+	if g == nil {
+		return nil
+	}
+	if free, ok := freeBytes(g.dir); ok && free < g.close {
+		return &NoSpaceError{Dir: g.dir, Free: free, Need: g.close, What: "closing"}
+	}
+	return nil
+}
+
+// canOpen refuses to open a database whose memtable logs cannot be replayed
+// into tables with the space left.
+func (g *spaceGuard) canOpen() error {
+	need := openNeed(g.dir)
+	if free, ok := freeBytes(g.dir); ok && free < need {
+		return &NoSpaceError{Dir: g.dir, Free: free, Need: need, What: "opening"}
+	}
+	return nil
+}
+
+// openNeed is the free space (bytes) Open needs: room to flush every memtable
+// log left in dir into a table (twice its allocated size, for the table's
+// index and filter), and for the new logs' first pages.
+func openNeed(dir string) int64 {
+	need := int64(2 << 20)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".mem") {
+			need += 2 * allocatedBytes(filepath.Join(dir, e.Name()))
+		}
+	}
+	return need
+}
+
+// allocate fallocates the log files that Badger writes through a mapping and
+// that the guard has not allocated yet.
+func (g *spaceGuard) allocate() error {
+	entries, err := os.ReadDir(g.dir)
+	if err != nil {
+		return fmt.Errorf("read database directory: %w", err)
+	}
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog") {
+			continue
+		}
+		seen[name] = true
+		if g.allocated[name] {
+			continue
+		}
+		if err := allocateFile(filepath.Join(g.dir, name)); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // flushed and removed meanwhile
+			}
+			return err
+		}
+		g.allocated[name] = true
+	}
+	for name := range g.allocated {
+		if !seen[name] {
+			delete(g.allocated, name)
+		}
+	}
+	return nil
+}
+
+// spaceState is a check's answer and when it was given.
+type spaceState struct {
+	at  time.Time
+	err error
+}
+
+// writableFor is how long Writable answers from the last check.
+const writableFor = 250 * time.Millisecond
+
+// Writable reports why changes are refused now (errors.Is ErrNoSpace), or nil
+// when they can be made. It asks the filesystem at most every 250 ms, so that
+// it stays cheap under a flood of health checks.
+func (s *Store) Writable() error {
+	g := s.space
+	if g == nil {
+		return nil
+	}
+	if st := g.last.Load(); st != nil && time.Since(st.at) < writableFor {
+		return st.err
+	}
+	return g.check()
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -145,7 +146,8 @@ func TestLocalCommandsRefusedWhileServing(t *testing.T) {
 	if time.Since(start) > 5*time.Second {
 		t.Fatalf("the refusal took %s", time.Since(start))
 	}
-	want := "ssh -p " + s.sshPort + " 127.0.0.1 list --json"
+	want := "is in use by apptokens serve (PID " + strconv.Itoa(s.cmd.Process.Pid) + ", SSH on " + s.sshAddr +
+		"); run the command over SSH instead: ssh -p " + s.sshPort + " 127.0.0.1 list --json"
 	if !strings.Contains(errOut, want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Fatalf("stderr %q, want one line naming %q", errOut, want)
 	}
@@ -224,8 +226,8 @@ func TestServeStopsCleanlyOnSIGTERM(t *testing.T) {
 	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("serve exit code %d:\n%s", code, s.logs.String())
 	}
-	if _, err := os.Stat(s.db + "/serve.addr"); !os.IsNotExist(err) {
-		t.Fatalf("serve.addr left behind: %v", err)
+	if b, err := os.ReadFile(s.db + "/apptokens.lock"); err != nil || len(b) != 0 {
+		t.Fatalf("words left behind in the lock file: %q %v", b, err)
 	}
 	// The database is free again for local commands.
 	if _, errOut, code := runBin(t, s.db, "list"); code != 0 {

@@ -204,9 +204,9 @@ func TestFullDisk(t *testing.T) {
 	}
 	// Flushes fail meanwhile (one a second): serve lives on and keeps the counts.
 	eventually(t, 10*time.Second, "a refused usage flush in the log", func() bool {
-		return strings.Contains(s.logs.String(), "no space left on")
+		return strings.Contains(s.logs.String(), "usage kept in memory until space is freed")
 	})
-	time.Sleep(1500 * time.Millisecond) // one more refused flush
+	time.Sleep(1500 * time.Millisecond) // one more refused flush, not logged again
 	select {
 	case <-s.done:
 		t.Fatalf("serve died on the full disk:\n%s", s.logs.String())
@@ -226,6 +226,9 @@ func TestFullDisk(t *testing.T) {
 		return code == 200 && body == "ok\n"
 	})
 	eventually(t, 10*time.Second, "usage of the full-disk time written", func() bool { return allowedFrom(t, s, "kept") == 5 })
+	if logs := s.logs.String(); strings.Count(logs, "usage kept in memory") != 1 || !strings.Contains(logs, "gate: usage written again") {
+		t.Fatalf("the full disk should be logged once, and its end:\n%s", logs)
+	}
 	if _, errOut, code := s.ssh("create", "--name", "late-0", "--description", long, "--access", "security-director"); code != 0 {
 		t.Fatalf("create after freeing space: %s", errOut)
 	}

@@ -242,6 +242,7 @@ func (g *Gate) Run(ctx context.Context) error {
 	wg.Go(func() { g.sweepLoop(ctx) })
 	tick := time.NewTicker(g.flushEvery)
 	defer tick.Stop()
+	noSpace := false // flushes refused for a full disk: said once, not every second
 	for {
 		select {
 		case <-ctx.Done():
@@ -251,7 +252,16 @@ func (g *Gate) Run(ctx context.Context) error {
 			if g.clock != nil {
 				g.clock.sync()
 			}
-			if err := g.Flush(); err != nil {
+			err := g.Flush()
+			switch {
+			case err == nil && noSpace:
+				noSpace = false
+				g.log.Info("gate: usage written again")
+			case errors.Is(err, store.ErrNoSpace) && noSpace:
+			case errors.Is(err, store.ErrNoSpace):
+				noSpace = true
+				g.log.Error("gate: usage kept in memory until space is freed", "err", err, "max_pairs", g.usage.limit)
+			case err != nil:
 				g.log.Error("gate: usage not written; will retry", "err", err)
 			}
 			// Cheap when the index is current; rebuilds a broken one.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -106,10 +107,9 @@ func (g *spaceGuard) check() error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	aerr := g.allocate()
+	err := g.allocate()
 	free, ok := freeBytes(g.dir)
-	var err error
-	if aerr != nil || ok && free < g.reserve {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || err == nil && ok && free < g.reserve {
 		err = &NoSpaceError{Dir: g.dir, Free: free, Need: g.reserve, What: "a change"}
 	}
 	g.last.Store(&spaceState{at: time.Now(), err: err})

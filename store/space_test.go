@@ -1,0 +1,138 @@
+package store_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apptokens/apptokens/store"
+)
+
+// mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted by its
+// path when the test ends; skipped where mounting is not allowed, except as root
+// with APPTOKENS_REQUIRE_E2E=1 (CI).
+func mountTmpfs(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		msg := fmt.Sprintf("cannot mount a tmpfs (%v: %s)", err, strings.TrimSpace(string(out)))
+		if os.Getenv("APPTOKENS_REQUIRE_E2E") == "1" && os.Geteuid() == 0 {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + ": skipping the full-disk test (it runs as root, as in .ci/run)")
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// TestOwnWritesStopAtTheReserve: the store's own writes fill a small
+// filesystem (usage rows through memtable flushes and compactions, big values
+// through the value log) until the guard refuses them; Badger never runs out
+// of space under a mapping (which would be SIGBUS, killing the test binary),
+// everything written before the refusal is read back, also after a reopen.
+func TestOwnWritesStopAtTheReserve(t *testing.T) {
+	dir := mountTmpfs(t, 192<<20) + "/db"
+	s, err := store.Open(store.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = s.Close()
+		}
+	})
+	tok, err := s.Create(admin, store.NewToken{Name: "busy", Access: []store.Access{store.AccessSecurityDirector}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Leave the guard's reserve and 12 MiB, more than a memtable: the writes
+	// below go through a memtable flush into a table and a new memtable log.
+	filler := dir + "/../filler"
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err = f.Write(make([]byte, 1<<20)); err == nil; _, err = f.Write(make([]byte, 1<<20)) {
+	}
+	f.Close()
+	var full *store.NoSpaceError
+	if _, err := s.Create(admin, store.NewToken{Name: "late", Access: tok.Token.Access}); !errors.As(err, &full) {
+		t.Fatalf("create on a full disk: %v", err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filler, fi.Size()-(full.Need+12<<20-int64(st.Bavail)*st.Bsize)); err != nil {
+		t.Fatal(err)
+	}
+
+	long := strings.Repeat("é", 1000)
+	now := time.Now().UTC()
+	rows := 0
+	var refused error
+	for batch := 0; batch < 1000 && refused == nil; batch++ {
+		deltas := make([]store.UsageDelta, 500)
+		for i := range deltas {
+			n := rows + i
+			deltas[i] = store.UsageDelta{TokenID: tok.Token.ID, IP: fmt.Sprintf("10.%d.%d.%d", n>>16&255, n>>8&255, n&255),
+				FirstUsedAt: now, LastUsedAt: now, Allowed: 1}
+		}
+		written, err := s.RecordUsage(deltas)
+		rows += written
+		if err != nil {
+			refused = err
+			break
+		}
+		d := fmt.Sprint(long, batch)
+		if _, err := s.Edit(admin, "busy", store.Edit{Description: &d, Access: tok.Token.Access}); err != nil {
+			refused = err
+		}
+	}
+	if !errors.Is(refused, store.ErrNoSpace) {
+		t.Fatalf("after %d usage rows: %v, want ErrNoSpace", rows, refused)
+	}
+	t.Logf("%d usage rows written before the refusal: %v", rows, refused)
+	if !strings.Contains(refused.Error(), "no space left on "+dir+" (") {
+		t.Fatalf("refusal %q", refused)
+	}
+	if err := s.Writable(); !errors.Is(err, store.ErrNoSpace) {
+		t.Fatalf("Writable on the full disk: %v", err)
+	}
+	if _, err := s.Create(admin, store.NewToken{Name: "late", Access: []store.Access{store.AccessSecurityDirector}}); !errors.Is(err, store.ErrNoSpace) {
+		t.Fatalf("create on the full disk: %v", err)
+	}
+	check := func(s *store.Store, when string) {
+		t.Helper()
+		u, err := s.Usage("busy")
+		if err != nil || len(u) != rows {
+			t.Fatalf("%s: %d usage rows (%v), want %d", when, len(u), err, rows)
+		}
+	}
+	check(s, "on the full disk")
+	closed = true
+	if err := s.Close(); err != nil && !errors.Is(err, store.ErrNoSpace) {
+		t.Fatal(err)
+	}
+	s2, err := store.Open(store.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s2.Close()
+	check(s2, "reopened")
+}

@@ -90,13 +90,13 @@ type spaceGuard struct {
 	close   int64
 
 	mu        sync.Mutex
-	allocated map[string]bool // log files already allocated, by name
+	allocated map[string]os.FileInfo // log files already allocated, by name
 
 	last atomic.Pointer[spaceState] // the latest check's answer
 }
 
 func newSpaceGuard(dir string, o badger.Options) *spaceGuard {
-	return &spaceGuard{dir: dir, reserve: spaceReserve(o), close: closeNeed(o), allocated: map[string]bool{}}
+	return &spaceGuard{dir: dir, reserve: spaceReserve(o), close: closeNeed(o), allocated: map[string]os.FileInfo{}}
 }
 
 // check allocates new log files and reports a *NoSpaceError when they cannot be
@@ -166,16 +166,23 @@ func (g *spaceGuard) allocate() error {
 			continue
 		}
 		seen[name] = true
-		if g.allocated[name] {
-			continue
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // flushed and removed meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if prev, ok := g.allocated[name]; ok && os.SameFile(prev, fi) {
+			continue // (a name made again after DropAll is another file)
 		}
 		if err := allocateFile(filepath.Join(g.dir, name)); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				continue // flushed and removed meanwhile
+				continue
 			}
 			return err
 		}
-		g.allocated[name] = true
+		g.allocated[name] = fi
 	}
 	for name := range g.allocated {
 		if !seen[name] {

@@ -75,7 +75,11 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the store. When another process has the
-// directory open it fails at once with a *LockedError (errors.Is ErrLocked).
+// directory open it fails at once with a *LockedError (errors.Is ErrLocked);
+// when the filesystem has too little free space to replay the database's log
+// it fails with a *NoSpaceError (errors.Is ErrNoSpace). With that room but less
+// than the guard's reserve it opens, and every change is refused with a
+// *NoSpaceError until space returns (see Writable).
 func Open(opts Options) (*Store, error) {
 	s := &Store{now: opts.Now, inactiveAfter: DefaultInactiveAfter}
 	if s.now == nil {
@@ -155,7 +159,10 @@ func badgerOptions(dir string) badger.Options {
 	return o
 }
 
-// Close flushes and closes the database and releases the directory.
+// Close flushes and closes the database and releases the directory. With too
+// little free space to flush the memtables into tables it leaves them to the
+// next Open, which replays their synced log (nothing is lost), and returns an
+// error wrapping ErrNoSpace that says so.
 func (s *Store) Close() error {
 	s.feed.closeAll()
 	s.gc.stop()

@@ -27,7 +27,7 @@ import (
 // the compactors), so debug.SetPanicOnFault on the caller's goroutine cannot
 // catch it: the fault has to be prevented, not handled. So:
 //
-//   - the log files Badger writes through (*.mem, *.vlog) are allocated with
+//   - the files Badger writes through (*.mem, *.vlog, DISCARD) are allocated with
 //     fallocate as soon as the guard sees them, so writes into them never need a
 //     block the filesystem does not have; a failed allocation refuses writes;
 //   - before every write the guard asks the filesystem (statfs) for its free
@@ -152,8 +152,9 @@ func openNeed(dir string) int64 {
 	return need
 }
 
-// allocate fallocates the log files that Badger writes through a mapping and
-// that the guard has not allocated yet.
+// allocate fallocates the files that Badger writes through a mapping and that
+// the guard has not allocated yet: the memtable logs, the value logs and the
+// value log's discard statistics.
 func (g *spaceGuard) allocate() error {
 	entries, err := os.ReadDir(g.dir)
 	if err != nil {
@@ -162,7 +163,7 @@ func (g *spaceGuard) allocate() error {
 	seen := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog") {
+		if !strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog") && name != "DISCARD" {
 			continue
 		}
 		seen[name] = true

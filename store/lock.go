@@ -78,10 +78,9 @@ func lockDir(dir string) (*os.File, error) {
 		f.Close()
 		return nil, le
 	}
-	if err := writeLockInfo(f, lockInfo{PID: os.Getpid(), Holder: HolderLocal}); err != nil {
-		f.Close()
-		return nil, err
-	}
+	// Best effort: on a full disk the words may not fit, and the others then
+	// only learn that the database is in use.
+	_ = writeLockInfo(f, lockInfo{PID: os.Getpid(), Holder: HolderLocal})
 	_ = os.Remove(filepath.Join(dir, legacyServeFile))
 	return f, nil
 }
@@ -91,10 +90,12 @@ func writeLockInfo(f *os.File, info lockInfo) error {
 	if err != nil {
 		return err
 	}
-	if err := f.Truncate(0); err != nil {
+	b = append(b, '\n')
+	if _, err := f.WriteAt(b, 0); err != nil {
+		_ = f.Truncate(0) // no words rather than half of them
 		return fmt.Errorf("write lock file: %w", err)
 	}
-	if _, err := f.WriteAt(append(b, '\n'), 0); err != nil {
+	if err := f.Truncate(int64(len(b))); err != nil {
 		return fmt.Errorf("write lock file: %w", err)
 	}
 	return nil

@@ -243,6 +243,7 @@ func TestFullDisk(t *testing.T) {
 	noCrash(t, s.logs.String())
 
 	// Started on the full disk: refused with one clear line, no fault.
+	fillDisk(t, mnt) // what the stop gave back, too
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, "--db", db, "serve", "--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0",
@@ -256,6 +257,11 @@ func TestFullDisk(t *testing.T) {
 	m := regexp.MustCompile(`^apptokens: no space left on ` + regexp.QuoteMeta(db) + ` \(0 MiB free; opening needs (\d+) MiB\)\n$`).FindSubmatch(out)
 	if m == nil {
 		t.Fatalf("serve on a full disk said %q", out)
+	}
+
+	// So is a local command.
+	if _, errOut, code := runBin(t, db, "list"); code != 1 || !regexp.MustCompile(`^apptokens: no space left on `+regexp.QuoteMeta(db)+` \(0 MiB free; opening needs \d+ MiB\)\n$`).MatchString(errOut) {
+		t.Fatalf("list on a full disk: exit %d, %q", code, errOut)
 	}
 
 	// Room to open, less than the reserve for changes: read-only, with a warning.

@@ -58,7 +58,8 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer scratch.Close()
-	if err := scratch.Load(&frameReader{r: r}, 256); err != nil {
+	backup := &countingReader{r: r}
+	if err := scratch.Load(&frameReader{r: backup}, 256); err != nil {
 		return fmt.Errorf("%w: cannot read it: %w", ErrInvalidBackup, err)
 	}
 	var orphans map[string]bool
@@ -76,8 +77,10 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 	if err := s.restoreAllowed(replace); err != nil {
 		return err
 	}
-	if err := s.space.check(); err != nil {
-		return err
+	// The restored database is written beside the old one: room for its
+	// logs and for twice the backup's bytes, or no start.
+	if err := s.space.checkFor(2*backup.n, "a restore"); err != nil {
+		return fmt.Errorf("restore: %w (the database is as it was)", err)
 	}
 	fresh, freshDir, err := s.openFresh()
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // subdirectory (data-<random>) and then switches to it by renaming a one-line
 // file, dataFile, that names it: the rename is atomic, so the database is
 // either all the old data or all the restored data, whatever fails or crashes
-// and when. The lock file and serve.addr stay in the database directory, which
+// and when. The lock file stays in the database directory, which
 // may be a mount point (it is never renamed itself). Open removes what a
 // restore cut short or left behind: subdirectories that dataFile does not
 // name, and Badger's files in the directory itself once dataFile names one.
@@ -172,6 +172,7 @@ func (s *Store) swapIn(fresh *badger.DB, freshDir string) error {
 		return reopenOld(cause)
 	}
 	s.db, s.dataDir = db, freshDir
+	s.space.setData(freshDir)
 	// The old data is no longer named: what is not removed now, Open removes.
 	removeStaleData(s.dir, freshDir)
 	return nil

@@ -61,8 +61,16 @@ func liveBytes(t *testing.T, s *store.Store) int64 {
 // diskAllowance is the fixed part of the bound on the database directory:
 // the write-ahead logs of Badger's two memtables (8 MB each, store.go), which
 // fill with every write, however small, until a memtable is flushed into the
-// LSM tree, where compaction keeps the latest version only.
-const diskAllowance = 2 * 8 << 20
+// LSM tree, where compaction keeps the latest version only; and the value log
+// being written and Badger's discard statistics. The full-disk guard
+// (space.go) allocates these files ahead, so that writes through their
+// mappings never fault: as much of each log as Badger writes into (its size
+// and two write requests of 15% of a memtable), and DISCARD's 1 MB.
+const diskAllowance = 2*(8<<20+2*maxRequest) + 16<<20 + 2*maxRequest + 1<<20
+
+// maxRequest is Badger's largest write request with the store's options (15%
+// of the 8 MB memtable).
+const maxRequest = 15 * (8 << 20) / 100
 
 // TestDiskBoundedUnderSteadyUsage (issue 8, fault 3): 200 tokens with 1,024
 // non-ASCII characters of description (records above Badger's value

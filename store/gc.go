@@ -74,7 +74,8 @@ func (s *Store) collectValueLog(quit <-chan struct{}) {
 		}
 		// Any error ends the round: ErrNoRewrite (nothing to reclaim),
 		// ErrRejected (closing), or a failed rewrite, retried next round.
-		if s.db.RunValueLogGC(gcDiscardRatio) != nil {
+		// A rewrite writes: not on a full disk (space.go).
+		if s.space.check() != nil || s.db.RunValueLogGC(gcDiscardRatio) != nil {
 			return
 		}
 	}

@@ -94,20 +94,7 @@ func listBlocks(txn *badger.Txn, id string) ([]string, error) {
 // and each token's last-used time gets its l/ key. It is idempotent: a run cut
 // short redoes only what is left, and the layout key is written last.
 func migrate(db *badger.DB) error {
-	done := false
-	err := db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(keyLayout))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			done = string(v) == layoutVersion
-			return nil
-		})
-	})
+	done, err := layoutCurrent(db)
 	if err != nil || done {
 		return err
 	}
@@ -175,4 +162,23 @@ func migrate(db *badger.DB) error {
 		return fmt.Errorf("migrate database layout: %w", err)
 	}
 	return db.Sync()
+}
+
+// layoutCurrent reports whether db is at layoutVersion (migrate writes nothing).
+func layoutCurrent(db *badger.DB) (bool, error) {
+	done := false
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyLayout))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			done = string(v) == layoutVersion
+			return nil
+		})
+	})
+	return done, err
 }

@@ -28,10 +28,10 @@ func allocatedBytes(path string) int64 {
 // fallocKeepSize is FALLOC_FL_KEEP_SIZE: allocate without changing the size.
 const fallocKeepSize = 0x1
 
-// allocateFile gives every byte of the file a block, so that writes through a
-// mapping of it never fault. Filesystems without fallocate are left to the
-// free-space reserve.
-func allocateFile(path string) error {
+// allocateFile gives the first limit bytes of the file (all of it when it is
+// shorter) blocks, so that writes through a mapping of them never fault.
+// Filesystems without fallocate are left to the free-space reserve.
+func allocateFile(path string, limit int64) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
@@ -44,7 +44,7 @@ func allocateFile(path string) error {
 	if fi.Size() == 0 {
 		return nil
 	}
-	err = syscall.Fallocate(int(f.Fd()), fallocKeepSize, 0, fi.Size())
+	err = syscall.Fallocate(int(f.Fd()), fallocKeepSize, 0, min(fi.Size(), limit))
 	if errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
 		return nil
 	}

@@ -56,8 +56,8 @@ func TestOwnWritesStopAtTheReserve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Leave the guard's reserve and 12 MiB, more than a memtable: the writes
-	// below go through a memtable flush into a table and a new memtable log.
+	// Leave the guard's reserve and 6 MiB: the writes below go through a
+	// memtable flush into a table and a new memtable log.
 	filler := dir + "/../filler"
 	f, err := os.Create(filler)
 	if err != nil {
@@ -78,16 +78,15 @@ func TestOwnWritesStopAtTheReserve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(filler, fi.Size()-(full.Need+12<<20-int64(st.Bavail)*st.Bsize)); err != nil {
+	if err := os.Truncate(filler, fi.Size()-(full.Need+6<<20-int64(st.Bavail)*st.Bsize)); err != nil {
 		t.Fatal(err)
 	}
 
-	long := strings.Repeat("é", 1000)
 	now := time.Now().UTC()
 	rows := 0
 	var refused error
-	for batch := 0; batch < 1000 && refused == nil; batch++ {
-		deltas := make([]store.UsageDelta, 500)
+	for batch := 0; batch < 5000 && refused == nil; batch++ {
+		deltas := make([]store.UsageDelta, 50)
 		for i := range deltas {
 			n := rows + i
 			deltas[i] = store.UsageDelta{TokenID: tok.Token.ID, IP: fmt.Sprintf("10.%d.%d.%d", n>>16&255, n>>8&255, n&255),
@@ -99,9 +98,14 @@ func TestOwnWritesStopAtTheReserve(t *testing.T) {
 			refused = err
 			break
 		}
-		d := fmt.Sprint(long, batch)
-		if _, err := s.Edit(admin, "busy", store.Edit{Description: &d, Access: tok.Token.Access}); err != nil {
-			refused = err
+		// Records that stay in the memtable (under the value threshold) and
+		// one that goes to the value log.
+		for i, text := range []string{"e", "e", "e", "e", "é"} {
+			d := fmt.Sprint(batch, i, strings.Repeat(text, 600))
+			if _, err := s.Edit(admin, "busy", store.Edit{Description: &d, Access: tok.Token.Access}); err != nil {
+				refused = err
+				break
+			}
 		}
 	}
 	if !errors.Is(refused, store.ErrNoSpace) {

@@ -106,7 +106,7 @@ func Open(opts Options) (*Store, error) {
 			return nil, err
 		}
 		bopts = badgerOptions(s.dataDir)
-		s.space = newSpaceGuard(s.dataDir, bopts)
+		s.space = newSpaceGuard(opts.Dir, s.dataDir, bopts)
 		if err := s.space.canOpen(); err != nil {
 			s.unlock()
 			return nil, err
@@ -121,6 +121,13 @@ func Open(opts Options) (*Store, error) {
 	if !opts.InMemory {
 		removeStaleData(s.dir, s.dataDir)
 	}
+	if err := s.space.check(); err != nil {
+		// Opened on a full disk: a layout migration would write.
+		if done, lerr := layoutCurrent(db); lerr != nil || !done {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	if err := migrate(db); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -129,7 +136,6 @@ func Open(opts Options) (*Store, error) {
 		_ = s.Close()
 		return nil, err
 	}
-	_ = s.space.check() // allocates the new logs now; writes say why when it fails
 	if !opts.InMemory {
 		s.gc.start(s, opts.ValueLogGCInterval)
 	}

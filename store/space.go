@@ -29,8 +29,11 @@ import (
 // catch it: the fault has to be prevented, not handled. So:
 //
 //   - the files Badger writes through (*.mem, *.vlog, DISCARD) are allocated with
-//     fallocate as soon as the guard sees them, so writes into them never need a
-//     block the filesystem does not have; a failed allocation refuses writes;
+//     fallocate, as far as Badger writes into them (allocateLimits), at the
+//     first check after they appear (Open makes one), so writes into them never
+//     need a block the filesystem does not have; a failed allocation refuses
+//     writes. A new log gets the first request of its own before that check:
+//     the reserve covers it;
 //   - before every write the guard asks the filesystem (statfs) for its free
 //     space and refuses the write with ErrNoSpace when less than a reserve is
 //     left; the reserve covers what Badger may still allocate because of the

@@ -58,7 +58,7 @@ func requireTool(t *testing.T, name string) string {
 // developer's home.
 func cleanEnv(home string) []string {
 	var env []string
-	for _, kv := range os.Environ() {
+	for _, kv := range withoutCI(os.Environ()) {
 		if strings.HasPrefix(kv, "APPTOKENS_DB=") || strings.HasPrefix(kv, "XDG_") || strings.HasPrefix(kv, "HOME=") {
 			continue
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -29,7 +30,12 @@ func newTmux(t *testing.T, width, height int, env []string, command ...string) *
 		args = append(args, "-e", kv)
 	}
 	args = append(args, strings.Join(quoteAll(command), " "))
-	if out, err := exec.Command("tmux", args...).CombinedOutput(); err != nil {
+	newSession := exec.Command("tmux", args...)
+	// The pane is a terminal, whatever runs the tests: termenv takes any CI
+	// variable to mean "no terminal" and would draw without colour, so the
+	// tmux server (whose environment every pane inherits) gets none.
+	newSession.Env = withoutCI(os.Environ())
+	if out, err := newSession.CombinedOutput(); err != nil {
 		t.Fatalf("tmux new-session: %v\n%s", err, out)
 	}
 	// Keep the pane after the command exits, so its last screen can be read.
@@ -123,4 +129,15 @@ func runCmd(t *testing.T, name string, args ...string) string {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 	return string(out)
+}
+
+// withoutCI is env without the CI variable.
+func withoutCI(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "CI=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

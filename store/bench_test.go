@@ -115,6 +115,16 @@ func BenchmarkStoreList(b *testing.B) {
 			}
 		}
 	})
+	// EachToken streams in name order (list --json, the TUI's shared set):
+	// it holds one token at a time, for a lookup per token by the name index.
+	b.Run(fmt.Sprintf("each/tokens=%d", n), func(b *testing.B) {
+		for b.Loop() {
+			count := 0
+			if err := s.EachToken(func(store.Token) error { count++; return nil }); err != nil || count != n {
+				b.Fatalf("streamed %d tokens: %v", count, err)
+			}
+		}
+	})
 	b.Run(fmt.Sprintf("floor/tokens=%d", n), func(b *testing.B) {
 		db := s.DB()
 		for b.Loop() {

@@ -85,6 +85,20 @@ func (s *Store) List() ([]Token, error) {
 }
 
 func listTokens(txn *badger.Txn) ([]Token, error) {
+	var out []Token
+	err := eachTokenByID(txn, func(t Token) error {
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachTokenByID calls fn with every token in ID order, its last use merged
+// in, one at a time.
+func eachTokenByID(txn *badger.Txn, fn func(Token) error) error {
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = []byte(pfxToken)
 	opts.PrefetchSize = 256
@@ -96,11 +110,10 @@ func listTokens(txn *badger.Txn) ([]Token, error) {
 	lit := txn.NewIterator(lopts)
 	defer lit.Close()
 	lit.Rewind()
-	var out []Token
 	for it.Rewind(); it.Valid(); it.Next() {
 		var t Token
 		if err := it.Item().Value(func(b []byte) error { return decodeToken(b, &t) }); err != nil {
-			return nil, err
+			return err
 		}
 		id := it.Item().Key()[len(pfxToken):]
 		for lit.Valid() && bytes.Compare(lit.Item().Key()[len(pfxLastUsed):], id) < 0 {
@@ -108,12 +121,14 @@ func listTokens(txn *badger.Txn) ([]Token, error) {
 		}
 		if lit.Valid() && bytes.Equal(lit.Item().Key()[len(pfxLastUsed):], id) {
 			if err := lit.Item().Value(func(b []byte) error { return mergeLastUsed(&t, b) }); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		out = append(out, t)
+		if err := fn(t); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // Get returns the token with this name (case-insensitively).
@@ -400,16 +415,14 @@ func (s *Store) ExpireStale(actor Actor) ([]string, error) {
 	now := s.now().UTC()
 	var ids []string
 	err := s.view(func(txn *badger.Txn) error {
-		toks, err := listTokens(txn)
-		if err != nil {
-			return err
-		}
-		for _, t := range toks {
+		// One token at a time: the sweep runs every few minutes in serve, and
+		// a list of every token would be that much memory each time.
+		return eachTokenByID(txn, func(t Token) error {
 			if t.Expired(now, after) {
 				ids = append(ids, t.ID)
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err

@@ -149,10 +149,13 @@ func BenchmarkOpenFirstView(b *testing.B) {
 			}
 			m := newModel(st, c, nil)
 			m.Update(tea.WindowSizeMsg{Width: 120, Height: 40})
-			m.Update(m.tokens.Init()())
-			if v := m.View(); len(v) == 0 {
-				b.Fatal("empty view")
+			w := m.watching()
+			m.hub.Sync()
+			m.Update(feedMsg{update: w.Take()})
+			if v := m.View(); !strings.Contains(v, "100000 tokens") {
+				b.Fatalf("not loaded:\n%s", v)
 			}
+			_ = m.Close()
 			b.StopTimer()
 			if err := st.Close(); err != nil {
 				b.Fatal(err)

@@ -47,7 +47,7 @@ func finish(t *testing.T, tm *teatest.TestModel) *Model {
 	// Quitting cancelled the subscription: its channel is closed, so the
 	// goroutine waiting on it has ended.
 	select {
-	case _, ok := <-m.sub.C():
+	case _, ok := <-m.watch.C():
 		if ok {
 			t.Error("subscription still open after quit")
 		}

@@ -14,7 +14,7 @@ import (
 	"github.com/muesli/termenv"
 
 	"github.com/apptokens/apptokens/store"
-	"github.com/apptokens/apptokens/tui/common"
+	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
 func TestMain(m *testing.M) {
@@ -101,24 +101,25 @@ func seedDemo(t testing.TB, st *store.Store, c *clock) {
 }
 
 // driver runs a model without a program, applying every command's message in turn.
-// Committed changes reach it through its own subscription, delivered after each
-// message as the root's feed would deliver them.
+// The shared token set and committed changes reach it through the model's watch,
+// brought up to date (Hub.Sync) and delivered after each message as the root's
+// feed would deliver them.
 type driver struct {
-	t   testing.TB
-	m   *Model
-	sub *store.Subscription
+	t testing.TB
+	m *Model
+	w *tokenset.Watch
 	// quit is set when a command asked the program to quit.
 	quit bool
 }
 
 func drive(t testing.TB, m *Model, w, h int) *driver {
 	t.Helper()
-	d := &driver{t: t, m: m, sub: m.deps.Store.Subscribe()}
-	t.Cleanup(d.sub.Close)
-	d.send(tea.WindowSizeMsg{Width: w, Height: h})
-	// Init without the change feed's wait, which blocks: flows with a real
-	// program (teatest) cover the feed.
+	d := &driver{t: t, m: m, w: m.watching()}
+	t.Cleanup(func() { _ = m.Close() })
+	// Init without the watch's wait, which blocks: flows with a real program
+	// (teatest) cover the feed.
 	d.run(m.tokens.Init())
+	d.send(tea.WindowSizeMsg{Width: w, Height: h})
 	return d
 }
 
@@ -129,10 +130,12 @@ func (d *driver) send(msg tea.Msg) {
 	d.t.Helper()
 	_, cmd := d.m.Update(msg)
 	d.run(cmd)
+	d.m.hub.Sync()
 	select {
-	case <-d.sub.C():
-		changes, reload := d.sub.Take()
-		d.send(common.ChangesMsg{Changes: changes, Reload: reload})
+	case _, ok := <-d.w.C():
+		if ok {
+			d.send(changesMsg(d.w.Take()))
+		}
 	default:
 	}
 }

@@ -9,7 +9,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/apptokens/apptokens/store"
-	"github.com/apptokens/apptokens/tui/common"
+	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
 // countingStore is the real Badger store, counting the reads the screens make
@@ -24,9 +24,9 @@ func (c *countingStore) Audit(limit int) ([]store.Event, error) {
 	return c.Store.Audit(limit)
 }
 
-func (c *countingStore) List() ([]store.Token, error) {
+func (c *countingStore) EachToken(fn func(store.Token) error) error {
 	c.lists.Add(1)
-	return c.Store.List()
+	return c.Store.EachToken(fn)
 }
 
 func (c *countingStore) GetByID(id string) (store.Token, error) {
@@ -110,57 +110,53 @@ func TestGateUsageOfManyTokensReadsNothing(t *testing.T) {
 	}
 }
 
-// A last use recorded while a fetch is in flight is not undone by the older
-// read that fetch returns.
-func TestUsageDuringFetchIsKept(t *testing.T) {
-	st, c := newStore(t)
-	seedDemo(t, st, c)
-	d := drive(t, newModel(st, c, nil), 130, 20)
-	feeds, err := st.Get("feeds-sync")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A change starts a fetch; before its result is applied, the gate records
-	// a use the fetch did not read.
-	_, fetch := d.m.Update(common.ChangesMsg{Changes: []store.Change{{Kind: store.ChangeToken, TokenID: feeds.ID}}})
-	if fetch == nil {
-		t.Fatal("a token change did not fetch it")
-	}
-	loaded := fetch()
-	newer := testNow.Add(-time.Minute)
-	d.m.Update(common.ChangesMsg{Changes: []store.Change{{Kind: store.ChangeUsed, TokenID: feeds.ID, LastUsedAt: newer}}})
-	d.run(func() tea.Msg { return loaded })
-	if row := lineWith(d.view(), "feeds-sync"); !strings.Contains(row, "2026-11-27 11:59") {
-		t.Errorf("the fetch's older read undid the last use:\n%s", d.view())
-	}
-}
-
-// Reloads are coalesced: however many arrive while one is in flight, one more
-// follows it.
-func TestReloadsAreCoalesced(t *testing.T) {
+// Every session of a process shows one shared token set: the tokens are read
+// once however many sessions open, a change is read once (not once per
+// session), and every session holds the very same set, not a copy.
+func TestSessionsShareOneTokenSet(t *testing.T) {
 	st, c := newStore(t)
 	seedDemo(t, st, c)
 	cs := &countingStore{Store: st}
-	d := drive(t, newModel(cs, c, nil), 130, 20)
-	cs.lists.Store(0)
-	_, first := d.m.Update(common.ChangesMsg{Reload: true})
-	if first == nil {
-		t.Fatal("a reload did not fetch")
-	}
+	hub := tokenset.NewHub(cs)
+	var ds []*driver
 	for range 10 {
-		if _, cmd := d.m.Update(common.ChangesMsg{Reload: true}); cmd != nil {
-			t.Fatal("a second reload started while one is in flight")
-		}
-		if _, cmd := d.m.Update(common.ChangesMsg{Changes: []store.Change{{Kind: store.ChangeReload}}}); cmd != nil {
-			t.Fatal("a reload change started a fetch while one is in flight")
+		m := New(Deps{Store: cs, Actor: tester, Renderer: asciiRenderer(), Now: c.Now, Tokens: hub}).(*Model)
+		ds = append(ds, drive(t, m, 130, 20))
+	}
+	for i, d := range ds {
+		if v := d.view(); !strings.Contains(v, "3 tokens, 1 active") {
+			t.Fatalf("session %d:\n%s", i, v)
 		}
 	}
-	d.run(first)
-	if n := cs.lists.Load(); n != 2 {
-		t.Errorf("%d List calls for 21 reloads during one, want 2", n)
+	if n := cs.lists.Load(); n != 1 {
+		t.Errorf("10 sessions read the token list %d times, want once", n)
 	}
-	if v := d.view(); !strings.Contains(v, "3 tokens, 1 active") {
-		t.Errorf("after the reloads:\n%s", v)
+	// One session deactivates a token: every session shows it, from one read.
+	ds[0].keys(runes("j"), runes("d"), runes("y"))
+	for i, d := range ds {
+		d.send(tea.KeyMsg{Type: tea.KeyDown}) // any message delivers the change
+		if row := lineWith(d.view(), "feeds-sync"); !strings.Contains(row, "Inactive") {
+			t.Errorf("session %d does not show the deactivation:\n%s", i, d.view())
+		}
+	}
+	if n, g := cs.lists.Load(), cs.gets.Load(); n != 1 || g != 0 {
+		t.Errorf("one change seen by 10 sessions made %d list reads and %d token reads, want 1 and none (the change carries its token)", n, g)
+	}
+	set := ds[0].m.tokens.SharedSet()
+	for i, d := range ds {
+		if d.m.tokens.SharedSet() != set {
+			t.Errorf("session %d holds a token set of its own", i)
+		}
+	}
+	// Reloads coalesce: however many arrive at once, the list is read once more.
+	for range 20 {
+		if err := st.SetInactiveAfter(store.DefaultInactiveAfter); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds[0].send(tea.KeyMsg{Type: tea.KeyUp})
+	if n := cs.lists.Load(); n != 1 {
+		t.Errorf("policy changes re-read the list: %d reads", n)
 	}
 }
 
@@ -243,5 +239,39 @@ func TestUsageShowsWholeIPv6(t *testing.T) {
 		if w >= 60 && !strings.Contains(lineWith(v, longIPv6), "Blocked") {
 			t.Fatalf("at width %d the status of the IPv6 address is not shown:\n%s", w, v)
 		}
+	}
+}
+
+// A session closed before its Init ran (an SSH connection dropped at once)
+// holds nothing of the shared hub: the hub lets go of its set.
+func TestCloseBeforeInitHoldsNothing(t *testing.T) {
+	st, c := newStore(t)
+	seedDemo(t, st, c)
+	hub := tokenset.NewHub(st)
+	m := New(Deps{Store: st, Actor: tester, Renderer: asciiRenderer(), Now: c.Now, Tokens: hub}).(*Model)
+	_ = m.Close()
+	cmd := m.Init()
+	if msg, ok := call(cmd); !ok {
+		t.Fatal("Init after Close blocked")
+	} else if batch, ok := msg.(tea.BatchMsg); ok {
+		for _, c := range batch {
+			if c == nil {
+				continue
+			}
+			if got, ok := call(c); !ok {
+				t.Fatal("Init after Close blocked")
+			} else if f, ok := got.(feedMsg); ok && !f.closed {
+				t.Fatalf("the watch delivered %+v after Close", f)
+			}
+		}
+	}
+	if n := hub.Watchers(); n != 0 {
+		t.Fatalf("%d watches open after the only session closed", n)
+	}
+	other := hub.Watch() // the only watch now: it must start a fresh load
+	defer other.Close()
+	hub.Sync()
+	if u := other.Take(); u.Tokens == nil || u.Tokens.Live() != 3 {
+		t.Fatalf("the hub after a closed session: %+v", u)
 	}
 }

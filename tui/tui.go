@@ -29,12 +29,13 @@ import (
 	"github.com/apptokens/apptokens/tui/styles"
 	"github.com/apptokens/apptokens/tui/table"
 	"github.com/apptokens/apptokens/tui/tokens"
+	"github.com/apptokens/apptokens/tui/tokenset"
 	"github.com/apptokens/apptokens/tui/usage"
 )
 
 // Store is the part of *store.Store the TUI uses.
 type Store interface {
-	List() ([]store.Token, error)
+	EachToken(fn func(store.Token) error) error
 	GetByID(id string) (store.Token, error)
 	Create(actor store.Actor, in store.NewToken) (store.Created, error)
 	Edit(actor store.Actor, name string, e store.Edit) (store.Token, error)
@@ -62,6 +63,10 @@ type Deps struct {
 	// Logger receives what the session cannot show, such as a recovered panic
 	// (over SSH: the server's logger with the session's identity); nil discards.
 	Logger *slog.Logger
+	// Tokens is the process's shared token set, built once over Store with
+	// tokenset.NewHub and given to every session; nil gives this session a Hub
+	// of its own (one session per process: tests, tools).
+	Tokens *tokenset.Hub
 }
 
 type screen int
@@ -80,9 +85,13 @@ type Model struct {
 	ctx  *common.Context
 	keys keys.Global
 	help help.Model
-	sub  *store.Subscription
-	// subMu guards sub: an SSH host calls Close from its own goroutine.
-	subMu sync.Mutex
+	hub  *tokenset.Hub
+	// watch is this session's subscription to the hub: the shared token set
+	// and the store's changes. watchMu guards it: an SSH host calls Close from
+	// its own goroutine.
+	watch   *tokenset.Watch
+	watchMu sync.Mutex
+	closed  bool // Close was called: a watch started after it is closed at once
 
 	tokens *tokens.Model
 	form   *form.Model   // open form, or nil
@@ -112,8 +121,8 @@ const (
 	defaultHeight = 24
 )
 
-// New returns the root model. Its Init subscribes to the store's change feed;
-// quitting (or Close) cancels the subscription.
+// New returns the root model. Its Init watches the shared token set (and the
+// store's changes through it); quitting (or Close) ends the watch.
 func New(d Deps) tea.Model {
 	if d.Now == nil {
 		d.Now = time.Now
@@ -127,7 +136,11 @@ func New(d Deps) tea.Model {
 	ctx := &common.Context{Styles: styles.New(d.Renderer), Actor: d.Actor, Now: d.Now}
 	h := help.New()
 	h.Styles = ctx.Styles.Help
+	if d.Tokens == nil {
+		d.Tokens = tokenset.NewHub(d.Store)
+	}
 	m := &Model{
+		hub:    d.Tokens,
 		deps:   d,
 		ctx:    ctx,
 		keys:   keys.DefaultGlobal(),
@@ -140,43 +153,50 @@ func New(d Deps) tea.Model {
 	return m
 }
 
-// feedMsg carries what the change feed delivered.
+// feedMsg carries what the watch delivered.
 type feedMsg struct {
-	changes []store.Change
-	reload  bool
-	closed  bool
+	update tokenset.Update
+	closed bool
 }
 
-// waitForChange blocks on the subscription (not polling) until a change is
-// committed, then takes the waiting changes.
-func waitForChange(sub *store.Subscription) tea.Cmd {
+// waitForChange blocks on the watch (not polling) until the hub has a new
+// token set or changes, then takes them.
+func waitForChange(w *tokenset.Watch) tea.Cmd {
 	return func() tea.Msg {
-		if _, ok := <-sub.C(); !ok {
+		if _, ok := <-w.C(); !ok {
 			return feedMsg{closed: true}
 		}
-		changes, reload := sub.Take()
-		return feedMsg{changes: changes, reload: reload}
+		return feedMsg{update: w.Take()}
 	}
 }
 
-// Init subscribes to the change feed and loads the tokens.
+// watching is the session's watch of the hub, started on first use.
+func (m *Model) watching() *tokenset.Watch {
+	m.watchMu.Lock()
+	defer m.watchMu.Unlock()
+	if m.watch == nil {
+		m.watch = m.hub.Watch()
+		if m.closed {
+			// The session ended before Init: hold nothing of the hub.
+			m.watch.Close()
+		}
+	}
+	return m.watch
+}
+
+// Init watches the shared token set; the first update shows the tokens.
 func (m *Model) Init() tea.Cmd {
-	m.subMu.Lock()
-	if m.sub == nil {
-		m.sub = m.deps.Store.Subscribe()
-	}
-	sub := m.sub
-	m.subMu.Unlock()
-	return safeCmd(tea.Batch(m.tokens.Init(), waitForChange(sub)))
+	return safeCmd(tea.Batch(m.tokens.Init(), waitForChange(m.watching())))
 }
 
-// Close cancels the change feed subscription. Quitting calls it; a host that
-// ends the program some other way (an SSH session closing) should call it too.
+// Close ends the watch. Quitting calls it; a host that ends the program some
+// other way (an SSH session closing) should call it too.
 func (m *Model) Close() error {
-	m.subMu.Lock()
-	defer m.subMu.Unlock()
-	if m.sub != nil {
-		m.sub.Close()
+	m.watchMu.Lock()
+	defer m.watchMu.Unlock()
+	m.closed = true
+	if m.watch != nil {
+		m.watch.Close()
 	}
 	return nil
 }
@@ -252,7 +272,7 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.closed {
 			return m, nil
 		}
-		return m, tea.Batch(m.broadcast(common.ChangesMsg{Changes: msg.changes, Reload: msg.reload}), waitForChange(m.sub))
+		return m, tea.Batch(m.broadcast(changesMsg(msg.update)), waitForChange(m.watching()))
 	}
 	return m, m.route(msg)
 }
@@ -310,6 +330,11 @@ func (m *Model) keyMsgs(ks []tea.KeyMsg) tea.Cmd {
 		}
 	}
 	return nil
+}
+
+// changesMsg is what the screens are told of an update.
+func changesMsg(u tokenset.Update) common.ChangesMsg {
+	return common.ChangesMsg{Changes: u.Changes, Reload: u.Reload, Tokens: u.Tokens, TokensErr: u.Err, TokensRetryIn: u.RetryIn}
 }
 
 func (m *Model) key(msg tea.KeyMsg) tea.Cmd {

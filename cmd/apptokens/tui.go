@@ -16,6 +16,7 @@ import (
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui"
+	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
 // runTUI starts the TUI on the local database, on this terminal. Every way it
@@ -32,6 +33,7 @@ func runTUI(st *store.Store) error {
 		Actor:     store.Actor{User: localUser()},
 		Renderer:  localRenderer(os.Stdout, os.Getenv),
 		Clipboard: os.Stdout,
+		Tokens:    tokenset.NewHub(st),
 	})
 	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithMouseCellMotion())
 	sigs := make(chan os.Signal, 1)

@@ -26,6 +26,7 @@ import (
 	"github.com/apptokens/apptokens/internal/cli"
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui"
+	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
 // Config configures the SSH server.
@@ -69,6 +70,8 @@ type Server struct {
 	log      *slog.Logger
 	gate     *loginGate
 	refusals *rateLog
+	// tokens is the token list every TUI session of this server shares.
+	tokens *tokenset.Hub
 
 	mu       sync.Mutex
 	programs map[*tea.Program]struct{}
@@ -130,7 +133,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, keys: keys, log: logger, programs: map[*tea.Program]struct{}{},
 		gate:     newLoginGate(cfg.Startups, cfg.MaxStartupsPerSource, cfg.MaxConnections, cfg.intn),
-		refusals: newRateLog(time.Minute, time.Now)}
+		refusals: newRateLog(time.Minute, time.Now), tokens: tokenset.NewHub(cfg.Store)}
+	// Reading every token leaves transient memory behind, and so does the
+	// last session leaving: return it to the OS at once.
+	s.tokens.Release = debug.FreeOSMemory
 	srv, err := wish.NewServer(
 		wish.WithAddress(cfg.Addr),
 		func(srv *ssh.Server) error { srv.AddHostKey(signer); return nil },

@@ -117,6 +117,7 @@ func (s *Server) program(sess ssh.Session, pty ssh.Pty, in *sessionInput, out io
 		// The OSC 52 copy goes where the program's output goes.
 		Clipboard: out,
 		Logger:    s.sessionLog(sess),
+		Tokens:    s.tokens,
 	})
 	g := &guard{inner: model}
 	p := tea.NewProgram(g, tea.WithInput(in), tea.WithOutput(out),

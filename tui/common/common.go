@@ -12,6 +12,7 @@ import (
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui/styles"
+	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
 // Context is what every screen of one session needs besides its store.
@@ -98,10 +99,16 @@ type CloseFormMsg struct{}
 type BackMsg struct{}
 
 // ChangesMsg carries committed store changes to every open screen. Reload means
-// changes were dropped and everything shown must be reloaded.
+// changes were dropped and everything shown must be reloaded. Tokens is the
+// process's shared token set with those changes applied (nil until loaded);
+// TokensErr says why it could not be loaded or brought up to date.
 type ChangesMsg struct {
-	Changes []store.Change
-	Reload  bool
+	Changes   []store.Change
+	Reload    bool
+	Tokens    *tokenset.Set
+	TokensErr error
+	// TokensRetryIn is when the failed load is tried again.
+	TokensRetryIn time.Duration
 }
 
 // Plural is "1 token" / "2 tokens".

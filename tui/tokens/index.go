@@ -1,152 +1,50 @@
 package tokens
 
 import (
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
 // SortKey is the order of the table.
-type SortKey int
+type SortKey = tokenset.SortKey
 
 // Orders the sort key cycles through.
 const (
-	SortName     SortKey = iota // name, A to Z
-	SortCreated                 // newest first
-	SortLastUsed                // most recently used first, never used last
-	numSortKeys
+	SortName     = tokenset.SortName
+	SortCreated  = tokenset.SortCreated
+	SortLastUsed = tokenset.SortLastUsed
+	numSortKeys  = tokenset.NumSortKeys
 )
 
-func (k SortKey) String() string {
-	switch k {
-	case SortCreated:
-		return "created (newest first)"
-	case SortLastUsed:
-		return "last used (most recent first)"
-	}
-	return "name"
-}
-
-// index holds every token once, an order for the current sort and the window
-// of it that passes the filter. Only positions move: tokens are never copied
-// on a keystroke.
+// index is this session's view of the shared token set: the set itself is
+// shared by every session of the process (sorted orders included); what is
+// the session's own is the sort key, the filter and, while filtering, the
+// positions that pass it. Tokens are never copied.
 type index struct {
-	all   []store.Token
-	lower []string       // lower-cased name, for sorting
-	text  []string       // lower-cased name and description, for filtering
-	byID  map[string]int // token ID → position in all
-	order []int          // positions in sort order
-	view  []int          // positions in sort order that pass the filter
+	set   *tokenset.Set // nil until loaded
 	sort  SortKey
-	query string // lower-cased filter
+	query string  // lower-cased filter
+	view  []int32 // positions shown: the set's shared order, or own (filtered)
+	own   []int32 // the filter's result; its backing array is reused
 }
 
-// reset replaces every token.
-func (x *index) reset(toks []store.Token) {
-	x.all = toks
-	x.lower = make([]string, len(toks))
-	x.text = make([]string, len(toks))
-	x.byID = make(map[string]int, len(toks))
-	for i := range toks {
-		x.describe(i)
-		x.byID[toks[i].ID] = i
+// setSet moves to a newer set. A filter result stays when nothing it
+// depends on changed (the gate's usage, sorted by name: every second).
+func (x *index) setSet(s *tokenset.Set) {
+	old := x.set
+	x.set = s
+	if x.query != "" && s.SameFilterInput(old, x.sort) {
+		return
 	}
-	x.resort()
-}
-
-func (x *index) describe(i int) {
-	t := &x.all[i]
-	x.lower[i] = strings.ToLower(t.Name)
-	x.text[i] = x.lower[i] + "\x00" + strings.ToLower(t.Description)
-}
-
-// patch applies changed tokens and deletions, then sorts and filters again.
-func (x *index) patch(upserts []store.Token, deleted []string) {
-	reorder := x.sort != SortName
-	for _, t := range upserts {
-		if i, ok := x.byID[t.ID]; ok {
-			x.all[i] = t
-			x.describe(i)
-			continue
-		}
-		x.all = append(x.all, t)
-		x.lower = append(x.lower, "")
-		x.text = append(x.text, "")
-		x.describe(len(x.all) - 1)
-		x.byID[t.ID] = len(x.all) - 1
-		reorder = true
-	}
-	if len(deleted) > 0 {
-		gone := make(map[string]bool, len(deleted))
-		for _, id := range deleted {
-			if _, ok := x.byID[id]; ok {
-				gone[id] = true
-			}
-		}
-		if len(gone) > 0 {
-			keep := x.all[:0]
-			for _, t := range x.all {
-				if !gone[t.ID] {
-					keep = append(keep, t)
-				}
-			}
-			x.reset(keep)
-			return
-		}
-	}
-	if reorder {
-		x.resort()
-	} else {
-		x.refilter()
-	}
-}
-
-// touch moves the last-used time of the token at position i forward (the
-// gate's usage; it never moves back) and reports whether it moved. The caller
-// puts it back in order (reposition) when the order is by last use.
-func (x *index) touch(i int, at time.Time) bool {
-	if !at.After(x.all[i].LastUsedAt) {
-		return false
-	}
-	x.all[i].LastUsedAt = at
-	return true
-}
-
-// reposition puts the tokens at positions ps, whose sort keys changed, back in
-// order: they are taken out, sorted, and merged with the rest, which is still
-// in order. That is linear in the tokens, where sorting them all is not.
-func (x *index) reposition(ps []int) {
-	moved := make(map[int]bool, len(ps))
-	var sorted []int
-	for _, p := range ps {
-		if !moved[p] {
-			moved[p] = true
-			sorted = append(sorted, p)
-		}
-	}
-	slices.SortFunc(sorted, x.compare)
-	merged := make([]int, 0, len(x.order))
-	j := 0
-	for _, p := range x.order {
-		if moved[p] {
-			continue
-		}
-		for j < len(sorted) && x.compare(sorted[j], p) < 0 {
-			merged = append(merged, sorted[j])
-			j++
-		}
-		merged = append(merged, p)
-	}
-	x.order = append(merged, sorted[j:]...)
 	x.refilter()
 }
 
 // setSort changes the order.
 func (x *index) setSort(k SortKey) {
 	x.sort = k
-	x.resort()
+	x.refilter()
 }
 
 // setQuery changes the filter.
@@ -155,56 +53,73 @@ func (x *index) setQuery(q string) {
 	x.refilter()
 }
 
-func (x *index) resort() {
-	x.order = x.order[:0]
-	for i := range x.all {
-		x.order = append(x.order, i)
+// order is every token in the current sort order (shared: read only).
+func (x *index) order() []int32 {
+	if x.set == nil {
+		return nil
 	}
-	slices.SortFunc(x.order, x.compare)
-	x.refilter()
-}
-
-// compare orders the tokens at positions a and b by the sort key, then by name.
-func (x *index) compare(a, b int) int {
-	switch x.sort {
-	case SortCreated:
-		if c := x.all[b].CreatedAt.Compare(x.all[a].CreatedAt); c != 0 {
-			return c
-		}
-	case SortLastUsed:
-		if c := x.all[b].LastUsedAt.Compare(x.all[a].LastUsedAt); c != 0 {
-			return c
-		}
-	}
-	return strings.Compare(x.lower[a], x.lower[b])
+	return x.set.Order(x.sort)
 }
 
 func (x *index) refilter() {
+	order := x.order()
 	if x.query == "" {
-		x.view = append(x.view[:0], x.order...)
+		x.view, x.own = order, nil
 		return
 	}
-	x.view = x.view[:0]
-	for _, i := range x.order {
-		if strings.Contains(x.text[i], x.query) {
-			x.view = append(x.view, i)
+	own := x.own[:0]
+	for _, p := range order {
+		if x.set.Matches(int(p), x.query) {
+			own = append(own, p)
 		}
 	}
+	x.own, x.view = own, own
 }
 
 // row is the token at row r of the view.
-func (x *index) row(r int) *store.Token { return &x.all[x.view[r]] }
+func (x *index) row(r int) *store.Token { return x.set.At(int(x.view[r])) }
 
-// find returns the row of the token with this ID in the view, or -1.
-func (x *index) find(id string) int {
-	i, ok := x.byID[id]
-	if !ok {
+// rowID is the ID of the token at row r of the view, without copying it out.
+func (x *index) rowID(r int) string { return x.set.ID(int(x.view[r])) }
+
+// find returns the row of the token with this ID in the view, or -1. A token
+// keeps its position within an epoch, so the position p it had is tried first.
+func (x *index) find(id string, p int32, epoch uint64) int {
+	if x.set == nil {
 		return -1
 	}
-	for r, p := range x.view {
-		if p == i {
+	if epoch != x.set.Epoch() {
+		p = -1
+		for q := 0; q < x.set.Len(); q++ {
+			if x.set.ID(q) == id {
+				p = int32(q)
+				break
+			}
+		}
+	}
+	if p < 0 || int(p) >= x.set.Len() {
+		return -1
+	}
+	if x.set.ID(int(p)) != id {
+		return -1
+	}
+	for r, q := range x.view {
+		if q == p {
 			return r
 		}
 	}
 	return -1
 }
+
+// position is the position of the token with this ID in the set, or -1.
+func (x *index) position(id string) int32 {
+	for p := range x.set.Len() {
+		if x.set.ID(p) == id {
+			return int32(p)
+		}
+	}
+	return -1
+}
+
+// at is the position and epoch of row r, to find its token again with find.
+func (x *index) at(r int) (int32, uint64) { return x.view[r], x.set.Epoch() }

@@ -1,9 +1,9 @@
-// Package tokens is the tokens table: the heart of the TUI. It keeps its own
-// sorted and filtered index of every token and renders only the rows on screen.
+// Package tokens is the tokens table: the heart of the TUI. It shows the
+// process's shared token set (package tokenset) through its own view (sort,
+// filter, selection, window) and renders only the rows on screen.
 package tokens
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -17,21 +17,15 @@ import (
 	"github.com/apptokens/apptokens/tui/common"
 	"github.com/apptokens/apptokens/tui/keys"
 	"github.com/apptokens/apptokens/tui/table"
+	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
-// Store is what the tokens table needs from the store.
+// Store is what the tokens table needs from the store: its actions. The tokens
+// themselves come from the process's shared token set (common.ChangesMsg).
 type Store interface {
-	List() ([]store.Token, error)
-	GetByID(id string) (store.Token, error)
-	InactiveAfter() time.Duration
 	SetActive(actor store.Actor, names []string, active bool) (int, error)
 	Delete(actor store.Actor, names []string) (int, error)
 }
-
-// patchLimit is how many changed tokens are fetched one by one; past it the
-// whole list is reloaded. The gate's usage (store.ChangeUsed) never counts: it
-// carries the new last-used time and is applied without reading the store.
-const patchLimit = 256
 
 // Model is the tokens screen.
 type Model struct {
@@ -55,26 +49,16 @@ type Model struct {
 	// focusID is a token to put the cursor on when it arrives (one just
 	// created here), or "".
 	focusID string
-
-	loaded  bool
-	loading bool // a fetch is in flight; changes wait in pending
-	pending []store.Change
-	reload  bool
-	// retrying: a fetch failed and a retry is due after backoff; changes
-	// wait for it (it reloads everything).
-	retrying bool
-	backoff  common.Backoff
 	// staleAt is the first moment an active token passes the inactivity
 	// limit: the heading's counts are recounted then (zero: never).
 	staleAt time.Time
-	// usedSince holds the last-used times the gate recorded while a fetch was
-	// in flight: that fetch may have read the tokens before them, so they are
-	// applied again over its result.
-	usedSince map[string]time.Time
-	err       error
+
+	loaded bool
+	err    error
 }
 
-// New returns the tokens screen; Init loads the tokens.
+// New returns the tokens screen. It shows the tokens when the root hands it
+// the shared token set (common.ChangesMsg.Tokens).
 func New(ctx *common.Context, st Store) *Model {
 	f := textinput.New()
 	f.Prompt = "/"
@@ -84,28 +68,14 @@ func New(ctx *common.Context, st Store) *Model {
 	f.Cursor.SetMode(cursor.CursorStatic)
 	ctx.Styles.TextInput(&f)
 	return &Model{
-		ctx:       ctx,
-		store:     st,
-		keys:      keys.DefaultTokens(),
-		fkeys:     keys.DefaultFilterInput(),
-		selected:  map[string]struct{}{},
-		filter:    f,
-		usedSince: map[string]time.Time{},
+		ctx:      ctx,
+		store:    st,
+		keys:     keys.DefaultTokens(),
+		fkeys:    keys.DefaultFilterInput(),
+		selected: map[string]struct{}{},
+		filter:   f,
 	}
 }
-
-// loadedMsg is the result of a fetch: a full list or a patch.
-type loadedMsg struct {
-	full          bool
-	toks          []store.Token
-	upserts       []store.Token
-	deleted       []string
-	inactiveAfter time.Duration
-	err           error
-}
-
-// retryMsg retries a failed fetch.
-type retryMsg struct{}
 
 // actedMsg is the result of an action on tokens (activate, deactivate, delete).
 type actedMsg struct {
@@ -114,44 +84,8 @@ type actedMsg struct {
 	ids  []string // tokens acted on, to unselect
 }
 
-// Init loads every token.
-func (m *Model) Init() tea.Cmd { return m.fetch(nil, true) }
-
-// fetch loads what changed (or everything) off the UI goroutine. Only one fetch
-// is in flight at a time, so results are applied in the order they were read.
-func (m *Model) fetch(changes []store.Change, reload bool) tea.Cmd {
-	m.loading = true
-	// The fetch reads after every change delivered so far.
-	clear(m.usedSince)
-	st := m.store
-	return func() tea.Msg {
-		msg := loadedMsg{inactiveAfter: st.InactiveAfter()}
-		ids := map[string]bool{}
-		for _, c := range changes {
-			if c.Kind == store.ChangeToken || c.Kind == store.ChangeDeleted {
-				ids[c.TokenID] = true
-			}
-		}
-		if reload || len(ids) > patchLimit {
-			msg.full = true
-			msg.toks, msg.err = st.List()
-			return msg
-		}
-		for id := range ids {
-			t, err := st.GetByID(id)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				msg.deleted = append(msg.deleted, id)
-			case err != nil:
-				msg.err = err
-				return msg
-			default:
-				msg.upserts = append(msg.upserts, t)
-			}
-		}
-		return msg
-	}
-}
+// Init does nothing: the root's watch of the shared token set delivers it.
+func (m *Model) Init() tea.Cmd { return nil }
 
 // SetSize sets the screen's size.
 func (m *Model) SetSize(width, height int) {
@@ -164,37 +98,11 @@ func (m *Model) SetSize(width, height int) {
 // Typing reports whether the filter field has focus.
 func (m *Model) Typing() bool { return m.filtering }
 
-// Update handles keys, mouse, store changes and fetch results.
+// Update handles keys, mouse and new token sets.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
-	case loadedMsg:
-		return m, m.applyLoaded(msg)
-	case retryMsg:
-		m.retrying = false
-		if m.loading {
-			return m, nil
-		}
-		return m, m.flush()
 	case common.ChangesMsg:
-		m.used(msg.Changes)
-		for _, c := range msg.Changes {
-			switch c.Kind {
-			case store.ChangeToken, store.ChangeDeleted, store.ChangePolicy:
-				m.pending = append(m.pending, c)
-			case store.ChangeReload:
-				m.reload = true
-			}
-			// ChangeUsed is applied above; ChangeUsage (blocks) is not shown here.
-		}
-		m.reload = m.reload || msg.Reload
-		if m.reload {
-			// One full reload covers every change: only it waits.
-			m.pending = nil
-		}
-		if m.loading || m.retrying {
-			return m, nil
-		}
-		return m, m.flush()
+		return m, m.apply(msg)
 	case actedMsg:
 		if msg.err != nil {
 			return m, common.Error(msg.err)
@@ -214,96 +122,42 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
-func (m *Model) flush() tea.Cmd {
-	if len(m.pending) == 0 && !m.reload {
-		return nil
+// apply shows a newer token set, and says when the shared load failed (the
+// hub retries it by itself, with backoff).
+func (m *Model) apply(msg common.ChangesMsg) tea.Cmd {
+	var cmd tea.Cmd
+	if msg.TokensErr != nil {
+		if !m.loaded {
+			m.err = msg.TokensErr
+		}
+		cmd = common.Error(fmt.Errorf("could not load the tokens: %w; retrying in %s", msg.TokensErr, msg.TokensRetryIn))
 	}
-	cmd := m.fetch(m.pending, m.reload)
-	m.pending, m.reload = nil, false
-	return cmd
-}
-
-// used applies the gate's usage: each change carries its token's new last-used
-// time, so the store is not read, however many tokens were used.
-// Its cost grows with the number of changes, not of tokens (but for a merge
-// of the order when the table is sorted by last use).
-func (m *Model) used(changes []store.Change) {
-	now := m.ctx.Now()
-	var moved []int
-	for _, c := range changes {
-		if c.Kind != store.ChangeUsed {
-			continue
-		}
-		if m.loading {
-			m.usedSince[c.TokenID] = c.LastUsedAt
-		}
-		i, ok := m.idx.byID[c.TokenID]
-		if !ok {
-			continue // not loaded yet: the fetch that loads it reads it after this use
-		}
-		t := &m.idx.all[i]
-		was := t.StateAt(now, m.inactiveAfter) == store.StateActive
-		if !m.idx.touch(i, c.LastUsedAt) {
-			continue
-		}
-		// A use only moves the inactivity clock forward: it can make a token
-		// active again, never inactive.
-		if !was && t.StateAt(now, m.inactiveAfter) == store.StateActive {
-			m.active++
-			m.watchExpiry(t)
-		}
-		moved = append(moved, i)
-	}
-	if len(moved) > 0 && m.idx.sort == SortLastUsed {
-		m.keepRow(func() { m.idx.reposition(moved) })
-	}
-}
-
-func (m *Model) applyLoaded(msg loadedMsg) tea.Cmd {
-	m.loading = false
-	if msg.err != nil {
-		// The changes this fetch had taken are lost with it: a full reload,
-		// after a pause, covers them and any that come meanwhile.
-		m.err = msg.err
-		m.pending, m.reload, m.retrying = nil, true, true
-		return common.RetryLater(&m.backoff, "the tokens", msg.err, retryMsg{})
+	if msg.Tokens == nil || msg.Tokens == m.idx.set {
+		return cmd
 	}
 	m.err = nil
-	m.backoff.Reset()
-	m.inactiveAfter = msg.inactiveAfter
-	m.keepRow(func() {
-		if msg.full {
-			m.idx.reset(msg.toks)
-		} else {
-			m.idx.patch(msg.upserts, msg.deleted)
-		}
-		for id, at := range m.usedSince {
-			if i, ok := m.idx.byID[id]; ok {
-				m.idx.touch(i, at)
-			}
-		}
-		if len(m.usedSince) > 0 && m.idx.sort == SortLastUsed {
-			m.idx.resort()
-		}
-		clear(m.usedSince)
-	})
+	m.inactiveAfter = msg.Tokens.InactiveAfter()
+	m.keepRow(func() { m.idx.setSet(msg.Tokens) })
 	m.loaded = true
 	m.recount()
 	m.focusPending()
-	return m.flush()
+	return cmd
 }
 
 // keepRow runs a change of the rows, keeping the cursor on its token and that
 // token on the same line of the screen.
 func (m *Model) keepRow(change func()) {
 	var keepID string
+	var keepPos int32
+	var keepEpoch uint64
 	if m.win.Cursor < len(m.idx.view) {
-		keepID = m.idx.row(m.win.Cursor).ID
+		keepID = m.idx.rowID(m.win.Cursor)
+		keepPos, keepEpoch = m.idx.at(m.win.Cursor)
 	}
 	screenRow := m.win.Cursor - m.win.Offset
 	change()
 	if keepID != "" {
-		if r := m.idx.find(keepID); r >= 0 {
+		if r := m.idx.find(keepID, keepPos, keepEpoch); r >= 0 {
 			m.win.Cursor = r
 			m.win.Offset = max(0, r-screenRow)
 		}
@@ -312,25 +166,34 @@ func (m *Model) keepRow(change func()) {
 }
 
 // recount refreshes the heading's counts, drops selections of tokens that are
-// gone and measures the name column.
+// gone and measures the name and hint columns. The counts and widths are the
+// shared set's, computed once for every session.
 func (m *Model) recount() {
 	now := m.ctx.Now()
-	m.total, m.active = len(m.idx.all), 0
-	m.staleAt = time.Time{}
-	m.nameWidth, m.hintWidth = len("Name"), 0
-	for i := range m.idx.all {
-		t := &m.idx.all[i]
-		if t.StateAt(now, m.inactiveAfter) == store.StateActive {
-			m.active++
-			m.watchExpiry(t)
-		}
-		m.nameWidth = max(m.nameWidth, len(t.Name))
-		m.hintWidth = max(m.hintWidth, table.Width(t.Hint))
+	set := m.idx.set
+	m.total = set.Live()
+	m.active, m.staleAt = set.ActiveAt(now, m.inactiveAfter)
+	m.nameWidth = max(len("Name"), set.NameWidth())
+	m.hintWidth = set.HintWidth()
+	if len(m.selected) == 0 {
+		return
 	}
-	for id := range m.selected {
-		if _, ok := m.idx.byID[id]; !ok {
-			delete(m.selected, id)
+	kept := 0
+	for p := range set.Len() {
+		if _, ok := m.selected[set.ID(p)]; ok {
+			kept++
 		}
+	}
+	if kept < len(m.selected) {
+		still := make(map[string]struct{}, kept)
+		for p := range set.Len() {
+			if id := set.ID(p); id != "" {
+				if _, ok := m.selected[id]; ok {
+					still[id] = struct{}{}
+				}
+			}
+		}
+		m.selected = still
 	}
 }
 
@@ -342,31 +205,22 @@ func (m *Model) Focus(id string) {
 }
 
 func (m *Model) focusPending() {
-	if m.focusID == "" {
+	if m.focusID == "" || m.idx.set == nil {
 		return
 	}
-	if _, ok := m.idx.byID[m.focusID]; !ok {
+	p := m.idx.position(m.focusID)
+	if p < 0 {
 		return
 	}
-	if r := m.idx.find(m.focusID); r >= 0 {
+	epoch := m.idx.set.Epoch()
+	if r := m.idx.find(m.focusID, p, epoch); r >= 0 {
 		m.win.To(r, len(m.idx.view))
 	} else if m.idx.query != "" {
 		// Filtered out: clear the filter rather than hide the new token.
 		m.setQuery("")
-		m.win.To(max(0, m.idx.find(m.focusID)), len(m.idx.view))
+		m.win.To(max(0, m.idx.find(m.focusID, p, epoch)), len(m.idx.view))
 	}
 	m.focusID = ""
-}
-
-// watchExpiry keeps staleAt at the earliest moment an active token passes the
-// inactivity limit.
-func (m *Model) watchExpiry(t *store.Token) {
-	if m.inactiveAfter <= 0 {
-		return
-	}
-	if at := t.Since().Add(m.inactiveAfter); m.staleAt.IsZero() || at.Before(m.staleAt) {
-		m.staleAt = at
-	}
 }
 
 // counts are the heading's numbers at now: a token that passed the
@@ -461,13 +315,16 @@ func (m *Model) setSort(k SortKey) { m.keepCursor(func() { m.idx.setSort(k) }) }
 
 func (m *Model) keepCursor(change func()) {
 	var id string
+	var pos int32
+	var epoch uint64
 	if m.win.Cursor < len(m.idx.view) {
-		id = m.idx.row(m.win.Cursor).ID
+		id = m.idx.rowID(m.win.Cursor)
+		pos, epoch = m.idx.at(m.win.Cursor)
 	}
 	change()
 	m.win.Cursor = 0
 	if id != "" {
-		if r := m.idx.find(id); r >= 0 {
+		if r := m.idx.find(id, pos, epoch); r >= 0 {
 			m.win.Cursor = r
 		}
 	}
@@ -477,8 +334,12 @@ func (m *Model) keepCursor(change func()) {
 // NameTaken reports whether a token the screen holds has name, case ignored
 // (DESIGN: Feed-1 and feed-1 clash). The form shows a clash live with it.
 func (m *Model) NameTaken(name string) bool {
-	for i := range m.idx.all {
-		if strings.EqualFold(m.idx.all[i].Name, name) {
+	set := m.idx.set
+	if set == nil {
+		return false
+	}
+	for p := range set.Len() {
+		if strings.EqualFold(set.Name(p), name) {
 			return true
 		}
 	}
@@ -496,7 +357,7 @@ func (m *Model) toggle(row int) {
 	if row >= len(m.idx.view) {
 		return
 	}
-	id := m.idx.row(row).ID
+	id := m.idx.rowID(row)
 	if _, ok := m.selected[id]; ok {
 		delete(m.selected, id)
 	} else {
@@ -508,13 +369,13 @@ func (m *Model) toggle(row int) {
 func (m *Model) toggleAll() {
 	all := true
 	for r := range m.idx.view {
-		if _, ok := m.selected[m.idx.row(r).ID]; !ok {
+		if _, ok := m.selected[m.idx.rowID(r)]; !ok {
 			all = false
 			break
 		}
 	}
 	for r := range m.idx.view {
-		id := m.idx.row(r).ID
+		id := m.idx.rowID(r)
 		if all {
 			delete(m.selected, id)
 		} else {
@@ -531,11 +392,11 @@ func (m *Model) targets() (names, ids []string) {
 		}
 		return nil, nil
 	}
-	for _, p := range m.idx.order {
-		t := &m.idx.all[p]
-		if _, ok := m.selected[t.ID]; ok {
-			names = append(names, t.Name)
-			ids = append(ids, t.ID)
+	for _, p := range m.idx.order() {
+		id := m.idx.set.ID(int(p))
+		if _, ok := m.selected[id]; ok {
+			names = append(names, m.idx.set.Name(int(p)))
+			ids = append(ids, id)
 		}
 	}
 	return names, ids
@@ -723,3 +584,6 @@ func (m *Model) FullHelp() [][]key.Binding {
 		{k.Create, k.Edit, k.Activate, k.Deactivate, k.Delete},
 	}
 }
+
+// SharedSet is the token set the screen shows: the process's shared one.
+func (m *Model) SharedSet() *tokenset.Set { return m.idx.set }

@@ -20,7 +20,7 @@ import (
 // backup breaks a data rule or is not a backup at all.
 var ErrInvalidBackup = errors.New("invalid backup")
 
-// Backup writes a full backup (tokens, usage, audit, policy) to w.
+// Backup writes a full backup (tokens, usage, usage history, audit, policy) to w.
 func (s *Store) Backup(w io.Writer) error {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
@@ -106,6 +106,7 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 	if err := s.loadPolicy(); err != nil {
 		return err
 	}
+	s.prunedHour.Store(0) // the backup's history may be older: the next sweep prunes it
 	s.feed.publish(Change{Kind: ChangeReload})
 	return nil
 }
@@ -266,7 +267,7 @@ func checkBackup(txn *badger.Txn) (orphans map[string]bool, err error) {
 		key   []byte
 		owner string
 	}
-	var usage []usageRec   // usage, block and last-used records, by owner
+	var usage []usageRec   // usage, block, last-used and history records, by owner
 	var oldBlocks [][]byte // usage records with a blocked flag (layout 1)
 	layout := false
 
@@ -310,6 +311,12 @@ func checkBackup(txn *badger.Txn) (orphans map[string]bool, err error) {
 			owner, err := checkBlockRecord(k, v)
 			if err != nil {
 				return nil, bad("block", key, err)
+			}
+			usage = append(usage, usageRec{key, owner})
+		case strings.HasPrefix(k, pfxHourToken), strings.HasPrefix(k, pfxHourIP):
+			owner, err := checkHourRecord(k, v)
+			if err != nil {
+				return nil, bad("usage history", key, err)
 			}
 			usage = append(usage, usageRec{key, owner})
 		case strings.HasPrefix(k, pfxLastUsed):

@@ -42,6 +42,10 @@ type Change struct {
 	// Usage is set for ChangeUsed: the (token, IP) rows as they are after the
 	// write (totals, not the deltas), with their Blocked flag.
 	Usage []Usage
+	// Hours is set for ChangeUsed: what the write added to each (IP, hour)
+	// bucket of the usage history (increments, not totals; an address and
+	// hour may appear more than once: add them all).
+	Hours []UsageHour
 	// InactiveAfter is set for ChangePolicy: the policy now in force (0: off).
 	InactiveAfter time.Duration
 }
@@ -173,12 +177,16 @@ func (s *Subscription) enqueue(changes []Change) {
 }
 
 // mergeUsed is one ChangeUsed for two of the same token, older first: the later
-// last-used time, and each address's newer row (rows are totals: the counts
-// only grow, so the larger is the newer). The older change's Usage is not modified: other subscribers hold it.
+// last-used time, each address's newer row (rows are totals: the counts
+// only grow, so the larger is the newer), and the hourly increments of both. The older change's Usage is not modified: other subscribers hold it.
 func mergeUsed(older, newer Change) Change {
 	out := newer
 	if older.LastUsedAt.After(out.LastUsedAt) {
 		out.LastUsedAt = older.LastUsedAt
+	}
+	if len(older.Hours) > 0 {
+		// Increments: both changes' count, older first, in a new slice.
+		out.Hours = append(append(make([]UsageHour, 0, len(older.Hours)+len(newer.Hours)), older.Hours...), newer.Hours...)
 	}
 	if len(older.Usage) == 0 {
 		return out

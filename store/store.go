@@ -72,6 +72,10 @@ type Store struct {
 	// BulkLoad and Restore, which write outside transactions: a Create cannot slip
 	// between their checks and their writes.
 	writeMu sync.RWMutex
+
+	// prunedHour is the cutoff hour (hours since the epoch) up to which
+	// PruneHistory has deleted the usage history; 0 after a restore.
+	prunedHour atomic.Int64
 }
 
 // Open opens (creating if needed) the store. When another process has the

@@ -363,7 +363,7 @@ func (s *Store) Delete(actor Actor, names []string) (int, error) {
 	}
 	s.feed.publish(changed...)
 	for _, c := range changed {
-		for _, p := range [...][]byte{blockPrefix(c.TokenID), usagePrefix(c.TokenID)} {
+		for _, p := range [...][]byte{blockPrefix(c.TokenID), usagePrefix(c.TokenID), hourTokenPrefix(c.TokenID), hourIPTokenPrefix(c.TokenID)} {
 			if err := s.deletePrefix(p); err != nil {
 				return len(changed), fmt.Errorf("token %s deleted, but clearing its usage records failed: %w", quote(c.Name), err)
 			}

@@ -156,6 +156,9 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 
 // RecordUsage adds aggregated requests from the gate and moves each token's
 // last-used time forward. Deltas for tokens deleted meanwhile are dropped.
+// Each delta's counts also go to the usage history, in the hour (UTC) of its
+// LastUsedAt, per token and per (token, IP), in the same transaction: a
+// caller whose deltas may span an hour gives one delta per hour (the gate does).
 //
 // A delta whose IP is not a client's address (empty, malformed, or unspecified
 // such as 0.0.0.0: a peer on a unix socket has none) is refused: it is not
@@ -222,8 +225,9 @@ func cleanDeltas(deltas []UsageDelta) (valid []UsageDelta, pos []int, refused er
 }
 
 // recordUsageChunk writes deltas in one transaction and returns the changes to
-// publish. It writes the small records only: the usage rows and each token's
-// last-used key, never the token record (see layout.go).
+// publish. It writes the small records only: the usage rows, their hourly
+// buckets (history.go) and each token's last-used key, never the token record
+// (see layout.go).
 func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 	var changed []Change
 	err := s.update(func(txn *badger.Txn) error {
@@ -231,6 +235,7 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 		toks := map[string]*Change{} // nil: deleted meanwhile, its deltas are dropped
 		var order []*Change
 		moved := map[string]bool{}
+		var hours hourBuckets
 		for _, d := range deltas {
 			c, seen := toks[d.TokenID]
 			if !seen {
@@ -272,11 +277,19 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 				return err
 			}
 			c.Usage = append(c.Usage, u)
+			if h, ok, err := hours.record(txn, d); err != nil {
+				return err
+			} else if ok {
+				c.Hours = append(c.Hours, h)
+			}
 			// Only allowed requests count as use for the inactivity policy.
 			if d.Allowed > 0 && d.LastUsedAt.After(c.LastUsedAt) {
 				c.LastUsedAt = d.LastUsedAt.UTC()
 				moved[d.TokenID] = true
 			}
+		}
+		if err := hours.flush(txn); err != nil {
+			return err
 		}
 		for _, c := range order {
 			if moved[c.TokenID] {

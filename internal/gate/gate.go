@@ -289,7 +289,7 @@ func (g *Gate) follow(ctx context.Context) {
 // minSweepGap bounds how often requests for expired tokens can trigger a sweep.
 const minSweepGap = time.Second
 
-// sweepLoop runs the inactivity sweep at start, every SweepInterval, and when a
+// sweepLoop prunes old usage history and runs the inactivity sweep at start, every SweepInterval, and when a
 // request met a token the policy has made Inactive (at most once per sweepGap).
 // The gap is measured on the gate's clock (Config.Now), the one verify and the
 // store judge inactivity by.
@@ -297,6 +297,7 @@ func (g *Gate) sweepLoop(ctx context.Context) {
 	tick := time.NewTicker(g.sweepEvery)
 	defer tick.Stop()
 	for {
+		g.pruneHistory()
 		g.expire()
 		last := g.now()
 		select {
@@ -312,6 +313,14 @@ func (g *Gate) sweepLoop(ctx context.Context) {
 				}
 			}
 		}
+	}
+}
+
+// pruneHistory drops the usage history older than the store keeps
+// (store.HistoryRetention); the store makes it a no-op within an hour.
+func (g *Gate) pruneHistory() {
+	if _, err := g.store.PruneHistory(); err != nil {
+		g.log.Error("gate: old usage history not pruned; will retry", "err", err)
 	}
 }
 

@@ -13,15 +13,29 @@ import (
 // different (token, IP) pairs do not queue on one mutex.
 const usageShards = 64
 
-// maxPendingPairs bounds the (token, IP) pairs waiting for a flush. Anyone with
+// maxPendingPairs bounds the (token, IP) pairs waiting for a flush (a pair
+// counts once per hour it has requests in, see usageKey). Anyone with
 // a token, even an inactive one, can add pairs by calling from many addresses
 // (an IPv6 prefix has plenty), and a store that refuses writes keeps them: past
 // the bound, requests of new pairs are not counted (Flush logs how many).
 const maxPendingPairs = 100_000
 
+// usageKey is one (token, IP) pair in one hour (unix nanoseconds at its
+// start, on the gate's clock): a flush that spans the turn of an hour gives the
+// store one delta per hour, so each request lands in its hour's bucket.
 type usageKey struct {
-	id string
-	ip netip.Addr
+	id   string
+	ip   netip.Addr
+	hour int64
+}
+
+// hourOf is the start of the hour holding now (unix nanoseconds).
+func hourOf(now int64) int64 {
+	h := now - now%int64(time.Hour)
+	if now < 0 && h != now {
+		h -= int64(time.Hour)
+	}
+	return h
 }
 
 type usageCount struct {
@@ -73,8 +87,9 @@ func (u *usage) newPair() bool {
 // add counts one request; keepUse also records an allowed one in used.
 func (u *usage) add(slot uint32, id string, ip netip.Addr, now int64, allowed, keepUse bool) {
 	s := u.shard(slot, ip)
+	k := usageKey{id, ip, hourOf(now)}
 	s.mu.Lock()
-	c := s.m[usageKey{id, ip}]
+	c := s.m[k]
 	if c == nil {
 		if !u.newPair() {
 			s.mu.Unlock()
@@ -85,7 +100,7 @@ func (u *usage) add(slot uint32, id string, ip netip.Addr, now int64, allowed, k
 			s.m = map[usageKey]*usageCount{}
 		}
 		c = &usageCount{first: now}
-		s.m[usageKey{id, ip}] = c
+		s.m[k] = c
 	}
 	if allowed {
 		c.allowed++

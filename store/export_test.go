@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/hex"
 	"fmt"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -78,3 +79,15 @@ func (s *Store) LiveBytes() (int64, error) {
 	})
 	return n, err
 }
+
+// HourKey is the key of an hourly usage bucket: per token when ip is "".
+func HourKey(id, ip string, hour time.Time) string {
+	h, _ := hourNum(hour)
+	if ip == "" {
+		return string(withHour(hourTokenPrefix(id), h))
+	}
+	return string(withHour(hourIPPrefix(id, ip), h))
+}
+
+// EncodeHour is the value of an hourly usage bucket.
+func EncodeHour(allowed, denied uint64) []byte { return encodeHour(allowed, denied) }

@@ -105,6 +105,9 @@ func TestFeedKinds(t *testing.T) {
 		}, store.Change{Kind: store.ChangeUsed, TokenID: id, Name: "kinds", LastUsedAt: usedAt, Usage: []store.Usage{
 			{TokenID: id, IP: "192.0.2.2", FirstUsedAt: usedAt, LastUsedAt: usedAt, Allowed: 1},
 			{TokenID: id, IP: "192.0.2.1", FirstUsedAt: usedAt, LastUsedAt: usedAt, Denied: 1, Blocked: true},
+		}, Hours: []store.UsageHour{
+			{IP: "192.0.2.2", Hour: usedAt.Truncate(time.Hour), Allowed: 1},
+			{IP: "192.0.2.1", Hour: usedAt.Truncate(time.Hour), Denied: 1},
 		}}},
 		{"unblock", func() error { _, err := s.SetBlocked(admin, "kinds", []string{"::ffff:192.0.2.1"}, false); return err },
 			store.Change{Kind: store.ChangeUsage, TokenID: id, Name: "kinds", IP: "192.0.2.1", Blocked: false}},

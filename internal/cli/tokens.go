@@ -226,15 +226,34 @@ type usageJSON struct {
 
 func (a *app) usageCmd() *cobra.Command {
 	var asJSON bool
+	var window, ip string
 	cmd := &cobra.Command{
-		Use:   "usage NAME [--json]",
-		Short: "Show the IP addresses that used a token, and when",
+		Use:   "usage NAME [--json] [--series 24h|7d|30d] [--ip IP]",
+		Short: "Show the IP addresses that used a token, and when; --series adds requests per hour",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			hours, err := parseWindow(window)
+			if err != nil {
+				return err
+			}
+			if ip != "" {
+				if ip, err = store.ClientIP(ip); err != nil {
+					return err
+				}
+			}
 			return a.withStore(func(st *store.Store) error {
 				us, err := st.Usage(args[0])
 				if err != nil {
 					return err
+				}
+				if ip != "" {
+					us = onlyIP(us, ip)
+				}
+				var series []hourJSON
+				if hours > 0 {
+					if series, err = denseSeries(st, args[0], ip, hours); err != nil {
+						return err
+					}
 				}
 				w := cmd.OutOrStdout()
 				if asJSON {
@@ -243,27 +262,47 @@ func (a *app) usageCmd() *cobra.Command {
 						out = append(out, usageJSON{IP: u.IP, FirstUsedAt: optTime(u.FirstUsedAt),
 							LastUsedAt: optTime(u.LastUsedAt), Allowed: u.Allowed, Denied: u.Denied, Blocked: u.Blocked})
 					}
+					if hours > 0 {
+						return writeJSON(w, usageSeriesJSON{Addresses: out, Series: series})
+					}
 					return writeJSON(w, out)
 				}
 				if len(us) == 0 {
-					_, err := fmt.Fprintln(w, "No requests with this token yet.")
+					msg := "No requests with this token yet."
+					if ip != "" {
+						msg = "No requests with this token from " + ip + " yet."
+					}
+					if _, err := fmt.Fprintln(w, msg); err != nil {
+						return err
+					}
+				} else {
+					var tw textTable
+					tw.row("IP ADDRESS", "FIRST USED (UTC)", "LAST USED (UTC)", "ALLOWED", "DENIED", "STATUS")
+					for _, u := range us {
+						status := "Allowed"
+						if u.Blocked {
+							status = "Blocked"
+						}
+						tw.row(u.IP, fmtTime(u.FirstUsedAt), fmtTime(u.LastUsedAt),
+							strconv.FormatUint(u.Allowed, 10), strconv.FormatUint(u.Denied, 10), status)
+					}
+					if err := tw.writeTo(w); err != nil {
+						return err
+					}
+				}
+				if hours == 0 {
+					return nil
+				}
+				if _, err := fmt.Fprintln(w); err != nil {
 					return err
 				}
-				var tw textTable
-				tw.row("IP ADDRESS", "FIRST USED (UTC)", "LAST USED (UTC)", "ALLOWED", "DENIED", "STATUS")
-				for _, u := range us {
-					status := "Allowed"
-					if u.Blocked {
-						status = "Blocked"
-					}
-					tw.row(u.IP, fmtTime(u.FirstUsedAt), fmtTime(u.LastUsedAt),
-						strconv.FormatUint(u.Allowed, 10), strconv.FormatUint(u.Denied, 10), status)
-				}
-				return tw.writeTo(w)
+				return writeSeries(w, series)
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&window, "series", "", "also print requests per hour (UTC) for the last 24h, 7d or 30d, every hour of it")
+	cmd.Flags().StringVar(&ip, "ip", "", "only this IP address (its row and, with --series, its requests)")
 	return cmd
 }
 

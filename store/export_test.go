@@ -91,3 +91,23 @@ func HourKey(id, ip string, hour time.Time) string {
 
 // EncodeHour is the value of an hourly usage bucket.
 func EncodeHour(allowed, denied uint64) []byte { return encodeHour(allowed, denied) }
+
+// WithoutHistory makes RecordUsage write the totals alone (a benchmark floor).
+func (s *Store) WithoutHistory() { s.noHistory = true }
+
+// HistoryBytes is the encoded size (keys and values) of the usage history.
+func (s *Store) HistoryBytes() (n int, err error) {
+	err = s.view(func(txn *badger.Txn) error {
+		for _, pfx := range []string{pfxHourToken, pfxHourIP} {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = []byte(pfx)
+			it := txn.NewIterator(opts)
+			for it.Rewind(); it.Valid(); it.Next() {
+				n += len(it.Item().Key()) + int(it.Item().ValueSize())
+			}
+			it.Close()
+		}
+		return nil
+	})
+	return n, err
+}

@@ -3,6 +3,8 @@ package store_test
 import (
 	"bytes"
 	"errors"
+	"io/fs"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -322,5 +324,77 @@ func TestFeedCarriesHourIncrements(t *testing.T) {
 	}
 	if !reflect.DeepEqual(changes[0].Hours, want) {
 		t.Fatalf("Hours = %+v, want %+v", changes[0].Hours, want)
+	}
+}
+
+// TestHistorySizePerTokenDay measures what a day of history takes for a token
+// used every hour from 10 addresses (8 IPv4, 2 IPv6; thousands of requests an
+// hour): encoded (keys and values as written) and in the SST files on disk
+// (one version per bucket, as after compaction; Snappy), beside the same
+// traffic without history. The encoded size is bounded by the layout.
+func TestHistorySizePerTokenDay(t *testing.T) {
+	const tokens = 100
+	ips := []string{"203.0.113.17", "203.0.113.201", "198.51.100.4", "198.51.100.77",
+		"192.0.2.143", "192.0.2.9", "100.64.12.250", "172.16.254.3",
+		"2001:db8:85a3::8a2e:370:7334", "2001:db8:4006:812::200e"}
+	day := func(history bool) (encoded, sst int64) {
+		dir := t.TempDir()
+		c := newClock()
+		s, err := store.Open(store.Options{Dir: dir, Now: c.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !history {
+			s.WithoutHistory()
+		}
+		var deltas []store.UsageDelta
+		for i := range tokens {
+			id := mustCreate(t, s, "size-"+itoa(i)).Token.ID
+			for _, ip := range ips {
+				deltas = append(deltas, store.UsageDelta{TokenID: id, IP: ip, Allowed: 3600, Denied: 12})
+			}
+		}
+		start := c.Now()
+		for h := range 24 {
+			at := start.Add(time.Duration(h)*time.Hour + 30*time.Minute)
+			for j := range deltas {
+				deltas[j].FirstUsedAt, deltas[j].LastUsedAt = at, at
+			}
+			if _, err := s.RecordUsage(deltas); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := s.HistoryBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && strings.HasSuffix(p, ".sst") {
+				fi, err := d.Info()
+				if err != nil {
+					return err
+				}
+				sst += fi.Size()
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int64(n), sst
+	}
+	enc, withSST := day(true)
+	_, withoutSST := day(false)
+	perEnc := enc / tokens
+	perSST := (withSST - withoutSST) / tokens
+	t.Logf("usage history per token per day at 10 addresses: %d bytes encoded, %d bytes in SST files (with %d, without %d for %d tokens)",
+		perEnc, perSST, withSST, withoutSST, tokens)
+	// 24 hours × (1 per-token bucket of 24+3 bytes + 10 per-address buckets of
+	// at most 25+39+3 bytes).
+	if max := int64(24 * (27 + 10*67)); perEnc > max || perEnc < 24*11*27 {
+		t.Errorf("%d bytes a token a day, want at most %d", perEnc, max)
 	}
 }

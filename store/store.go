@@ -76,6 +76,9 @@ type Store struct {
 	// prunedHour is the cutoff hour (hours since the epoch) up to which
 	// PruneHistory has deleted the usage history; 0 after a restore.
 	prunedHour atomic.Int64
+	// noHistory (benchmarks only) makes RecordUsage write the totals alone,
+	// to measure what the usage history costs.
+	noHistory bool
 }
 
 // Open opens (creating if needed) the store. When another process has the

@@ -277,10 +277,12 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 				return err
 			}
 			c.Usage = append(c.Usage, u)
-			if h, ok, err := hours.record(txn, d); err != nil {
-				return err
-			} else if ok {
-				c.Hours = append(c.Hours, h)
+			if !s.noHistory {
+				if h, ok, err := hours.record(txn, d); err != nil {
+					return err
+				} else if ok {
+					c.Hours = append(c.Hours, h)
+				}
 			}
 			// Only allowed requests count as use for the inactivity policy.
 			if d.Allowed > 0 && d.LastUsedAt.After(c.LastUsedAt) {

@@ -81,6 +81,13 @@ func hourIPPrefix(id, ip string) []byte {
 }
 func hourIPTokenPrefix(id string) []byte { return []byte(pfxHourIP + id + "/") }
 
+// hourIPKey is withHour(hourIPPrefix(id, ip), h) in one allocation.
+func hourIPKey(id, ip string, h uint32) []byte {
+	k := make([]byte, 0, len(pfxHourIP)+len(id)+len(ip)+6)
+	k = append(append(append(append(append(k, pfxHourIP...), id...), '/'), ip...), '/')
+	return binary.BigEndian.AppendUint32(k, h)
+}
+
 func withHour(prefix []byte, h uint32) []byte {
 	return binary.BigEndian.AppendUint32(prefix[:len(prefix):len(prefix)], h)
 }
@@ -141,7 +148,7 @@ func (hb *hourBuckets) record(txn *badger.Txn, d UsageDelta) (UsageHour, bool, e
 	if !ok || d.Allowed+d.Denied == 0 {
 		return UsageHour{}, false, nil
 	}
-	if err := addHour(txn, withHour(hourIPPrefix(d.TokenID, d.IP), h), d.Allowed, d.Denied); err != nil {
+	if err := addHour(txn, hourIPKey(d.TokenID, d.IP, h), d.Allowed, d.Denied); err != nil {
 		return UsageHour{}, false, err
 	}
 	k := tokenHour{d.TokenID, h}

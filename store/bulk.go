@@ -4,17 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/apptokens/apptokens/internal/secret"
 )
 
-// SeedToken is one token of a bulk load, with its usage rows.
+// SeedToken is one token of a bulk load, with its usage rows and usage
+// history (per address and hour; an address and hour given twice add up).
 type SeedToken struct {
-	Token  Token
-	Secret secret.Token
-	Usage  []Usage
+	Token   Token
+	Secret  secret.Token
+	Usage   []Usage
+	History []UsageHour
 }
 
 // BulkLoad writes many tokens at once through a write batch (seed data for demos
@@ -61,6 +64,17 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 			u.IP = ip
 			if err := checkUsageTimes(t, u); err != nil {
 				return err
+			}
+		}
+		for j := range toks[i].History {
+			h := &toks[i].History[j]
+			ip, err := ClientIP(h.IP)
+			if err != nil {
+				return err
+			}
+			h.IP = ip
+			if _, ok := hourNum(h.Hour); !ok || !h.Hour.Equal(h.Hour.Truncate(time.Hour)) {
+				return fmt.Errorf("token %s, address %s: history hour %s is not the start of an hour", quote(t.Name), ip, h.Hour.UTC().Format(time.RFC3339))
 			}
 		}
 	}
@@ -118,6 +132,9 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 				return err
 			}
 		}
+		if err := seedHistory(wb, t.ID, toks[i].History); err != nil {
+			return err
+		}
 	}
 	now := s.now().UTC()
 	ev := Event{Time: now, Actor: actor.String(), Action: "seed", Details: fmt.Sprintf("%d tokens", len(toks))}
@@ -131,6 +148,46 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 		return err
 	}
 	s.feed.publish(Change{Kind: ChangeReload})
+	return nil
+}
+
+// seedHistory writes a token's hourly buckets, per address and per token.
+func seedHistory(wb *badger.WriteBatch, id string, hs []UsageHour) error {
+	type ipHour struct {
+		ip string
+		h  uint32
+	}
+	byIP := map[ipHour]*[2]uint64{}
+	byHour := map[uint32]*[2]uint64{}
+	var order []ipHour
+	for _, u := range hs {
+		h, _ := hourNum(u.Hour)
+		k := ipHour{u.IP, h}
+		c := byIP[k]
+		if c == nil {
+			c = new([2]uint64)
+			byIP[k] = c
+			order = append(order, k)
+		}
+		c[0], c[1] = c[0]+u.Allowed, c[1]+u.Denied
+		t := byHour[h]
+		if t == nil {
+			t = new([2]uint64)
+			byHour[h] = t
+		}
+		t[0], t[1] = t[0]+u.Allowed, t[1]+u.Denied
+	}
+	for _, k := range order {
+		c := byIP[k]
+		if err := wb.Set(hourIPKey(id, k.ip, k.h), encodeHour(c[0], c[1])); err != nil {
+			return err
+		}
+	}
+	for h, c := range byHour {
+		if err := wb.Set(withHour(hourTokenPrefix(id), h), encodeHour(c[0], c[1])); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

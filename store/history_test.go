@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
 )
 
@@ -396,5 +397,40 @@ func TestHistorySizePerTokenDay(t *testing.T) {
 	// at most 25+39+3 bytes).
 	if max := int64(24 * (27 + 10*67)); perEnc > max || perEnc < 24*11*27 {
 		t.Errorf("%d bytes a token a day, want at most %d", perEnc, max)
+	}
+}
+
+// TestBulkLoadHistory: seed data can carry usage history; it reads back per
+// address and per token, and an hour that is not the start of one is refused.
+func TestBulkLoadHistory(t *testing.T) {
+	s := openMem(t, newClock())
+	h := time.Date(2026, 2, 27, 14, 0, 0, 0, time.UTC)
+	tok := rawToken(t, "seeded")
+	tok.ID = ""
+	sec, _ := secret.Generate()
+	err := s.BulkLoad(admin, []store.SeedToken{{Token: tok, Secret: sec, History: []store.UsageHour{
+		{IP: "192.0.2.1", Hour: h, Allowed: 3, Denied: 1},
+		{IP: "::ffff:192.0.2.1", Hour: h, Allowed: 2},
+		{IP: "192.0.2.2", Hour: h, Allowed: 10},
+		{IP: "192.0.2.2", Hour: h.Add(time.Hour), Denied: 4},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := series(t, s, "seeded", "", time.Time{}); !reflect.DeepEqual(got, []store.HourCount{{Hour: h, Allowed: 15, Denied: 1}, {Hour: h.Add(time.Hour), Denied: 4}}) {
+		t.Errorf("token history = %+v", got)
+	}
+	if got := series(t, s, "seeded", "192.0.2.1", time.Time{}); !reflect.DeepEqual(got, []store.HourCount{{Hour: h, Allowed: 5, Denied: 1}}) {
+		t.Errorf("192.0.2.1 history = %+v", got)
+	}
+	bad := rawToken(t, "badhour")
+	bad.ID = ""
+	sec2, _ := secret.Generate()
+	err = s.BulkLoad(admin, []store.SeedToken{{Token: bad, Secret: sec2, History: []store.UsageHour{{IP: "192.0.2.1", Hour: h.Add(time.Minute), Allowed: 1}}}})
+	if err == nil || !strings.Contains(err.Error(), "start of an hour") {
+		t.Errorf("history at 14:01: %v, want refused", err)
+	}
+	if _, err := s.Get("badhour"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("refused seed wrote its token: %v", err)
 	}
 }

@@ -221,8 +221,52 @@ func DemoTokens(now time.Time) ([]store.SeedToken, error) {
 			if u.allowed > 0 && last.After(st.Token.LastUsedAt) {
 				st.Token.LastUsedAt = last
 			}
+			st.History = append(st.History, demoHours(u.ip, now, now.Add(-u.first), last, u.allowed, u.denied)...)
 		}
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// demoHours is a demo address's usage history: of its requests, the share that
+// falls in the last 30 days (store.HistoryRetention) spread over the hours it
+// was in use then, busier from 07:00 to 19:00 UTC, so that the usage screen's
+// chart shows days; its denied requests spread evenly. The hours add up to at
+// most the address's totals.
+func demoHours(ip string, now, first, last time.Time, allowed, denied uint64) []store.UsageHour {
+	from := first
+	if keep := now.Add(-store.HistoryRetention); from.Before(keep) {
+		from = keep
+	}
+	from, to := from.Truncate(time.Hour), last.Truncate(time.Hour)
+	if to.Before(from) {
+		return nil
+	}
+	n := int(to.Sub(from)/time.Hour) + 1
+	lifetime := int(last.Sub(first)/time.Hour) + 1
+	share := allowed
+	if lifetime > n {
+		share = allowed * uint64(n) / uint64(lifetime)
+	}
+	cum := make([]uint64, n+1) // cumulative weights
+	for i := range n {
+		w := uint64(1)
+		if h := from.Add(time.Duration(i) * time.Hour).Hour(); h >= 7 && h < 19 {
+			w = 4
+		}
+		cum[i+1] = cum[i] + w
+	}
+	out := make([]store.UsageHour, 0, n)
+	for i := range n {
+		u := store.UsageHour{
+			IP:      ip,
+			Hour:    from.Add(time.Duration(i) * time.Hour),
+			Allowed: share*cum[i+1]/cum[n] - share*cum[i]/cum[n],
+			Denied:  denied*uint64(i+1)/uint64(n) - denied*uint64(i)/uint64(n),
+		}
+		if u.Allowed+u.Denied > 0 {
+			out = append(out, u)
+		}
+	}
+	return out
 }

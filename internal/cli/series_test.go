@@ -162,3 +162,53 @@ func TestUsageSeriesBadValues(t *testing.T) {
 		t.Errorf("bad --series error: %v", err)
 	}
 }
+
+// TestSeedDemoHasHistory: the demo data has hourly history for the charts, for
+// each address at most its totals, with the working hours busier.
+func TestSeedDemoHasHistory(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, dir, "seed", "--demo")
+	withHistory := 0
+	for _, name := range []string{"soc-siem-export", "grafana-dashboards", "legacy-soar", "threatfeed-sync", "soar-playbooks", "edr-connector"} {
+		var so seriesOut
+		if err := json.Unmarshal([]byte(mustRun(t, dir, "usage", name, "--json", "--series", "30d")), &so); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range so.Addresses {
+			ip := a["ip"].(string)
+			var one seriesOut
+			if err := json.Unmarshal([]byte(mustRun(t, dir, "usage", name, "--json", "--series", "30d", "--ip", ip)), &one); err != nil {
+				t.Fatal(err)
+			}
+			var sa, sd uint64
+			for _, h := range one.Series {
+				sa, sd = sa+h.Allowed, sd+h.Denied
+			}
+			if sa > uint64(a["allowed"].(float64)) || sd > uint64(a["denied"].(float64)) {
+				t.Errorf("%s %s: history %d/%d exceeds the totals %v/%v", name, ip, sa, sd, a["allowed"], a["denied"])
+			}
+			if sa+sd > 0 {
+				withHistory++
+			}
+		}
+	}
+	if withHistory < 5 {
+		t.Errorf("%d demo addresses have history, want most of those used in the last 30 days", withHistory)
+	}
+	var day seriesOut
+	if err := json.Unmarshal([]byte(mustRun(t, dir, "usage", "grafana-dashboards", "--json", "--series", "7d")), &day); err != nil {
+		t.Fatal(err)
+	}
+	var work, night uint64
+	for _, h := range day.Series {
+		at, _ := time.Parse(time.RFC3339, h.Hour)
+		if at.Hour() >= 7 && at.Hour() < 19 {
+			work += h.Allowed
+		} else {
+			night += h.Allowed
+		}
+	}
+	if night == 0 || work < 2*night {
+		t.Errorf("grafana-dashboards last 7 days: %d in working hours, %d outside; want both, working hours busier", work, night)
+	}
+}

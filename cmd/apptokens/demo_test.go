@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,6 +73,19 @@ func readTape(path string) ([]tapeStep, error) {
 				return nil, fmt.Errorf("line %d: %w", n, err)
 			}
 			step.arg = rest
+		case cmd == "Wait" || strings.HasPrefix(cmd, "Wait+") || strings.HasPrefix(cmd, "Wait@"):
+			// VHS: Wait[+Screen][@timeout] /regex/ waits until the regex matches
+			// the last line (or, with +Screen, anything on the screen).
+			if len(rest) < 2 || rest[0] != '/' || rest[len(rest)-1] != '/' {
+				return nil, fmt.Errorf("line %d: Wait needs a /regex/", n)
+			}
+			if _, err := regexp.Compile(rest[1 : len(rest)-1]); err != nil {
+				return nil, fmt.Errorf("line %d: %w", n, err)
+			}
+			step.cmd, step.arg = "Wait", rest[1:len(rest)-1]
+			if strings.HasPrefix(cmd, "Wait+Screen") {
+				step.cmd = "Wait+Screen"
+			}
 		default:
 			if _, ok := tmuxKeys[cmd]; !ok {
 				return nil, fmt.Errorf("line %d: the replay does not know %q", n, cmd)
@@ -161,6 +175,15 @@ func TestDemoTapeReplays(t *testing.T) {
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
+		case "Wait", "Wait+Screen":
+			re := regexp.MustCompile(s.arg)
+			eventually(t, 120*time.Second, fmt.Sprintf("line %d: %s /%s/", s.line, s.cmd, s.arg), func() bool {
+				screen := strings.TrimRight(tm.screen(), "\n ")
+				if s.cmd == "Wait" {
+					screen = screen[strings.LastIndex(screen, "\n")+1:]
+				}
+				return re.MatchString(screen)
+			})
 		case "expect-row":
 			words := strings.Fields(s.arg)
 			eventually(t, 15*time.Second, fmt.Sprintf("line %d: a row with %q", s.line, words), func() bool {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui/audit"
+	"github.com/apptokens/apptokens/tui/chart"
 	"github.com/apptokens/apptokens/tui/common"
 	"github.com/apptokens/apptokens/tui/confirm"
 	"github.com/apptokens/apptokens/tui/detail"
@@ -46,6 +47,7 @@ type Store interface {
 	Audit(limit int) ([]store.Event, error)
 	InactiveAfter() time.Duration
 	Subscribe() *store.Subscription
+	UsageSeries(name, ip string, since time.Time) ([]store.HourCount, error)
 }
 
 // Deps is everything one TUI session is built from.
@@ -67,6 +69,9 @@ type Deps struct {
 	// tokenset.NewHub and given to every session; nil gives this session a Hub
 	// of its own (one session per process: tests, tools).
 	Tokens *tokenset.Hub
+	// ChartWindow is the usage chart's window when a usage screen opens: 24 h
+	// (also for zero), 7 d or 30 d; other spans take the next longer window.
+	ChartWindow time.Duration
 }
 
 type screen int
@@ -431,7 +436,7 @@ func (m *Model) route(msg tea.Msg) tea.Cmd {
 		return m.detail.Init()
 	case common.OpenUsageMsg:
 		m.detail = nil
-		m.usage = usage.New(m.ctx, m.deps.Store, msg.ID, msg.Name)
+		m.usage = usage.New(m.ctx, m.deps.Store, msg.ID, msg.Name, chart.WindowOf(m.deps.ChartWindow))
 		m.active = screenUsage
 		m.layout()
 		return m.usage.Init()

@@ -139,6 +139,8 @@ type Usage struct {
 	Select, SelectAll    key.Binding
 	Block, Unblock, Back key.Binding
 	BlockNew             key.Binding // an address not seen yet
+	// ChartWindow cycles the chart's window: 24 h, 7 d, 30 d.
+	ChartWindow key.Binding
 }
 
 // DefaultUsage is the usage key map of the contract.
@@ -151,6 +153,8 @@ func DefaultUsage() Usage {
 		Unblock:   bind("u", "unblock", "u"),
 		BlockNew:  bind("B", "block new address", "B"),
 		Back:      bind("esc", "back", "esc"),
+
+		ChartWindow: bind("w", "chart window", "w"),
 	}
 }
 

@@ -58,6 +58,10 @@ type Styles struct {
 	// Input is typed text; bubbles' text fields get it through TextInput and
 	// TextArea instead of styles from the process's default renderer.
 	Input lipgloss.Style
+	// Chart bars and axis; allowed and denied also differ by glyph (tui/chart).
+	ChartAllowed lipgloss.Style
+	ChartDenied  lipgloss.Style
+	ChartAxis    lipgloss.Style
 }
 
 // New builds the styles for the terminal behind r.
@@ -105,6 +109,9 @@ func New(r *lipgloss.Renderer) *Styles {
 		// No background colour marks the cursor row: reverse video does.
 		s.Cursor = s.Cursor.Reverse(true)
 	}
+	s.ChartAllowed = st().Foreground(palette.good)
+	s.ChartDenied = st().Foreground(palette.bad)
+	s.ChartAxis = st().Foreground(palette.border)
 	s.Help = help.Styles{
 		ShortKey:       st().Foreground(palette.accent),
 		ShortDesc:      st().Foreground(palette.muted),

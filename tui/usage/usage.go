@@ -12,6 +12,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/tui/chart"
 	"github.com/apptokens/apptokens/tui/common"
 	"github.com/apptokens/apptokens/tui/keys"
 	"github.com/apptokens/apptokens/tui/table"
@@ -23,6 +24,7 @@ type Store interface {
 	Usage(name string) ([]store.Usage, error)
 	SetBlocked(actor store.Actor, name string, ips []string, blocked bool) (int, error)
 	InactiveAfter() time.Duration
+	SeriesStore
 }
 
 // colIP is the title of the IP address column.
@@ -49,6 +51,8 @@ type Model struct {
 	backoff  common.Backoff
 	err      error
 	width    int
+
+	chart usageChart
 }
 
 type loadedMsg struct {
@@ -68,12 +72,15 @@ type blockedMsg struct {
 }
 
 // New opens the usage screen of the token with this ID.
-func New(ctx *common.Context, st Store, id, name string) *Model {
-	return &Model{ctx: ctx, store: st, keys: keys.DefaultUsage(), id: id, tok: store.Token{ID: id, Name: name}, selected: map[string]struct{}{}}
+// The chart shows the last window (24 h, 7 d or 30 d) to begin with.
+func New(ctx *common.Context, st Store, id, name string, window chart.Window) *Model {
+	m := &Model{ctx: ctx, store: st, keys: keys.DefaultUsage(), id: id, tok: store.Token{ID: id, Name: name}, selected: map[string]struct{}{}}
+	m.chart.win = window
+	return m
 }
 
-// Init loads the token and its usage.
-func (m *Model) Init() tea.Cmd { return m.load() }
+// Init loads the token, its usage and its chart.
+func (m *Model) Init() tea.Cmd { return tea.Batch(m.load(), m.loadSeries()) }
 
 func (m *Model) load() tea.Cmd {
 	m.loading = true
@@ -91,7 +98,7 @@ func (m *Model) load() tea.Cmd {
 // SetSize sets the screen's size.
 func (m *Model) SetSize(width, height int) {
 	m.width = width
-	m.win.Height = height - table.HeadLines
+	m.win.Height = height - table.HeadLines - m.chartSize(height)
 	m.win.Clamp(len(m.rows))
 }
 
@@ -100,8 +107,9 @@ func (m *Model) Typing() bool { return false }
 
 func back() tea.Msg { return common.BackMsg{} }
 
-// Update handles keys, mouse, store changes and load results.
-func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+// update handles keys, mouse, store changes and load results (Update, in
+// chart.go, gives the chart its part first).
+func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case loadedMsg:
 		if msg.id != m.id {
@@ -298,7 +306,7 @@ func (m *Model) mouse(msg tea.MouseMsg) {
 	case tea.MouseButtonWheelDown:
 		m.win.Move(1, len(m.rows))
 	case tea.MouseButtonLeft:
-		if row := m.win.At(msg.Y, len(m.rows)); row >= 0 {
+		if row := m.win.At(msg.Y-m.chartLines(), len(m.rows)); row >= 0 {
 			m.win.To(row, len(m.rows))
 			if msg.X < table.CheckWidth {
 				m.toggle(row)
@@ -321,6 +329,10 @@ func (m *Model) View() string {
 		b.WriteString("  " + st.Render(state.Label()) + s.Subtle.Render(" · "+m.tok.AccessLabels()))
 	}
 	b.WriteByte('\n')
+	if m.chart.bars > 0 {
+		b.WriteString(m.chartView())
+		b.WriteByte('\n')
+	}
 	switch {
 	case !m.loaded && m.err != nil:
 		b.WriteString(s.Error.Render("Could not load the usage: " + m.err.Error()))
@@ -398,13 +410,13 @@ func (m *Model) View() string {
 // ShortHelp is the help line.
 func (m *Model) ShortHelp() []key.Binding {
 	k := m.keys
-	return []key.Binding{k.Select, k.Block, k.Unblock, k.Back, k.BlockNew}
+	return []key.Binding{k.Select, k.Block, k.Unblock, k.Back, k.BlockNew, k.ChartWindow}
 }
 
 // FullHelp is the full help.
 func (m *Model) FullHelp() [][]key.Binding {
 	k := m.keys
-	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Select, k.SelectAll}, {k.Block, k.Unblock, k.BlockNew, k.Back}}
+	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Select, k.SelectAll}, {k.Block, k.Unblock, k.BlockNew, k.Back}, {k.ChartWindow}}
 }
 
 // statusWord is an address's status as the contract words it.

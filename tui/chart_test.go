@@ -64,10 +64,10 @@ func seedPattern(t *testing.T, st *store.Store, c *clock) {
 }
 
 // patternTotals are the pattern's allowed and denied requests of ip ("" for
-// all) in the last hours hours.
+// all) in the last hours hours, the hour of now (12:00) among them.
 func patternTotals(ip string, hours int) (allowed, denied uint64) {
 	for _, h := range patternHours() {
-		if testNow.Sub(h) > time.Duration(hours)*time.Hour {
+		if testNow.Sub(h) > time.Duration(hours-1)*time.Hour {
 			continue
 		}
 		for _, d := range patternAt("", h) {
@@ -226,6 +226,7 @@ func TestChartMovesWithTraffic(t *testing.T) {
 	seedPattern(t, st, c)
 	cs := &seriesCountingStore{Store: st}
 	tm := teatest.NewTestModel(t, newModel(cs, c, nil), teatest.WithInitialTermSize(160, 30))
+	waitFor(t, tm, "billing-export")
 	send(tm, keyEnter)
 	a, dn := patternTotals("", 24)
 	waitFor(t, tm, fmt.Sprintf("%d allowed, %d denied", a, dn))

@@ -289,24 +289,31 @@ func (c Chart) View(s *styles.Styles, width, bars int) string {
 }
 
 // layout is the bucket width (hours) and the number of buckets for a window
-// in a plot of width cells: the narrowest buckets that fit.
+// in a plot of width cells: the narrowest buckets that fit. Buckets wider than
+// an hour start at multiples of their width, so the window may begin and end
+// inside one: one more bucket than the window holds.
 func layout(w Window, width int) (hours, n int) {
-	for _, b := range bucketHours {
-		if n = w.Hours() / b; n <= width {
+	if w.Hours() <= width {
+		return 1, w.Hours()
+	}
+	for _, b := range bucketHours[1:] {
+		if n = w.Hours()/b + 1; n <= width {
 			return b, n
 		}
 	}
 	b := bucketHours[len(bucketHours)-1]
-	return b, w.Hours() / b
+	return b, w.Hours()/b + 1
 }
 
-// aggregate sums the series into n buckets of b hours, the last holding the
-// hour of now, each starting at a multiple of b hours since the Unix epoch (so
-// at the same UTC hours whatever now is). start is the first bucket's Unix
-// time, top the largest bucket's total.
+// aggregate sums the window's hours (the hour of now and the ones before it)
+// into n buckets of b hours, each starting at a multiple of b hours since the
+// Unix epoch (so at the same UTC hours whatever now is); the last holds the
+// hour of now. start is the first bucket's Unix time, top the largest
+// bucket's total. A bucket only partly in the window counts only that part.
 func (c Chart) aggregate(now time.Time, b, n int) (start int64, buckets []count, top uint64) {
 	step := int64(b) * 3600
 	end := now.Truncate(time.Hour).Add(time.Hour).Unix()
+	first := end - int64(c.Window.Hours())*3600
 	if r := end % step; r != 0 {
 		end += step - r
 	}
@@ -314,7 +321,7 @@ func (c Chart) aggregate(now time.Time, b, n int) (start int64, buckets []count,
 	buckets = make([]count, n)
 	if c.Series != nil {
 		for k, h := range c.Series.hours {
-			if k < start || k >= end {
+			if k < first || k < start || k >= end {
 				continue
 			}
 			i := (k - start) / step

@@ -26,6 +26,7 @@ import (
 	"github.com/apptokens/apptokens/tui/detail"
 	"github.com/apptokens/apptokens/tui/form"
 	"github.com/apptokens/apptokens/tui/keys"
+	"github.com/apptokens/apptokens/tui/recent"
 	"github.com/apptokens/apptokens/tui/reveal"
 	"github.com/apptokens/apptokens/tui/styles"
 	"github.com/apptokens/apptokens/tui/table"
@@ -72,6 +73,10 @@ type Deps struct {
 	// ChartWindow is the usage chart's window when a usage screen opens: 24 h
 	// (also for zero), 7 d or 30 d; other spans take the next longer window.
 	ChartWindow time.Duration
+	// Recent holds every token's last 24 hours for the tokens table's
+	// sparkline column: one per process (recent.New), shared by every
+	// session; nil hides the column.
+	Recent *recent.Counts
 }
 
 type screen int
@@ -97,6 +102,9 @@ type Model struct {
 	watch   *tokenset.Watch
 	watchMu sync.Mutex
 	closed  bool // Close was called: a watch started after it is closed at once
+	// done is closed by Close: the wait for the sparklines' counts ends.
+	done     chan struct{}
+	doneOnce sync.Once
 
 	tokens *tokens.Model
 	form   *form.Model   // open form, or nil
@@ -139,6 +147,9 @@ func New(d Deps) tea.Model {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx := &common.Context{Styles: styles.New(d.Renderer), Actor: d.Actor, Now: d.Now}
+	if d.Recent != nil {
+		ctx.Sparklines = d.Recent
+	}
 	h := help.New()
 	h.Styles = ctx.Styles.Help
 	if d.Tokens == nil {
@@ -153,6 +164,7 @@ func New(d Deps) tea.Model {
 		tokens: tokens.New(ctx, d.Store),
 		width:  defaultWidth,
 		height: defaultHeight,
+		done:   make(chan struct{}),
 	}
 	m.layout()
 	return m
@@ -191,12 +203,13 @@ func (m *Model) watching() *tokenset.Watch {
 
 // Init watches the shared token set; the first update shows the tokens.
 func (m *Model) Init() tea.Cmd {
-	return safeCmd(tea.Batch(m.tokens.Init(), waitForChange(m.watching())))
+	return safeCmd(tea.Batch(m.tokens.Init(), waitForChange(m.watching()), m.startRecent()))
 }
 
 // Close ends the watch. Quitting calls it; a host that ends the program some
 // other way (an SSH session closing) should call it too.
 func (m *Model) Close() error {
+	m.doneOnce.Do(func() { close(m.done) })
 	m.watchMu.Lock()
 	defer m.watchMu.Unlock()
 	m.closed = true
@@ -273,6 +286,8 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		_, cmd := m.current().Update(msg)
 		return m, cmd
+	case recentMsg:
+		return m, m.waitRecent()
 	case feedMsg:
 		if msg.closed {
 			return m, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui"
 	"github.com/apptokens/apptokens/tui/tokenset"
+	"github.com/apptokens/apptokens/tui/recent"
 )
 
 // runTUI starts the TUI on the local database, on this terminal. Every way it
@@ -34,6 +35,7 @@ func runTUI(st *store.Store) error {
 		Renderer:  localRenderer(os.Stdout, os.Getenv),
 		Clipboard: os.Stdout,
 		Tokens:    tokenset.NewHub(st),
+		Recent:    recent.New(st, nil),
 	})
 	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithMouseCellMotion())
 	sigs := make(chan os.Signal, 1)

@@ -27,6 +27,7 @@ import (
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui"
 	"github.com/apptokens/apptokens/tui/tokenset"
+	"github.com/apptokens/apptokens/tui/recent"
 )
 
 // Config configures the SSH server.
@@ -72,6 +73,9 @@ type Server struct {
 	refusals *rateLog
 	// tokens is the token list every TUI session of this server shares.
 	tokens *tokenset.Hub
+
+	// recent is the tokens' last 24 hours, shared by every session's table.
+	recent *recent.Counts
 
 	mu       sync.Mutex
 	programs map[*tea.Program]struct{}
@@ -137,6 +141,7 @@ func New(cfg Config) (*Server, error) {
 	// Reading every token leaves transient memory behind, and so does the
 	// last session leaving: return it to the OS at once.
 	s.tokens.Release = debug.FreeOSMemory
+	s.recent = recent.New(cfg.Store, nil)
 	srv, err := wish.NewServer(
 		wish.WithAddress(cfg.Addr),
 		func(srv *ssh.Server) error { srv.AddHostKey(signer); return nil },

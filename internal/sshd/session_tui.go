@@ -118,6 +118,7 @@ func (s *Server) program(sess ssh.Session, pty ssh.Pty, in *sessionInput, out io
 		Clipboard: out,
 		Logger:    s.sessionLog(sess),
 		Tokens:    s.tokens,
+		Recent:    s.recent,
 	})
 	g := &guard{inner: model}
 	p := tea.NewProgram(g, tea.WithInput(in), tea.WithOutput(out),

@@ -20,6 +20,15 @@ type Context struct {
 	Styles *styles.Styles
 	Actor  store.Actor
 	Now    func() time.Time
+	// Sparklines draws a token's last 24 hours for the tokens table; nil
+	// hides that column.
+	Sparklines Sparklines
+}
+
+// Sparklines draws a token's requests of the last 24 hours as 24 cells, ""
+// while they are not known (tui/recent).
+type Sparklines interface {
+	Sparkline(id string) string
 }
 
 // Component is a screen or modal: a model that can be sized and lists its keys.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui/common"
+	"github.com/apptokens/apptokens/tui/recent"
 	"github.com/apptokens/apptokens/tui/table"
 )
 
@@ -20,6 +21,7 @@ const (
 	colLastUsed = "Last used"
 	colDesc     = "Description"
 	colHint     = "Hint"
+	colRecent   = "Last 24 h"
 )
 
 // descWant is the width the description column should have before the days
@@ -47,14 +49,17 @@ func (m *Model) columns() []table.Column {
 	daysW := len(colDays)
 	for _, accessW := range []int{accessFull, accessMin} {
 		for _, hint := range []bool{true, false} {
-			cols := m.fit(accessW, daysW, hint)
-			if descWidth(cols) >= descWant {
-				return cols
+			// The sparkline goes first when room is short.
+			for _, spark := range []bool{m.ctx.Sparklines != nil, false} {
+				cols := m.fit(accessW, daysW, hint, spark)
+				if descWidth(cols) >= descWant {
+					return cols
+				}
 			}
 		}
 	}
 	// Narrow: the days column's shorter title, the access column's narrowest.
-	return m.fit(accessMin, len(colDaysShort), false)
+	return m.fit(accessMin, len(colDaysShort), false, false)
 }
 
 // descWidth is the width of the description column, 0 when it is not shown.
@@ -70,7 +75,7 @@ func descWidth(cols []table.Column) int {
 // hintWidth is the width of a token's hint: prefix, "…", last 4 characters.
 const hintWidth = len("aptk_") + 1 + 4
 
-func (m *Model) fit(accessWidth, daysWidth int, hint bool) []table.Column {
+func (m *Model) fit(accessWidth, daysWidth int, hint, spark bool) []table.Column {
 	const day = 24 * time.Hour
 	maxDays := common.Plural(int((m.inactiveAfter+day-1)/day), "day", "days")
 	cols := []table.Column{
@@ -80,6 +85,9 @@ func (m *Model) fit(accessWidth, daysWidth int, hint bool) []table.Column {
 		{Title: colDays, Short: []string{colDaysShort, colDaysShortest}, Width: daysWidth, MinWidth: max(len(colDaysShortest), len(maxDays)), Right: true},
 		{Title: colCreated, Width: len("2006-01-02"), Priority: 1},
 		{Title: colLastUsed, Width: len("2006-01-02 15:04"), Priority: 1},
+	}
+	if spark {
+		cols = append(cols, table.Column{Title: colRecent, Width: recent.Hours, MinWidth: recent.Hours, Priority: 2})
 	}
 	if hint {
 		cols = append(cols, table.Column{Title: colHint, Width: max(hintWidth, m.hintWidth), Priority: 2})
@@ -183,6 +191,8 @@ func (m *Model) cell(col table.Column, t *store.Token, state store.State, now ti
 		return common.Time(t.LastUsedAt)
 	case colHint:
 		return store.Printable(t.Hint)
+	case colRecent:
+		return m.ctx.Sparklines.Sparkline(t.ID)
 	case colDesc:
 		line, rest, more := strings.Cut(t.Description, "\n")
 		line = store.Printable(line)

@@ -141,7 +141,8 @@ func (r *Counts) run(sub *store.Subscription) {
 			return
 		}
 		changes, reload := sub.Take()
-		if reload {
+		if load || reload {
+			// A failed load, or changes dropped: read everything again.
 			load = true
 			continue
 		}

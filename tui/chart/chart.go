@@ -357,30 +357,24 @@ func ticks(bucket, cw int) (int, string) {
 }
 
 // stack is the cells of allowed and denied requests in a column of rows cells
-// scaled to top: every non-zero count gets at least one cell, and the column is
-// as tall as its total, rounded up.
+// scaled to top: the column is as tall as its total, rounded up, and each
+// non-zero count gets at least one cell (so a single denied request shows).
 func stack(allowed, denied, top uint64, rows int) (a, d int) {
 	if top == 0 {
 		return 0, 0
 	}
 	r := uint64(rows)
 	total := int(((allowed+denied)*r + top - 1) / top)
+	switch {
+	case denied == 0:
+		return total, 0
+	case allowed == 0:
+		return 0, total
+	}
+	total = min(max(total, 2), rows)
 	a = int((allowed*r + top/2) / top)
-	if allowed > 0 && a == 0 {
-		a = 1
-	}
-	a = min(a, total)
-	d = total - a
-	if denied > 0 && d == 0 {
-		if a > 1 {
-			a--
-		}
-		d = 1
-		if a+d > rows {
-			a = rows - d
-		}
-	}
-	return a, d
+	a = max(1, min(a, total-1))
+	return a, total - a
 }
 
 // sparks are the levels of a sparkline, lowest first; an hour without

@@ -68,3 +68,27 @@ func TestView(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// A column's cells: as tall as its total (rounded up), a cell at least for
+// each kind present, none for a kind absent.
+func TestStack(t *testing.T) {
+	tests := []struct {
+		allowed, denied, top uint64
+		a, d                 int
+	}{
+		{allowed: 8, top: 62, a: 2},  // 1.3 cells: 2, all allowed
+		{denied: 8, top: 62, d: 2},   // all denied
+		{allowed: 62, top: 62, a: 10},
+		{allowed: 61, denied: 1, top: 62, a: 9, d: 1}, // one denied request shows
+		{allowed: 1, denied: 61, top: 62, a: 1, d: 9},
+		{allowed: 31, denied: 31, top: 62, a: 5, d: 5},
+		{top: 62},
+		{},
+	}
+	for _, tt := range tests {
+		a, d := chart.Stack(tt.allowed, tt.denied, tt.top, 10)
+		if a != tt.a || d != tt.d {
+			t.Errorf("stack(%d, %d, top %d) = %d, %d cells; want %d, %d", tt.allowed, tt.denied, tt.top, a, d, tt.a, tt.d)
+		}
+	}
+}

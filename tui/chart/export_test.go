@@ -1,0 +1,4 @@
+package chart
+
+// Stack is stack, for the tests.
+var Stack = stack

@@ -76,8 +76,8 @@ func TestStack(t *testing.T) {
 		allowed, denied, top uint64
 		a, d                 int
 	}{
-		{allowed: 8, top: 62, a: 2},  // 1.3 cells: 2, all allowed
-		{denied: 8, top: 62, d: 2},   // all denied
+		{allowed: 8, top: 62, a: 2}, // 1.3 cells: 2, all allowed
+		{denied: 8, top: 62, d: 2},  // all denied
 		{allowed: 62, top: 62, a: 10},
 		{allowed: 61, denied: 1, top: 62, a: 9, d: 1}, // one denied request shows
 		{allowed: 1, denied: 61, top: 62, a: 1, d: 9},

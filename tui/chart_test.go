@@ -12,6 +12,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/tui/common"
 )
 
 // Addresses of the known hourly pattern on billing-export.
@@ -252,4 +253,20 @@ func TestChartMovesWithTraffic(t *testing.T) {
 		t.Errorf("%d reads of the series after traffic, want 1 (the change carries the hours)", n)
 	}
 	finish(t, tm)
+}
+
+// Changes the feed dropped (a reload) make the chart read its series again.
+func TestChartReloads(t *testing.T) {
+	st, c := newStore(t)
+	seedDemo(t, st, c)
+	cs := &seriesCountingStore{Store: st}
+	d := drive(t, newModel(cs, c, nil), 100, 30)
+	d.keys(keyEnter)
+	if n := cs.series.Load(); n != 1 {
+		t.Fatalf("%d reads of the series to open the chart, want 1", n)
+	}
+	d.send(common.ChangesMsg{Reload: true})
+	if n := cs.series.Load(); n != 2 {
+		t.Errorf("%d reads of the series after a reload, want 2", n)
+	}
 }

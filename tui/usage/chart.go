@@ -88,7 +88,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, nil
 	case common.ChangesMsg:
-		m.chartChanges(msg)
+		if reload := m.chartChanges(msg); reload != nil {
+			_, cmd := m.update(msg)
+			return m, tea.Batch(cmd, reload)
+		}
 	case tea.KeyMsg:
 		if key.Matches(msg, m.keys.ChartWindow) {
 			c.win, c.loaded = c.win.Next(), false
@@ -103,9 +106,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, cmd
 }
 
-// chartChanges adds the gate's new requests to the chart; a reload of the
-// feed reloads the chart.
-func (m *Model) chartChanges(msg common.ChangesMsg) {
+// chartChanges adds the gate's new requests to the chart; after changes were
+// dropped (or a restore) it returns the chart's reload.
+func (m *Model) chartChanges(msg common.ChangesMsg) tea.Cmd {
 	c := &m.chart
 	reload := msg.Reload
 	for _, ch := range msg.Changes {
@@ -124,10 +127,14 @@ func (m *Model) chartChanges(msg common.ChangesMsg) {
 			}
 		}
 	}
-	if reload {
-		c.dirty = true
-	}
 	c.series.Prune(c.win.Since(m.ctx.Now()))
+	switch {
+	case reload && c.loading:
+		c.dirty = true
+	case reload:
+		return m.loadSeries()
+	}
+	return nil
 }
 
 // chartSize gives the chart a third of the screen's height below the

@@ -16,8 +16,8 @@ import (
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui"
-	"github.com/apptokens/apptokens/tui/tokenset"
 	"github.com/apptokens/apptokens/tui/recent"
+	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
 // runTUI starts the TUI on the local database, on this terminal. Every way it

@@ -26,8 +26,8 @@ import (
 	"github.com/apptokens/apptokens/internal/cli"
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui"
-	"github.com/apptokens/apptokens/tui/tokenset"
 	"github.com/apptokens/apptokens/tui/recent"
+	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
 // Config configures the SSH server.

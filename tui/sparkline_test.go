@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/charmbracelet/x/exp/golden"
+	"github.com/charmbracelet/x/exp/teatest"
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui/recent"
@@ -69,4 +70,26 @@ func TestTokensSparkline(t *testing.T) {
 	if n := cs.series.Load() - before; n != 0 {
 		t.Errorf("%d store reads for the traffic, want none", n)
 	}
+}
+
+// In a running program the sparkline moves with the gate's traffic without a
+// key press.
+func TestTokensSparklineLive(t *testing.T) {
+	st, c := newStore(t)
+	seedDemo(t, st, c)
+	counts := recent.New(st, c.Now)
+	m := New(Deps{Store: st, Actor: tester, Renderer: asciiRenderer(), Now: c.Now, Recent: counts}).(*Model)
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(200, 12))
+	waitFor(t, tm, "Last 24 h", "siem-connector")
+	siem, err := st.Get("siem-connector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordUsage([]store.UsageDelta{{TokenID: siem.ID, IP: "192.0.2.99", FirstUsedAt: testNow, LastUsedAt: testNow, Allowed: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile(`siem-connector[^\n]*2026-11-27 12:00 +█ `)
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return row.Match(b) },
+		teatest.WithDuration(flowTimeout), teatest.WithCheckInterval(10*time.Millisecond))
+	finish(t, tm)
 }

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
 )
@@ -18,6 +21,7 @@ const benchTokens = 100_000
 // takes seconds.
 var benchGate struct {
 	g       *Gate
+	gm      *Gate // the same store, with metrics (BenchmarkGateHTTPMetrics)
 	secrets []string
 	authz   []string
 	unknown string // the Authorization header of a well-formed unknown token
@@ -35,6 +39,8 @@ func setupBench(b *testing.B) {
 	// The store stays open for every benchmark of the run.
 	benchGate.secrets = seed(b, s, benchTokens)
 	benchGate.g = newGate(b, Config{Store: s})
+	reg := prometheus.NewRegistry()
+	benchGate.gm = newGate(b, Config{Store: s, Metrics: reg, MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
 	unknown, err := secret.Generate() // well formed, in no index
 	if err != nil {
 		b.Fatal(err)
@@ -102,9 +108,22 @@ func BenchmarkGateVerify(b *testing.B) {
 // network, no disk): an allowed request, a 401 and a 403; then allowed requests
 // while usage is flushed every 10 ms, which the index follows from memory.
 // Floor: BenchmarkGateVerify plus the httptest request and recorder.
+// BenchmarkGateHTTPMetrics beside it is the same with the gate's Prometheus
+// metrics on: it must stay within 5%.
 func BenchmarkGateHTTP(b *testing.B) {
 	setupBench(b)
-	g := benchGate.g
+	benchGateHTTP(b, benchGate.g)
+}
+
+// BenchmarkGateHTTPMetrics is BenchmarkGateHTTP with metrics on: a counter
+// and the verify-latency histogram per request.
+func BenchmarkGateHTTPMetrics(b *testing.B) {
+	setupBench(b)
+	benchGateHTTP(b, benchGate.gm)
+}
+
+func benchGateHTTP(b *testing.B, g *Gate) {
+	g.catchUp() // the other gate's flushes are on the feed
 	h := g.Handler()
 	cases := []struct {
 		name, path, authz string

@@ -21,10 +21,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
@@ -53,6 +56,14 @@ type Config struct {
 	// Inactive are deactivated in the store (with an "expire" audit event);
 	// default 1m.
 	SweepInterval time.Duration
+	// Metrics is where the gate registers its Prometheus metrics (a registry
+	// of this serve, never the global default one); nil keeps none, and
+	// requests then count nothing.
+	Metrics prometheus.Registerer
+	// MetricsHandler is served at GET /metrics by Handler (promhttp over the
+	// same registry); nil: /metrics is not_found, as when serve --metrics puts
+	// it on another address.
+	MetricsHandler http.Handler
 }
 
 // sweepActor is who the audit trail names for the inactivity sweep.
@@ -69,9 +80,11 @@ type Gate struct {
 	sweepEvery time.Duration
 	sweepGap   time.Duration // least time between sweeps asked for by requests, on the gate's clock
 
-	idx   atomic.Pointer[index]
-	usage usage
-	sweep chan struct{} // a request saw a token the policy has made Inactive
+	idx            atomic.Pointer[index]
+	usage          usage
+	metrics        *metrics // nil: no metrics
+	metricsHandler http.Handler
+	sweep          chan struct{} // a request saw a token the policy has made Inactive
 	// storeReads counts reads of tokens from the store (rebuilds and admin
 	// changes): tests and benchmarks check that usage flushes cause none.
 	storeReads atomic.Uint64
@@ -106,6 +119,8 @@ func New(cfg Config) (*Gate, error) {
 		sweepEvery: cfg.SweepInterval,
 		sweepGap:   minSweepGap,
 		sweep:      make(chan struct{}, 1),
+
+		metricsHandler: cfg.MetricsHandler,
 	}
 	g.usage.limit = maxPendingPairs
 	if g.log == nil {
@@ -127,6 +142,13 @@ func New(cfg Config) (*Gate, error) {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("gate: invalid trusted proxy prefix %v", p)
 		}
+	}
+	if cfg.Metrics != nil {
+		m, err := newMetrics(g, cfg.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("gate: metrics: %w", err)
+		}
+		g.metrics = m
 	}
 	// Subscribe before reading the version, and read it before the snapshot: a
 	// commit missing from the snapshot then moves the version past the index's.
@@ -158,6 +180,9 @@ func (g *Gate) catchUp() *index {
 }
 
 func (g *Gate) rebuildLocked() error {
+	if g.metrics != nil && g.idx.Load() != nil { // not the first build
+		g.metrics.reloads.Inc()
+	}
 	v := g.store.FeedVersion()
 	g.sub.Take() // everything up to v is in the snapshot below
 	g.storeReads.Add(1)
@@ -332,20 +357,30 @@ func (g *Gate) pruneHistory() {
 // usage only then, and leaves it to the flush interval otherwise.
 func (g *Gate) expire() {
 	defer g.sweeps.Add(1)
+	result := sweepNone
+	if m := g.metrics; m != nil {
+		defer func() { m.sweeps[result].Inc() }()
+	}
 	if !g.current().anyExpired(g.store.Now().UnixNano()) {
 		return
 	}
 	// The store judges by the last uses it has: give it the ones counted here.
 	if err := g.Flush(); err != nil {
+		result = sweepFailed
 		g.log.Error("gate: usage not written before the inactivity sweep; will retry", "err", err)
 		return
 	}
 	names, err := g.store.ExpireStale(sweepActor)
 	if err != nil {
+		result = sweepFailed
 		g.log.Error("gate: inactivity sweep failed", "err", err)
 		return
 	}
 	if len(names) > 0 {
+		result = sweepDeactivated
+		if g.metrics != nil {
+			g.metrics.sweptTokens.Add(float64(len(names)))
+		}
 		g.log.Info("gate: tokens became inactive", "tokens", names, "inactive_after", g.store.InactiveAfter())
 	}
 }
@@ -380,6 +415,10 @@ const flushBatch = 1024
 func (g *Gate) Flush() error {
 	g.flushMu.Lock()
 	defer g.flushMu.Unlock()
+	if m := g.metrics; m != nil {
+		start := m.since()
+		defer func() { m.flush.Observe((m.since() - start).Seconds()) }()
+	}
 	g.warnDropped()
 	pending, used := g.usage.take()
 	if used != nil {

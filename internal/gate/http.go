@@ -117,8 +117,13 @@ func (g *Gate) Handler() http.Handler {
 			g.health(w)
 			return
 		}
+		if r.URL.Path == "/metrics" && g.metricsHandler != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			g.metricsHandler.ServeHTTP(w, r)
+			return
+		}
 		need, segment, ok := route(r.URL.Path)
 		if !ok {
+			g.metrics.count(reasonNotFound, pathOther)
 			g.answer(w, &verdict{reason: reasonNotFound}, 0, "")
 			return
 		}
@@ -176,9 +181,14 @@ func (g *Gate) check(r *http.Request, need accessSet) verdict {
 	var v verdict
 	if authz := r.Header["Authorization"]; len(authz) > 1 {
 		v.reason = reasonMalformedToken
+	} else if m := g.metrics; m != nil {
+		start := m.since()
+		v = g.verify(r.Header.Get("Authorization"), need, ip, now)
+		m.verify.Observe((m.since() - start).Seconds())
 	} else {
 		v = g.verify(r.Header.Get("Authorization"), need, ip, now)
 	}
+	g.metrics.count(v.reason, pathOf(need))
 	if v.identified() && ip.IsValid() {
 		// Keep the time of an allowed use for verify when the index's clock
 		// of the token is old: it will not know of this use until the flush.

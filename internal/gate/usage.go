@@ -60,6 +60,8 @@ type usage struct {
 	limit   int64         // most pairs waiting at once
 	pairs   atomic.Int64  // pairs waiting, in all shards
 	dropped atomic.Uint64 // requests not counted since the last report
+	// droppedTotal is every request not counted, for the metrics.
+	droppedTotal atomic.Uint64
 }
 
 // pendingUse is one (token, IP) pair's counts taken for a flush, with the shard
@@ -94,6 +96,7 @@ func (u *usage) add(slot uint32, id string, ip netip.Addr, now int64, allowed, k
 		if !u.newPair() {
 			s.mu.Unlock()
 			u.dropped.Add(1)
+			u.droppedTotal.Add(1)
 			return
 		}
 		if s.m == nil {
@@ -187,6 +190,7 @@ func (u *usage) requeue(ps []pendingUse, used map[string]int64) {
 			if !u.newPair() {
 				s.mu.Unlock()
 				u.dropped.Add(p.c.allowed + p.c.denied)
+				u.droppedTotal.Add(p.c.allowed + p.c.denied)
 				continue
 			}
 			if s.m == nil {

@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/apptokens/apptokens/internal/cidr"
@@ -41,6 +44,7 @@ type serveFlags struct {
 	upstream, access  string
 	routes            []string
 	passAuthorization bool
+	metricsAddr       string
 }
 
 func serveCmd(root *cobra.Command) *cobra.Command {
@@ -74,6 +78,7 @@ func serveCmd(root *cobra.Command) *cobra.Command {
 	fl.StringVar(&f.access, "access", "", "with --upstream: the access type a token needs (default: any)")
 	fl.StringArrayVar(&f.routes, "route", nil, "proxy mode for several APIs: PREFIX=URL[,ACCESS] (repeatable; longest prefix wins)")
 	fl.BoolVar(&f.passAuthorization, "pass-authorization", false, "proxy mode: forward the client's Authorization header to the upstream")
+	fl.StringVar(&f.metricsAddr, "metrics", "", "serve Prometheus /metrics on this address instead of the gate's listener")
 	return cmd
 }
 
@@ -236,7 +241,15 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 	if err != nil {
 		return err
 	}
-	g, err := gate.New(gate.Config{Store: st, TrustedProxies: trusted, Logger: logger})
+	// One registry per serve: the gate's metrics, the Go runtime's and the process's.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	gateCfg := gate.Config{Store: st, TrustedProxies: trusted, Logger: logger, Metrics: reg}
+	if f.metricsAddr == "" {
+		gateCfg.MetricsHandler = metricsHandler
+	}
+	g, err := gate.New(gateCfg)
 	if err != nil {
 		return err
 	}
@@ -262,6 +275,18 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 		sshLn.Close()
 		return fmt.Errorf("http: %w", err)
 	}
+	var metricsSrv *http.Server
+	var metricsLn net.Listener
+	if f.metricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", f.metricsAddr); err != nil {
+			sshLn.Close()
+			httpLn.Close()
+			return fmt.Errorf("metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler)
+		metricsSrv = gate.NewServer(f.metricsAddr, mux)
+	}
 	// Tell local commands refused by the lock what to run instead.
 	if err := st.Announce(sshLn.Addr().String()); err != nil {
 		logger.Warn("announce the SSH address in the lock file", "err", err.Error())
@@ -277,7 +302,14 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 	if proxyMode != nil {
 		httpSrv = gate.NewProxyServer(f.httpAddr, proxyMode)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if metricsSrv != nil {
+		go func() {
+			if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+	}
 	go func() {
 		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http: %w", err)
@@ -288,7 +320,11 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 			errc <- fmt.Errorf("ssh: %w", err)
 		}
 	}()
-	logger.Info("apptokens serve started", "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(),
+	metricsAt := httpLn.Addr().String()
+	if metricsLn != nil {
+		metricsAt = metricsLn.Addr().String()
+	}
+	logger.Info("apptokens serve started", "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(), "metrics", metricsAt,
 		"db", db, "inactive_after", st.InactiveAfter().String(), "trusted_proxies", len(trusted))
 	for _, r := range routes {
 		logger.Info("proxy mode: forwarding", "prefix", r.Prefix, "upstream", r.Upstream.Redacted(), "access", string(r.Access))
@@ -306,6 +342,11 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		logger.Warn("http shutdown", "err", err.Error())
 		_ = httpSrv.Close()
+	}
+	if metricsSrv != nil {
+		if err := metricsSrv.Shutdown(sctx); err != nil {
+			_ = metricsSrv.Close()
+		}
 	}
 	if err := sshSrv.Shutdown(sctx); err != nil {
 		logger.Warn("ssh shutdown", "err", err.Error())

@@ -123,7 +123,6 @@ func (g *Gate) Handler() http.Handler {
 		}
 		need, segment, ok := route(r.URL.Path)
 		if !ok {
-			g.metrics.count(reasonNotFound, pathOther)
 			g.answer(w, &verdict{reason: reasonNotFound}, 0, "")
 			return
 		}
@@ -221,6 +220,11 @@ func (g *Gate) logVerdict(ctx context.Context, v *verdict, ip netip.Addr) {
 // capacity 1: a wrapper of w may write into a value (h[k][0] = ...) or append
 // to one, and neither may reach another answer. One allocation serves them all.
 func (g *Gate) answer(w http.ResponseWriter, v *verdict, need accessSet, segment string) {
+	switch v.reason {
+	case reasonNotFound, reasonUpstreamUnavailable:
+		// Answers that no check counted (see Gate.check).
+		g.metrics.count(v.reason, pathOther)
+	}
 	h := w.Header()
 	vals := new([4]string)
 	vals[0], vals[1] = reasonNames[v.reason], "no-store"

@@ -30,10 +30,25 @@ func scrapeMetrics(t *testing.T, addr string) (int, string) {
 func TestServeMetrics(t *testing.T) {
 	s := startServe(t)
 	gateGet(t, s.httpAddr, "/auth", "")
+	// One admin command, and a stranger's key refused once.
+	if _, errOut, code := s.ssh("list"); code != 0 {
+		t.Fatal(errOut)
+	}
+	stranger := newClientKey(t, t.TempDir(), "stranger")
+	if _, _, code := s.sshAs(stranger, "admin", "list"); code == 0 {
+		t.Fatal("an unknown key was let in")
+	}
 	code, body := scrapeMetrics(t, s.httpAddr)
-	if code != 200 || !strings.Contains(body, `apptokens_gate_requests_total{path="/auth",reason="missing_token"} 1`) ||
-		!strings.Contains(body, "go_goroutines") || !strings.Contains(body, "process_resident_memory_bytes") {
-		t.Fatalf("/metrics on the gate's listener: %d\n%s", code, body)
+	for _, want := range []string{
+		`apptokens_gate_requests_total{path="/auth",reason="missing_token"} 1`,
+		`apptokens_ssh_auth_failures_total{method="publickey"} 1`,
+		`apptokens_ssh_auth_failures_total{method="password"} 0`,
+		"apptokens_ssh_sessions_open 0", // the command's session has ended
+		"go_goroutines", "process_resident_memory_bytes",
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Fatalf("/metrics on the gate's listener: %d, no %q in\n%s", code, want, body)
+		}
 	}
 
 	moved := startServe(t, "--metrics", "127.0.0.1:0")

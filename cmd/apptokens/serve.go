@@ -233,18 +233,18 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 		}
 	}
 
+	// One registry per serve: the gate's and the SSH server's metrics, the Go runtime's and the process's.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	sshSrv, err := sshd.New(sshd.Config{
 		Addr: f.sshAddr, HostKeyPath: f.hostKey, AuthorizedKeysPath: f.authorizedKeys,
 		Store: st, Logger: logger, IdleTimeout: f.sshIdleTimeout, MaxConnections: f.maxSSHConnections,
-		LoginGrace: f.sshLoginGrace, MaxSessionsPerConn: f.maxSSHSessions,
+		LoginGrace: f.sshLoginGrace, MaxSessionsPerConn: f.maxSSHSessions, Metrics: reg,
 	})
 	if err != nil {
 		return err
 	}
-	// One registry per serve: the gate's metrics, the Go runtime's and the process's.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	gateCfg := gate.Config{Store: st, TrustedProxies: trusted, Logger: logger, Metrics: reg}
 	if f.metricsAddr == "" {
 		gateCfg.MetricsHandler = metricsHandler

@@ -21,6 +21,7 @@ import (
 	"github.com/charmbracelet/ssh"
 	"github.com/charmbracelet/wish"
 	"github.com/charmbracelet/x/ansi"
+	"github.com/prometheus/client_golang/prometheus"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/apptokens/apptokens/internal/cli"
@@ -56,6 +57,9 @@ type Config struct {
 	MaxSessionsPerConn int
 	// MaxAuthTries caps authentication attempts per connection; default 6.
 	MaxAuthTries int
+	// Metrics is where the server registers its Prometheus metrics (sessions
+	// open, authentication failures by method); nil keeps none.
+	Metrics prometheus.Registerer
 
 	// newModel builds a PTY session's model; tui.New unless a test injects one.
 	newModel func(tui.Deps) tea.Model
@@ -72,7 +76,8 @@ type Server struct {
 	gate     *loginGate
 	refusals *rateLog
 	// tokens is the token list every TUI session of this server shares.
-	tokens *tokenset.Hub
+	tokens  *tokenset.Hub
+	metrics *metrics // nil: none
 
 	// recent is the tokens' last 24 hours, shared by every session's table.
 	recent *recent.Counts
@@ -142,6 +147,11 @@ func New(cfg Config) (*Server, error) {
 	// last session leaving: return it to the OS at once.
 	s.tokens.Release = debug.FreeOSMemory
 	s.recent = recent.New(cfg.Store, nil)
+	if cfg.Metrics != nil {
+		if s.metrics, err = newMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("ssh: metrics: %w", err)
+		}
+	}
 	srv, err := wish.NewServer(
 		wish.WithAddress(cfg.Addr),
 		func(srv *ssh.Server) error { srv.AddHostKey(signer); return nil },
@@ -156,7 +166,8 @@ func New(cfg Config) (*Server, error) {
 					MaxAuthTries: cfg.MaxAuthTries,
 					// Called with a nil error only when authentication has
 					// succeeded (a key query or a partial success is not).
-					AuthLogCallback: func(_ gossh.ConnMetadata, _ string, err error) {
+					AuthLogCallback: func(_ gossh.ConnMetadata, method string, err error) {
+						s.metrics.authAttempt(method, err)
 						if c, ok := ctx.Value(connKey{}).(*trackedConn); ok && err == nil {
 							c.authenticated()
 						}
@@ -276,6 +287,8 @@ func (s *Server) limitSessions(next ssh.ChannelHandler) ssh.ChannelHandler {
 			return
 		}
 		defer tc.closeSession()
+		s.metrics.sessionOpened()
+		defer s.metrics.sessionClosed()
 		next(srv, conn, ch, ctx)
 	}
 }

@@ -22,7 +22,9 @@ func main() {
 		RunTUI: runTUI,
 	}
 	root := cli.NewRoot(env)
-	root.AddCommand(serveCmd(root))
+	serve := serveCmd(root)
+	root.AddCommand(serve)
+	withConfig(root, serve)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "apptokens: "+store.Printable(err.Error()))
 		os.Exit(1)

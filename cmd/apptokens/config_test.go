@@ -1,6 +1,10 @@
 package main
 
 import (
+	"io"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,5 +75,27 @@ func TestConfigShow(t *testing.T) {
 	_, errOut, code = runWith(t, home, nil, "--config", bad, "list")
 	if want := "apptokens: " + bad + ":3: serve.ssh_login_grase: unknown key\n"; code == 0 || errOut != want {
 		t.Errorf("bad key: exit %d, stderr %q, want %q", code, errOut, want)
+	}
+}
+
+// The theme of config.toml reaches the local TUI's renderer: none draws
+// without colour, dark and light fix the background instead of asking.
+func TestThemeRenderer(t *testing.T) {
+	for _, c := range []struct {
+		theme   string
+		profile termenv.Profile
+		dark    bool
+	}{
+		{"none", termenv.Ascii, false},
+		{"dark", termenv.TrueColor, true},
+		{"light", termenv.TrueColor, false},
+	} {
+		r := lipgloss.NewRenderer(io.Discard)
+		r.SetColorProfile(termenv.TrueColor)
+		r.SetHasDarkBackground(!c.dark)
+		r = themed(r, c.theme)
+		if r.ColorProfile() != c.profile || c.theme != "none" && r.HasDarkBackground() != c.dark {
+			t.Errorf("theme %s: profile %v, dark %v", c.theme, r.ColorProfile(), r.HasDarkBackground())
+		}
 	}
 }

@@ -13,18 +13,19 @@ import (
 )
 
 func main() {
+	var cfg *settings // read before any command runs
 	env := cli.Env{
 		Stdin:  os.Stdin,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
 		Actor:  store.Actor{User: localUser()},
 		Open:   openLocal,
-		RunTUI: runTUI,
+		RunTUI: func(st *store.Store) error { return runTUI(st, cfg.tui.Theme) },
 	}
 	root := cli.NewRoot(env)
 	serve := serveCmd(root)
 	root.AddCommand(serve)
-	withConfig(root, serve)
+	cfg = withConfig(root, serve)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "apptokens: "+store.Printable(err.Error()))
 		os.Exit(1)

@@ -25,14 +25,16 @@ import (
 // Bubble Tea does so for q, ctrl+c, SIGINT and SIGTERM; SIGHUP (the terminal
 // window closed, the link to it dropped) and SIGQUIT stop the program here so
 // that it does too, instead of the process dying with the terminal broken.
-func runTUI(st *store.Store) error {
+//
+// theme is config.toml's: auto (ask the terminal), dark, light or none (no colour).
+func runTUI(st *store.Store, theme string) error {
 	if !isatty.IsTerminal(os.Stdin.Fd()) || !isatty.IsTerminal(os.Stdout.Fd()) {
 		return errNoTerminal
 	}
 	m := tui.New(tui.Deps{
 		Store:     st,
 		Actor:     store.Actor{User: localUser()},
-		Renderer:  localRenderer(os.Stdout, os.Getenv),
+		Renderer:  themed(localRenderer(os.Stdout, os.Getenv), theme),
 		Clipboard: os.Stdout,
 		Tokens:    tokenset.NewHub(st),
 		Recent:    recent.New(st, nil),
@@ -87,6 +89,18 @@ func localRenderer(out *os.File, getenv func(string) string) *lipgloss.Renderer 
 	// because of TERM.
 	asked := termenv.NewOutput(out, termenv.WithEnvironment(queryEnv{getenv}))
 	r.SetHasDarkBackground(asked.HasDarkBackground())
+	return r
+}
+
+// themed applies config.toml's theme to r: dark or light set the background
+// instead of asking the terminal, none draws without colour; auto keeps r.
+func themed(r *lipgloss.Renderer, theme string) *lipgloss.Renderer {
+	switch theme {
+	case "dark", "light":
+		r.SetHasDarkBackground(theme == "dark")
+	case "none":
+		r.SetColorProfile(termenv.Ascii)
+	}
 	return r
 }
 

@@ -77,6 +77,10 @@ type Deps struct {
 	// sparkline column: one per process (recent.New), shared by every
 	// session; nil hides the column.
 	Recent *recent.Counts
+	// Columns are the tokens screen's columns and their order, by
+	// config.toml's names (name, state, access, days, created, last_used,
+	// last_24h, hint, description); nil shows them all.
+	Columns []string
 }
 
 type screen int
@@ -166,6 +170,7 @@ func New(d Deps) tea.Model {
 		height: defaultHeight,
 		done:   make(chan struct{}),
 	}
+	m.tokens.SetColumns(d.Columns)
 	m.layout()
 	return m
 }

@@ -20,7 +20,7 @@ func main() {
 		Stderr: os.Stderr,
 		Actor:  store.Actor{User: localUser()},
 		Open:   openLocal,
-		RunTUI: func(st *store.Store) error { return runTUI(st, cfg.tui.Theme) },
+		RunTUI: func(st *store.Store) error { return runTUI(st, cfg.tui) },
 	}
 	root := cli.NewRoot(env)
 	serve := serveCmd(root)

@@ -14,6 +14,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/muesli/termenv"
 
+	"github.com/apptokens/apptokens/internal/config"
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui"
 	"github.com/apptokens/apptokens/tui/recent"
@@ -26,18 +27,21 @@ import (
 // window closed, the link to it dropped) and SIGQUIT stop the program here so
 // that it does too, instead of the process dying with the terminal broken.
 //
-// theme is config.toml's: auto (ask the terminal), dark, light or none (no colour).
-func runTUI(st *store.Store, theme string) error {
+// set is config.toml's: the theme auto (ask the terminal), dark, light or
+// none (no colour); the tokens screen's columns in order; the chart window.
+func runTUI(st *store.Store, set config.TUI) error {
 	if !isatty.IsTerminal(os.Stdin.Fd()) || !isatty.IsTerminal(os.Stdout.Fd()) {
 		return errNoTerminal
 	}
 	m := tui.New(tui.Deps{
-		Store:     st,
-		Actor:     store.Actor{User: localUser()},
-		Renderer:  themed(localRenderer(os.Stdout, os.Getenv), theme),
-		Clipboard: os.Stdout,
-		Tokens:    tokenset.NewHub(st),
-		Recent:    recent.New(st, nil),
+		Store:       st,
+		Actor:       store.Actor{User: localUser()},
+		Renderer:    themed(localRenderer(os.Stdout, os.Getenv), set.Theme),
+		Columns:     set.Columns,
+		ChartWindow: set.Window(),
+		Clipboard:   os.Stdout,
+		Tokens:      tokenset.NewHub(st),
+		Recent:      recent.New(st, nil),
 	})
 	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithMouseCellMotion())
 	sigs := make(chan os.Signal, 1)

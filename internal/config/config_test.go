@@ -129,7 +129,7 @@ pass_authorization = true
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.tui.Theme != "light" || strings.Join(f.tui.Columns, ",") != "name,last_used,state" || f.tui.ChartWindow != "7d" {
+	if f.tui.Theme != "light" || strings.Join(f.tui.Columns, ",") != "name,last_used,state" || f.tui.ChartWindow != "7d" || f.tui.Window() != 7*24*time.Hour {
 		t.Errorf("tui settings %+v", f.tui)
 	}
 	if f.grace != 45*time.Second || strings.Join(f.proxies, " ") != "10.0.0.0/8 192.168.0.0/16" || f.maxSessions != 2 || !f.passAuthz {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -12,7 +13,7 @@ import (
 var (
 	Themes       = []string{"auto", "dark", "light", "none"}
 	ChartWindows = []string{"24h", "7d", "30d"}
-	Columns      = []string{"name", "state", "access", "days", "created", "last_used", "hint", "description"}
+	Columns      = []string{"name", "state", "access", "days", "created", "last_used", "last_24h", "hint", "description"}
 )
 
 // TUI is what the file sets for the TUI: the colour theme, the columns of the
@@ -21,6 +22,17 @@ type TUI struct {
 	Theme       string
 	Columns     []string
 	ChartWindow string
+}
+
+// Window is ChartWindow as a duration: 24 h, 7 d or 30 d.
+func (t TUI) Window() time.Duration {
+	switch t.ChartWindow {
+	case "7d":
+		return 7 * 24 * time.Hour
+	case "30d":
+		return 30 * 24 * time.Hour
+	}
+	return 24 * time.Hour
 }
 
 // TUIFlags is the flag set of the TUI's settings (theme, columns,

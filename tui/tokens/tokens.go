@@ -46,6 +46,9 @@ type Model struct {
 	total, active int
 	nameWidth     int
 	hintWidth     int
+	// shown are the titles of the columns chosen in config.toml, in order
+	// (nil: all).
+	shown []string
 	// focusID is a token to put the cursor on when it arrives (one just
 	// created here), or "".
 	focusID string
@@ -560,8 +563,10 @@ func (m *Model) mouse(msg tea.MouseMsg) tea.Cmd {
 	switch {
 	case msg.X < table.CheckWidth:
 		m.toggle(row)
-	case msg.X < table.CheckWidth+m.nameColumnWidth():
-		return m.open(row)
+	default:
+		if start, end := m.nameColumn(); msg.X >= table.CheckWidth+start && msg.X < table.CheckWidth+end {
+			return m.open(row)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,7 +53,7 @@ func (m *Model) columns() []table.Column {
 			// The sparkline goes first when room is short.
 			for _, spark := range []bool{m.ctx.Sparklines != nil, false} {
 				cols := m.fit(accessW, daysW, hint, spark)
-				if descWidth(cols) >= descWant {
+				if descWidth(cols) >= descWant || !m.shows(colDesc) {
 					return cols
 				}
 			}
@@ -93,15 +94,56 @@ func (m *Model) fit(accessWidth, daysWidth int, hint, spark bool) []table.Column
 		cols = append(cols, table.Column{Title: colHint, Width: max(hintWidth, m.hintWidth), Priority: 2})
 	}
 	cols = append(cols, table.Column{Title: colDesc, Width: len(colDesc), MinWidth: len(colDesc), Flex: true, Priority: 1})
-	return table.Fit(cols, m.width-table.CheckWidth, 2)
+	return table.Fit(m.pick(cols), m.width-table.CheckWidth, 2)
 }
 
-func (m *Model) nameColumnWidth() int {
-	cols := m.columns()
-	if len(cols) == 0 {
-		return 0
+// columnKeys are the names config.toml's columns setting gives the columns.
+var columnKeys = map[string]string{
+	"name": colName, "state": colState, "access": colAccess, "days": colDays,
+	"created": colCreated, "last_used": colLastUsed, "last_24h": colRecent, "hint": colHint, "description": colDesc,
+}
+
+// SetColumns chooses the columns shown and their order, by the names of
+// config.toml's columns setting; unknown names are ignored, and none (nil)
+// shows every column in the usual order. A column the width leaves out (the
+// hint) stays out.
+func (m *Model) SetColumns(names []string) {
+	m.shown = nil
+	for _, n := range names {
+		if t, ok := columnKeys[n]; ok {
+			m.shown = append(m.shown, t)
+		}
 	}
-	return cols[0].Width
+}
+
+func (m *Model) shows(title string) bool {
+	return m.shown == nil || slices.Contains(m.shown, title)
+}
+
+// pick keeps the chosen columns of cols, in the chosen order.
+func (m *Model) pick(cols []table.Column) []table.Column {
+	if m.shown == nil {
+		return cols
+	}
+	out := make([]table.Column, 0, len(m.shown))
+	for _, t := range m.shown {
+		if i := slices.IndexFunc(cols, func(c table.Column) bool { return c.Title == t }); i >= 0 {
+			out = append(out, cols[i])
+		}
+	}
+	return out
+}
+
+// nameColumn is where the name column is, in cells after the check box
+// (end 0: not shown).
+func (m *Model) nameColumn() (start, end int) {
+	for _, c := range m.columns() {
+		if c.Title == colName {
+			return start, start + c.Width
+		}
+		start += c.Width + table.Gap
+	}
+	return 0, 0
 }
 
 // View renders the heading, the filter line, the column titles and the rows on screen.

@@ -9,6 +9,7 @@ import (
 	"os/user"
 
 	"github.com/apptokens/apptokens/internal/cli"
+	"github.com/apptokens/apptokens/internal/config"
 	"github.com/apptokens/apptokens/store"
 )
 
@@ -23,7 +24,7 @@ func main() {
 		RunTUI: func(st *store.Store) error { return runTUI(st, cfg.tui) },
 	}
 	root := cli.NewRoot(env)
-	serve := serveCmd(root)
+	serve := serveCmd(root, func() config.TUI { return cfg.tui })
 	root.AddCommand(serve)
 	cfg = withConfig(root, serve)
 	if err := root.Execute(); err != nil {

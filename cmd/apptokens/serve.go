@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/apptokens/apptokens/internal/cidr"
+	"github.com/apptokens/apptokens/internal/config"
 	"github.com/apptokens/apptokens/internal/gate"
 	"github.com/apptokens/apptokens/internal/sshd"
 	"github.com/apptokens/apptokens/store"
@@ -47,7 +48,9 @@ type serveFlags struct {
 	metricsAddr       string
 }
 
-func serveCmd(root *cobra.Command) *cobra.Command {
+// serveCmd is `serve`; look gives config.toml's TUI settings once they are
+// read (columns and chart window apply to every SSH session's TUI too).
+func serveCmd(root *cobra.Command, look func() config.TUI) *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve [--ssh ADDR] [--http ADDR] [--authorized-keys FILE] [--host-key FILE] [--trusted-proxy CIDR]... [--inactive-after DURATION] [--ssh-login-grace 30s] [--max-ssh-sessions-per-conn 4] [--upstream URL [--access ACCESS] | --route PREFIX=URL[,ACCESS]...] [--pass-authorization]",
@@ -58,7 +61,7 @@ func serveCmd(root *cobra.Command) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), db, f, cmd.Flags().Changed("inactive-after"))
+			return serve(cmd.Context(), db, f, look(), cmd.Flags().Changed("inactive-after"))
 		},
 	}
 	fl := cmd.Flags()
@@ -185,7 +188,7 @@ func newLogger(format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
+func serve(ctx context.Context, db string, f serveFlags, set config.TUI, setPolicy bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -241,6 +244,7 @@ func serve(ctx context.Context, db string, f serveFlags, setPolicy bool) error {
 		Addr: f.sshAddr, HostKeyPath: f.hostKey, AuthorizedKeysPath: f.authorizedKeys,
 		Store: st, Logger: logger, IdleTimeout: f.sshIdleTimeout, MaxConnections: f.maxSSHConnections,
 		LoginGrace: f.sshLoginGrace, MaxSessionsPerConn: f.maxSSHSessions, Metrics: reg,
+		Columns: set.Columns, ChartWindow: set.Window(),
 	})
 	if err != nil {
 		return err

@@ -38,6 +38,10 @@ type Config struct {
 	AuthorizedKeysPath string
 	Store              *store.Store
 	Logger             *slog.Logger
+	// Columns and ChartWindow are config.toml's tokens-screen columns and
+	// usage chart window for every session's TUI (see tui.Deps); zero: defaults.
+	Columns     []string
+	ChartWindow time.Duration
 	// IdleTimeout closes connections without traffic; default 30 minutes.
 	IdleTimeout time.Duration
 	// LoginGrace is how long a connection has for the key exchange and

@@ -323,3 +323,20 @@ func TestAuthenticatedConnectionsHaveTheirOwnCap(t *testing.T) {
 		return true
 	})
 }
+
+// TestSessionsGetConfiguredColumnsAndChartWindow: config.toml's tokens-screen
+// columns and chart window reach every SSH session's TUI, not only the local one.
+func TestSessionsGetConfiguredColumnsAndChartWindow(t *testing.T) {
+	var got tui.Deps
+	s := startServer(t, func(c *Config) {
+		c.Columns = []string{"last_used", "name"}
+		c.ChartWindow = 7 * 24 * time.Hour
+		c.newModel = func(d tui.Deps) tea.Model { got = d; return &panicModel{} }
+	})
+	_, stdin, out := ptySession(t, s.dial(t), 80, 24)
+	waitFor(t, "the model", func() bool { return strings.Contains(out.String(), "ready to panic") })
+	stdin.Write([]byte("q"))
+	if strings.Join(got.Columns, ",") != "last_used,name" || got.ChartWindow != 7*24*time.Hour {
+		t.Fatalf("session TUI got columns %q and chart window %v; want last_used,name and 168h", got.Columns, got.ChartWindow)
+	}
+}

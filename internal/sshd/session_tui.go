@@ -115,10 +115,12 @@ func (s *Server) program(sess ssh.Session, pty ssh.Pty, in *sessionInput, out io
 		Actor:    actorOf(sess),
 		Renderer: s.renderer(sess, pty, in, out),
 		// The OSC 52 copy goes where the program's output goes.
-		Clipboard: out,
-		Logger:    s.sessionLog(sess),
-		Tokens:    s.tokens,
-		Recent:    s.recent,
+		Clipboard:   out,
+		Logger:      s.sessionLog(sess),
+		Columns:     s.cfg.Columns,
+		ChartWindow: s.cfg.ChartWindow,
+		Tokens:      s.tokens,
+		Recent:      s.recent,
 	})
 	g := &guard{inner: model}
 	p := tea.NewProgram(g, tea.WithInput(in), tea.WithOutput(out),

@@ -81,8 +81,12 @@ func sourceString(p netip.Prefix) string {
 // a flood from a few addresses cannot push an admin from another address out.
 // A source that already has some is held to perSource and dropped with the
 // MaxStartups probability. When the login phase is full, a new source takes the
-// place of the login-phase connection silent the longest among the sources that
-// hold the most.
+// place of a login-phase connection of the source that failed to log in most
+// often lately (connections that did not log in, refused keys: see failures),
+// then of the sources
+// that hold the most, the one silent the longest. Talk is no sign of an admin
+// (an attacker can send more than a client over a slow link does); failing to
+// log in, again and again, is a sign of an attacker.
 type loginGate struct {
 	limits    Startups
 	perSource int
@@ -92,6 +96,56 @@ type loginGate struct {
 	pending   map[netip.Prefix][]*trackedConn // oldest first
 	n         int
 	authed    int
+	// failures counts, per source, the connections admitted into the login
+	// phase that have not logged in (each counts from its admission until it
+	// logs in, then no more) and the keys refused, halved for each
+	// failurePeriod since the last one.
+	failures map[netip.Prefix]failureCount
+	now      func() time.Time
+}
+
+// failurePeriod halves a source's count of failures to log in (OpenSSH's
+// PerSourcePenalties also forget with time).
+const failurePeriod = time.Minute
+
+type failureCount struct {
+	n  int
+	at time.Time
+}
+
+// failuresLocked is src's count of failures to log in, halved for each
+// failurePeriod since the last one.
+func (g *loginGate) failuresLocked(src netip.Prefix, now time.Time) int {
+	f, ok := g.failures[src]
+	if !ok {
+		return 0
+	}
+	halvings := now.Sub(f.at) / failurePeriod
+	if halvings >= 31 {
+		return 0
+	}
+	return f.n >> halvings
+}
+
+// failed counts a failed authentication attempt (a refused key) of src.
+func (g *loginGate) failed(src netip.Prefix) {
+	g.mu.Lock()
+	g.failedLocked(src)
+	g.mu.Unlock()
+}
+
+// failedLocked counts a failure of src: a connection admitted into the login
+// phase (until it logs in), or a refused key.
+func (g *loginGate) failedLocked(src netip.Prefix) {
+	now := g.now()
+	if len(g.failures) >= 4096 {
+		for k := range g.failures {
+			if g.failuresLocked(k, now) == 0 {
+				delete(g.failures, k)
+			}
+		}
+	}
+	g.failures[src] = failureCount{n: min(g.failuresLocked(src, now)+1, 1<<20), at: now}
 }
 
 // refusal says why a connection was not admitted.
@@ -104,7 +158,7 @@ const (
 
 func newLoginGate(limits Startups, perSource, maxAuthed int, intn func(int) int) *loginGate {
 	return &loginGate{limits: limits, perSource: perSource, maxAuthed: maxAuthed, intn: intn,
-		pending: map[netip.Prefix][]*trackedConn{}}
+		pending: map[netip.Prefix][]*trackedConn{}, failures: map[netip.Prefix]failureCount{}, now: time.Now}
 }
 
 // admit takes c into the login phase, or says why not. victim, when not nil,
@@ -124,22 +178,28 @@ func (g *loginGate) admit(c *trackedConn) (victim *trackedConn, why refusal, ok 
 	}
 	g.pending[c.source] = append(g.pending[c.source], c)
 	g.n++
+	g.failedLocked(c.source)
 	return victim, "", true
 }
 
-// quietestOfLargest is the login-phase connection that has been silent the
-// longest among the sources holding the most: a client logging in talks every
-// round trip, a stalled one trickles at best.
+// quietestOfLargest is the login-phase connection that gives up its place: of
+// the sources that failed to log in most often lately, then of those holding
+// the most, the one silent the longest (a client logging
+// in talks every round trip, a stalled one trickles at best).
 func (g *loginGate) quietestOfLargest() *trackedConn {
-	most := 0
-	for _, list := range g.pending {
-		most = max(most, len(list))
-	}
+	now := g.now()
 	var victim *trackedConn
+	var worst, most int
 	var quiet int64
-	for _, list := range g.pending {
-		if len(list) != most {
+	for src, list := range g.pending {
+		failed := g.failuresLocked(src, now)
+		switch {
+		case victim != nil && failed < worst:
 			continue
+		case victim != nil && failed == worst && len(list) < most:
+			continue
+		case victim == nil || failed > worst || len(list) > most:
+			victim, worst, most = nil, failed, len(list)
 		}
 		for _, c := range list {
 			if at := c.lastRead.Load(); victim == nil || at < quiet {
@@ -176,7 +236,13 @@ func (g *loginGate) removeLocked(c *trackedConn) bool {
 func (g *loginGate) promote(c *trackedConn) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.removeLocked(c)
+	if g.removeLocked(c) {
+		// It logged in: its admission no longer counts against its source.
+		if f, ok := g.failures[c.source]; ok && f.n > 0 {
+			f.n--
+			g.failures[c.source] = f
+		}
+	}
 	if g.authed >= g.maxAuthed {
 		return false
 	}

@@ -145,3 +145,32 @@ func TestRateLogOncePerKeyPerPeriod(t *testing.T) {
 		t.Fatalf("after a minute: ok %v, held %d, want 5", ok, held)
 	}
 }
+
+func TestLoginGateDisplacesTheSourceThatFailsNotTheQuietOne(t *testing.T) {
+	g := newLoginGate(Startups{Start: 1, Rate: 100, Full: 3}, 10, 1, fixed(99))
+	// An attacker's address tried once before (a refused key) and holds a
+	// connection that talks all the time; another holds one too.
+	attacker, other := conn("127.0.0.2", 1), conn("127.0.0.3", 1)
+	g.failed(attacker.source)
+	g.admit(attacker)
+	g.admit(other)
+	// The admin's client, over a slow link, has been silent the longest.
+	admin := conn("127.0.0.1", 1)
+	admin.lastRead.Store(time.Now().Add(-time.Second).UnixNano())
+	g.admit(admin)
+	attacker.lastRead.Store(time.Now().UnixNano())
+	victim, _, ok := g.admit(conn("127.0.0.4", 1))
+	if !ok || victim != attacker {
+		t.Fatalf("at full: ok %v, victim from %v, want the connection of the address that failed", ok, victim.source)
+	}
+	// A login clears what its own connection counted against its source.
+	g.promote(admin)
+	if n := g.failuresLocked(admin.source, time.Now()); n != 0 {
+		t.Fatalf("after the admin logged in, its address counts %d failures", n)
+	}
+	// Failures are forgotten with time: halved each period.
+	g.now = func() time.Time { return time.Now().Add(2 * failurePeriod) }
+	if n := g.failuresLocked(attacker.source, g.now()); n != 0 {
+		t.Fatalf("two periods later the attacker's 2 failures count %d", n)
+	}
+}

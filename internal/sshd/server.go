@@ -170,10 +170,17 @@ func New(cfg Config) (*Server, error) {
 					MaxAuthTries: cfg.MaxAuthTries,
 					// Called with a nil error only when authentication has
 					// succeeded (a key query or a partial success is not).
+					// A refused key counts against the connection's source
+					// (the "none" that every client tries first does not).
 					AuthLogCallback: func(_ gossh.ConnMetadata, method string, err error) {
 						s.metrics.authAttempt(method, err)
-						if c, ok := ctx.Value(connKey{}).(*trackedConn); ok && err == nil {
+						c, ok := ctx.Value(connKey{}).(*trackedConn)
+						switch {
+						case !ok:
+						case err == nil:
 							c.authenticated()
+						case method != "none":
+							s.gate.failed(c.source)
 						}
 					},
 				}

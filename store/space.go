@@ -39,7 +39,10 @@ import (
 //     left; the reserve covers what Badger may still allocate because of the
 //     writes let through: the next memtable log and value log, the tables of
 //     the memtables waiting for a flush and one level-0 compaction
-//     (spaceReserve: 107 MiB with the store's options);
+//     (spaceReserve: 107 MiB with the store's options). The same goes for
+//     files (inodes), which a filesystem can run out of with bytes to spare:
+//     a flush that cannot create its table is retried by Badger for ever, and
+//     Close waits for it (fileReserve: 27 files with the store's options);
 //   - Open refuses to start when there is not even the room to replay the
 //     memtable logs left by the last run (openNeed), instead of dying in the
 //     replay; with that room but less than the reserve it opens, and every
@@ -61,10 +64,29 @@ type NoSpaceError struct {
 	Free int64  // bytes free for this process
 	Need int64  // bytes the refused step needs free
 	What string // the refused step: "a change", "a restore", "opening", "closing"
+	// FreeInodes and NeedInodes are the files (inodes) free and needed, when
+	// they are what is short (NeedInodes > 0); the bytes may then suffice.
+	FreeInodes, NeedInodes int64
 }
 
 func (e *NoSpaceError) Error() string {
+	if e.NeedInodes > 0 {
+		return fmt.Sprintf("no space left on %s (%d free inodes; %s needs %d)", e.Dir, e.FreeInodes, e.What, e.NeedInodes)
+	}
 	return fmt.Sprintf("no space left on %s (%d MiB free; %s needs %d MiB)", e.Dir, e.Free>>20, e.What, (e.Need+1<<20-1)>>20)
+}
+
+// room reports a *NoSpaceError for the step what when dir's filesystem has
+// less than need bytes or needFiles files (inodes) free.
+func room(dir string, need, needFiles int64, what string) error {
+	free, ok := freeBytes(dir)
+	if ok && free < need {
+		return &NoSpaceError{Dir: dir, Free: free, Need: need, What: what}
+	}
+	if files, ok := freeFiles(dir); ok && files < needFiles {
+		return &NoSpaceError{Dir: dir, Free: free, Need: need, What: what, FreeInodes: files, NeedInodes: needFiles}
+	}
+	return nil
 }
 
 func (e *NoSpaceError) Unwrap() error { return ErrNoSpace }
@@ -80,11 +102,24 @@ func spaceReserve(o badger.Options) int64 {
 		1<<20 // manifest, discard stats, headers
 }
 
+// fileReserve is the files (inodes) the guard keeps free: what Badger may
+// create after the last write let through (spaceReserve's, in files): the next
+// memtable log and value log, a table for each memtable waiting, the tables of
+// one level-0 compaction, a manifest rewrite and a spare.
+func fileReserve(o badger.Options) int64 {
+	compaction := (int64(o.NumLevelZeroTablesStall)*o.MemTableSize + o.BaseLevelSize) / o.BaseTableSize
+	return 2 + int64(o.NumMemtables) + compaction + 2
+}
+
 // closeNeed is the free space (bytes) Badger's Close needs to flush the
 // memtables into tables.
 func closeNeed(o badger.Options) int64 {
 	return int64(o.NumMemtables+1)*o.MemTableSize + 1<<20
 }
+
+// closeFiles is the files (inodes) Close needs: a table for each memtable and
+// a manifest rewrite.
+func closeFiles(o badger.Options) int64 { return int64(o.NumMemtables+1) + 1 }
 
 // spaceGuard refuses writes before Badger would need space the filesystem does
 // not have. A nil guard (an in-memory store) allows everything.
@@ -92,6 +127,8 @@ type spaceGuard struct {
 	dir     string // the database directory: its filesystem, and the name in messages
 	reserve int64
 	close   int64
+	// files and closeFiles are reserve and close in files (inodes).
+	files, closeFiles int64
 	// memLog and valueLog are how much of a memtable log and of a value log
 	// Badger can write into before it starts the next one (allocateLimits).
 	memLog, valueLog int64
@@ -104,7 +141,8 @@ type spaceGuard struct {
 }
 
 func newSpaceGuard(dir, data string, o badger.Options) *spaceGuard {
-	g := &spaceGuard{dir: dir, data: data, reserve: spaceReserve(o), close: closeNeed(o), allocated: map[string]os.FileInfo{}}
+	g := &spaceGuard{dir: dir, data: data, reserve: spaceReserve(o), close: closeNeed(o),
+		files: fileReserve(o), closeFiles: closeFiles(o), allocated: map[string]os.FileInfo{}}
 	g.memLog, g.valueLog = allocateLimits(o)
 	return g
 }
@@ -140,9 +178,12 @@ func (g *spaceGuard) check() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	err := g.allocate()
-	free, ok := freeBytes(g.dir)
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || err == nil && ok && free < g.reserve {
+	switch {
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		free, _ := freeBytes(g.dir)
 		err = &NoSpaceError{Dir: g.dir, Free: free, Need: g.reserve, What: "a change"}
+	case err == nil:
+		err = room(g.dir, g.reserve, g.files, "a change")
 	}
 	g.last.Store(&spaceState{at: time.Now(), err: err})
 	return err
@@ -157,10 +198,7 @@ func (g *spaceGuard) checkFor(extra int64, what string) error {
 	if g == nil {
 		return nil
 	}
-	if free, ok := freeBytes(g.dir); ok && free < g.reserve+extra {
-		return &NoSpaceError{Dir: g.dir, Free: free, Need: g.reserve + extra, What: what}
-	}
-	return nil
+	return room(g.dir, g.reserve+extra, g.files, what)
 }
 
 // countingReader counts the bytes read through it.
@@ -181,34 +219,29 @@ func (g *spaceGuard) canClose() error {
 	if g == nil {
 		return nil
 	}
-	if free, ok := freeBytes(g.dir); ok && free < g.close {
-		return &NoSpaceError{Dir: g.dir, Free: free, Need: g.close, What: "closing"}
-	}
-	return nil
+	return room(g.dir, g.close, g.closeFiles, "closing")
 }
 
 // canOpen refuses to open a database whose memtable logs cannot be replayed
 // into tables with the space left.
 func (g *spaceGuard) canOpen() error {
-	need := openNeed(g.data)
-	if free, ok := freeBytes(g.dir); ok && free < need {
-		return &NoSpaceError{Dir: g.dir, Free: free, Need: need, What: "opening"}
-	}
-	return nil
+	need, files := openNeed(g.data)
+	return room(g.dir, need, files, "opening")
 }
 
-// openNeed is the free space (bytes) Open needs: room to flush every memtable
-// log left in dir into a table (twice its allocated size, for the table's
-// index and filter), and for the new logs' first pages.
-func openNeed(dir string) int64 {
-	need := int64(2 << 20)
+// openNeed is the free space (bytes) and files (inodes) Open needs: room to
+// flush every memtable log left in dir into a table (twice its allocated size,
+// for the table's index and filter), and for the new logs' first pages.
+func openNeed(dir string) (need, files int64) {
+	need, files = 2<<20, 4 // new memtable log and value log, manifest rewrite, a spare
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if strings.HasSuffix(e.Name(), ".mem") {
 			need += 2 * allocatedBytes(filepath.Join(dir, e.Name()))
+			files++
 		}
 	}
-	return need
+	return need, files
 }
 
 // allocate fallocates the files that Badger writes through a mapping and that

@@ -16,6 +16,16 @@ func freeBytes(dir string) (free int64, ok bool) {
 	return int64(st.Bavail) * st.Bsize, true
 }
 
+// freeFiles is how many more files (inodes) dir's filesystem can hold; ok is
+// false when it does not say or has no fixed number of them (f_files 0).
+func freeFiles(dir string) (free int64, ok bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil || st.Files == 0 {
+		return 0, false
+	}
+	return int64(st.Ffree), true
+}
+
 // allocatedBytes is the space (bytes) the file's blocks take.
 func allocatedBytes(path string) int64 {
 	var st syscall.Stat_t

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,8 +19,14 @@ import (
 // with APPTOKENS_REQUIRE_E2E=1 (CI).
 func mountTmpfs(t *testing.T, size int64) string {
 	t.Helper()
+	return mountTmpfsOpts(t, fmt.Sprintf("size=%d,mode=0700", size))
+}
+
+// mountTmpfsOpts is mountTmpfs with the mount's options (tmpfs(5)).
+func mountTmpfsOpts(t *testing.T, opts string) string {
+	t.Helper()
 	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput()
 	if err != nil {
 		msg := fmt.Sprintf("cannot mount a tmpfs (%v: %s)", err, strings.TrimSpace(string(out)))
 		if os.Getenv("APPTOKENS_REQUIRE_E2E") == "1" && os.Geteuid() == 0 {
@@ -139,4 +146,97 @@ func TestOwnWritesStopAtTheReserve(t *testing.T) {
 	}
 	defer s2.Close()
 	check(s2, "reopened")
+}
+
+// TestNoFreeInodesIsAFullDisk: a filesystem out of files (inodes) with bytes to
+// spare is full too: Badger cannot create the table a memtable flush needs,
+// and it retries for ever (Close never returned, so serve never exited). The
+// guard refuses changes, Close leaves the memtable to the next Open, a start
+// with no file to spare is refused, and once files can be made again nothing
+// saved is lost. The first run is a process of its own (noInodesRun), as
+// serve is: a Close that leaves the memtable keeps Badger's lock until exit.
+func TestNoFreeInodesIsAFullDisk(t *testing.T) {
+	mnt := mountTmpfsOpts(t, "size=200m,nr_inodes=64,mode=0700")
+	dir := mnt + "/db"
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNoFreeInodesRun$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "APPTOKENS_NO_INODES_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestNoFreeInodesRun") {
+		t.Fatalf("the run on the filesystem without free inodes: %v\n%s", err, out)
+	}
+	if _, err := store.Open(store.Options{Dir: dir}); !errors.Is(err, store.ErrNoSpace) {
+		t.Fatalf("open with no free inodes: %v, want ErrNoSpace", err)
+	}
+	fillers, err := filepath.Glob(mnt + "/filler-*")
+	if err != nil || len(fillers) == 0 {
+		t.Fatalf("fillers: %v %v", fillers, err)
+	}
+	for _, name := range fillers {
+		if err := os.Remove(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := store.Open(store.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("reopen with files free: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Get("kept"); err != nil {
+		t.Fatalf("the token created before the disk ran out of inodes: %v", err)
+	}
+}
+
+// TestNoFreeInodesRun is TestNoFreeInodesIsAFullDisk's first process: it
+// creates a token in $APPTOKENS_NO_INODES_DIR, fills the filesystem's inodes
+// and checks the refusals and Close.
+func TestNoFreeInodesRun(t *testing.T) {
+	dir := os.Getenv("APPTOKENS_NO_INODES_DIR")
+	if dir == "" {
+		t.Skip("only run by TestNoFreeInodesIsAFullDisk")
+	}
+	s, err := store.Open(store.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Close returns, or the test fails (it hung for ever).
+	closeWithin := func() error {
+		done := make(chan error, 1)
+		go func() { done <- s.Close() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Second):
+			return errors.New("Close did not return within 20 s")
+		}
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = closeWithin()
+		}
+	})
+	if _, err := s.Create(admin, store.NewToken{Name: "kept", Access: []store.Access{store.AccessSecurityDirector}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		f, err := os.Create(fmt.Sprintf("%s/../filler-%d", dir, i))
+		if err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+		f.Close()
+	}
+	_, err = s.Create(admin, store.NewToken{Name: "late", Access: []store.Access{store.AccessSecurityDirector}})
+	if !errors.Is(err, store.ErrNoSpace) || !strings.Contains(err.Error(), "no space left on "+dir+" (0 free inodes") {
+		t.Fatalf("create with no free inodes: %v, want ErrNoSpace saying the inodes", err)
+	}
+	if err := s.Writable(); !errors.Is(err, store.ErrNoSpace) {
+		t.Fatalf("Writable with no free inodes: %v", err)
+	}
+	closed = true
+	if err := closeWithin(); err != nil && !errors.Is(err, store.ErrNoSpace) {
+		t.Fatalf("close with no free inodes: %v", err)
+	}
 }

@@ -154,15 +154,22 @@ func isGatePath(path string) bool {
 // cleanPath reports whether path has no empty, "." or ".." segment (a trailing
 // slash is fine). Such a path could name another route's path once the
 // upstream normalises it ("/public/../admin", "//admin"), so it is refused.
+// Segments are taken as upstreams may take them: a backslash also ends one
+// (IIS, ASP.NET and others read "\" as "/"), and what follows a ";" in a
+// segment is its parameters (servlet containers resolve "/public/..;/admin"
+// to "/admin").
 func cleanPath(path string) bool {
 	if path == "" || path[0] != '/' {
 		return false
 	}
 	for seg := path[1:]; ; {
-		i := strings.IndexByte(seg, '/')
+		i := strings.IndexAny(seg, `/\`)
 		s := seg
 		if i >= 0 {
 			s = seg[:i]
+		}
+		if j := strings.IndexByte(s, ';'); j >= 0 {
+			s = s[:j]
 		}
 		if s == "." || s == ".." || s == "" && i >= 0 {
 			return false

@@ -315,6 +315,14 @@ func TestProxyModePaths(t *testing.T) {
 		{"/feeds/%2e%2e/admin", http.StatusNotFound, "not_found", ""},
 		{"/feeds//admin/users", http.StatusNotFound, "not_found", ""},
 		{"/feeds/./admin", http.StatusNotFound, "not_found", ""},
+		// The same segments as a servlet container or IIS reads them.
+		{"/feeds/..;/admin/users", http.StatusNotFound, "not_found", ""},
+		{"/feeds/..%3b/admin/users", http.StatusNotFound, "not_found", ""},
+		{"/feeds/.;x/admin", http.StatusNotFound, "not_found", ""},
+		{`/feeds/..\admin/users`, http.StatusNotFound, "not_found", ""},
+		{"/feeds/..%5cadmin/users", http.StatusNotFound, "not_found", ""},
+		{"/feeds/x%5c%5cadmin", http.StatusNotFound, "not_found", ""},
+		{"/feeds/daily;v=2", http.StatusOK, "ok", "/feeds/daily;v=2"},
 	} {
 		before := len(rig.reached())
 		req, err := http.NewRequest(http.MethodGet, rig.base, nil)

@@ -48,7 +48,8 @@ func TestServeLogsIntoABrokenPipe(t *testing.T) {
 	}
 
 	// An admin in the TUI, over the real ssh client in a real terminal.
-	tm := newTmux(t, 100, 30, nil, append([]string{"ssh", "-tt"}, s.sshArgs(s.admin, "admin")...)...)
+	exited := filepath.Join(t.TempDir(), "ssh-exit-status")
+	tm := newTmux(t, 100, 30, nil, exitStatusTo(exited, append([]string{"ssh", "-tt"}, s.sshArgs(s.admin, "admin")...)...)...)
 	tm.waitFor(15*time.Second, "Application Tokens")
 
 	pr.Close() // tee is gone
@@ -66,8 +67,7 @@ func TestServeLogsIntoABrokenPipe(t *testing.T) {
 	pane := func(format string) string {
 		return strings.TrimSpace(runCmd(t, "tmux", "-L", tm.sock, "display-message", "-p", "-t", "main", format))
 	}
-	eventually(t, 15*time.Second, "the SSH session to end", func() bool { return pane("#{pane_dead}") == "1" })
-	if st := pane("#{pane_dead_status}"); st != "0" {
+	if st := waitExitStatus(t, exited, 15*time.Second); st != "0" {
 		t.Fatalf("the SSH session ended with status %s, want 0 (a polite end):\n%s", st, tm.screen())
 	}
 	if pane("#{alternate_on}") != "0" {

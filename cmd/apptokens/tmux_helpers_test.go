@@ -141,3 +141,25 @@ func withoutCI(env []string) []string {
 	}
 	return out
 }
+
+// exitStatusTo is command run by sh, which writes the command's exit status
+// to file when it ends. Tests learn how a command in a pane ended from it:
+// tmux's pane_dead can come before tmux has reaped the process, and its
+// pane_dead_status then stays empty now and then (1 run in 4 under -race);
+// what the command printed last can be lost from the pane too.
+func exitStatusTo(file string, command ...string) []string {
+	return append([]string{"sh", "-c", `f=$0; "$@"; echo $? >"$f.tmp" && mv "$f.tmp" "$f"`, file}, command...)
+}
+
+// waitExitStatus waits for the file that exitStatusTo writes and returns the
+// status in it.
+func waitExitStatus(t *testing.T, file string, timeout time.Duration) string {
+	t.Helper()
+	var status string
+	eventually(t, timeout, "the command in the pane to end", func() bool {
+		b, err := os.ReadFile(file)
+		status = strings.TrimSpace(string(b))
+		return err == nil
+	})
+	return status
+}

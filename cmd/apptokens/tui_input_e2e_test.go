@@ -60,7 +60,8 @@ func TestTUIBurstsEndToEnd(t *testing.T) {
 	if _, errOut, code := runBin(t, db, "seed", "--demo"); code != 0 {
 		t.Fatal(errOut)
 	}
-	tm := newTmux(t, 120, 30, cleanEnv(t.TempDir()), binPath, "--db", db)
+	exited := filepath.Join(t.TempDir(), "tui-exit-status")
+	tm := newTmux(t, 120, 30, cleanEnv(t.TempDir()), exitStatusTo(exited, binPath, "--db", db)...)
 	screen := tm.waitFor(15*time.Second, "Application Tokens", "soc-siem-export")
 	rows := tableRows(screen)
 	if len(rows) < 4 {
@@ -114,7 +115,9 @@ func TestTUIBurstsEndToEnd(t *testing.T) {
 	tm.send("C-c")
 	tm.waitFor(5*time.Second, "You will not be able to see this token again")
 	tm.send("y")
-	eventually(t, 10*time.Second, "the TUI to quit", func() bool { return tm.display("#{pane_dead}") == "1" })
+	if st := waitExitStatus(t, exited, 10*time.Second); st != "0" { // the TUI has quit and let the database go
+		t.Fatalf("the TUI ended with status %s after ctrl+c and y", st)
+	}
 
 	out, errOut, code := runBin(t, db, "list", "--json")
 	if code != 0 {

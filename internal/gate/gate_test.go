@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -997,5 +998,32 @@ func TestGateUseBeforeFlush(t *testing.T) {
 	}
 	if got := get(used, "192.0.2.2"); got != "ok" {
 		t.Errorf("used a minute ago, flush failed: %s", got)
+	}
+}
+
+// TestGateOptionsStar: "OPTIONS *" is a path like any other that is not the
+// gate's: 404 in the denials' form, not net/http's own bare 200.
+func TestGateOptionsStar(t *testing.T) {
+	s := openStore(t, newClock().Now)
+	g := newGate(t, Config{Store: s})
+	srv := httptest.NewUnstartedServer(g.Handler())
+	srv.Config = NewServer("", g.Handler())
+	srv.Start()
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "OPTIONS * HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusNotFound || res.Header.Get("X-Apptokens-Reason") != "not_found" || strings.TrimSpace(string(body)) != `{"error":"not_found"}` {
+		t.Fatalf("OPTIONS *: %d, reason %q, body %q; want 404 not_found", res.StatusCode, res.Header.Get("X-Apptokens-Reason"), body)
 	}
 }

@@ -33,6 +33,9 @@ func NewServer(addr string, h http.Handler) *http.Server {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		// "OPTIONS *" reaches the handler (and so the contract's 404
+		// not_found) instead of net/http's own bare 200.
+		DisableGeneralOptionsHandler: true,
 	}
 }
 

@@ -40,13 +40,10 @@ type Model struct {
 	// widest cells of the events, for the flexible columns
 	tokenW, actorW, detailsW int
 
-	loaded   bool
-	loading  bool
-	dirty    bool
-	retrying bool // a load failed: a retry is due after backoff
-	backoff  common.Backoff
-	err      error // the last load's failure, shown until a load succeeds
-	width    int
+	loaded bool
+	loader common.Loader
+	err    error // the last load's failure, shown until a load succeeds
+	width  int
 }
 
 type loadedMsg struct {
@@ -75,7 +72,7 @@ const detailLines = 3
 func (m *Model) Init() tea.Cmd { return m.load() }
 
 func (m *Model) load() tea.Cmd {
-	m.loading = true
+	m.loader.Start()
 	st := m.store
 	return func() tea.Msg {
 		ev, err := st.Audit(Limit)
@@ -98,36 +95,25 @@ func (m *Model) Typing() bool { return m.filtering }
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case loadedMsg:
-		m.loading = false
 		m.err = msg.err
+		cmd, again := m.loader.Done("the audit log", msg.err, retryMsg{})
 		if msg.err != nil {
-			m.dirty, m.retrying = false, true
-			return m, common.RetryLater(&m.backoff, "the audit log", msg.err, retryMsg{})
+			return m, cmd
 		}
-		m.backoff.Reset()
 		m.apply(msg.events)
-		if m.dirty {
-			m.dirty = false
+		if again {
 			return m, m.load()
 		}
 	case retryMsg:
-		if !m.retrying {
-			return m, nil
+		if m.loader.Retry() {
+			return m, m.load()
 		}
-		m.retrying = false
-		if m.loading {
-			return m, nil
-		}
-		return m, m.load()
+		return m, nil
 	case common.ChangesMsg:
-		if !audited(msg) || m.retrying {
-			return m, nil
+		if audited(msg) && m.loader.Changed() {
+			return m, m.load()
 		}
-		if m.loading {
-			m.dirty = true
-			return m, nil
-		}
-		return m, m.load()
+		return m, nil
 	case tea.MouseMsg:
 		if msg.Action == tea.MouseActionPress {
 			switch msg.Button {

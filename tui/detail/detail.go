@@ -40,14 +40,11 @@ type Model struct {
 	events        []store.Event // the token's, newest first
 	scroll        int           // first line of the body on screen
 
-	loaded   bool
-	loading  bool
-	dirty    bool
-	retrying bool
-	backoff  common.Backoff
-	err      error
-	width    int
-	height   int
+	loaded bool
+	loader common.Loader
+	err    error
+	width  int
+	height int
 }
 
 type loadedMsg struct {
@@ -69,7 +66,7 @@ func New(ctx *common.Context, st Store, id, name string) *Model {
 func (m *Model) Init() tea.Cmd { return m.load() }
 
 func (m *Model) load() tea.Cmd {
-	m.loading = true
+	m.loader.Start()
 	st, id := m.store, m.id
 	return func() tea.Msg {
 		msg := loadedMsg{id: id, inactiveAfter: st.InactiveAfter()}
@@ -106,37 +103,27 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.id != m.id {
 			return m, nil
 		}
-		m.loading = false
 		if errors.Is(msg.err, store.ErrNotFound) {
+			m.loader.Done("", nil, nil)
 			return m, tea.Batch(back, common.Status("Token %s was deleted", m.tok.Name))
 		}
+		cmd, again := m.loader.Done("the details of "+m.tok.Name, msg.err, retryMsg{id: m.id})
 		if msg.err != nil {
-			m.err, m.dirty, m.retrying = msg.err, false, true
-			return m, common.RetryLater(&m.backoff, "the details of "+m.tok.Name, msg.err, retryMsg{id: m.id})
+			m.err = msg.err
+			return m, cmd
 		}
-		m.backoff.Reset()
 		m.tok, m.events, m.inactiveAfter, m.loaded, m.err = msg.tok, msg.events, msg.inactiveAfter, true, nil
-		if m.dirty {
-			m.dirty = false
+		if again {
 			return m, m.load()
 		}
 	case retryMsg:
-		if msg.id != m.id || !m.retrying {
-			return m, nil
-		}
-		m.retrying = false
-		if !m.loading {
+		if msg.id == m.id && m.loader.Retry() {
 			return m, m.load()
 		}
 	case common.ChangesMsg:
-		if m.retrying || !m.concerns(msg) {
-			return m, nil
+		if m.concerns(msg) && m.loader.Changed() {
+			return m, m.load()
 		}
-		if m.loading {
-			m.dirty = true
-			return m, nil
-		}
-		return m, m.load()
 	case tea.MouseMsg:
 		if msg.Action == tea.MouseActionPress {
 			switch msg.Button {

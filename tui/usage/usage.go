@@ -44,13 +44,10 @@ type Model struct {
 	win           table.Window
 	selected      map[string]struct{} // IPs
 
-	loaded   bool
-	loading  bool
-	dirty    bool // a change came while loading: load again
-	retrying bool // a load failed: a retry is due after backoff
-	backoff  common.Backoff
-	err      error
-	width    int
+	loaded bool
+	loader common.Loader
+	err    error
+	width  int
 
 	chart usageChart
 }
@@ -83,7 +80,7 @@ func New(ctx *common.Context, st Store, id, name string, window chart.Window) *M
 func (m *Model) Init() tea.Cmd { return tea.Batch(m.load(), m.loadSeries()) }
 
 func (m *Model) load() tea.Cmd {
-	m.loading = true
+	m.loader.Start()
 	st, id := m.store, m.id
 	return func() tea.Msg {
 		msg := loadedMsg{id: id, inactiveAfter: st.InactiveAfter()}
@@ -115,40 +112,30 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.id != m.id {
 			return m, nil
 		}
-		m.loading = false
 		if errors.Is(msg.err, store.ErrNotFound) {
+			m.loader.Done("", nil, nil)
 			return m, tea.Batch(back, common.Status("Token %s was deleted", m.tok.Name))
 		}
+		cmd, again := m.loader.Done("the usage of "+m.tok.Name, msg.err, retryMsg{id: m.id})
 		if msg.err != nil {
-			// Changes that came meanwhile are covered by the retry.
-			m.err, m.dirty, m.retrying = msg.err, false, true
-			return m, common.RetryLater(&m.backoff, "the usage of "+m.tok.Name, msg.err, retryMsg{id: m.id})
+			m.err = msg.err
+			return m, cmd
 		}
-		m.backoff.Reset()
 		m.apply(msg)
-		if m.dirty {
-			m.dirty = false
+		if again {
 			return m, m.load()
 		}
 		return m, nil
 	case retryMsg:
-		if msg.id != m.id || !m.retrying {
-			return m, nil
+		if msg.id == m.id && m.loader.Retry() {
+			return m, m.load()
 		}
-		m.retrying = false
-		if m.loading {
-			return m, nil
-		}
-		return m, m.load()
+		return m, nil
 	case common.ChangesMsg:
-		if !m.concerns(msg) || m.retrying {
-			return m, nil
+		if m.concerns(msg) && m.loader.Changed() {
+			return m, m.load()
 		}
-		if m.loading {
-			m.dirty = true
-			return m, nil
-		}
-		return m, m.load()
+		return m, nil
 	case blockedMsg:
 		if msg.err != nil {
 			return m, common.Error(msg.err)

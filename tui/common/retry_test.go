@@ -13,8 +13,10 @@ func TestLoaderCycle(t *testing.T) {
 		t.Fatal("an idle screen must load on a change")
 	}
 	l.Start()
-	if l.Changed() || l.Changed() {
-		t.Fatal("a change during a load must wait for it")
+	for range 2 {
+		if l.Changed() {
+			t.Fatal("a change during a load must wait for it")
+		}
 	}
 	if _, again := l.Done("x", nil, nil); !again {
 		t.Fatal("changes during a load must load once more")

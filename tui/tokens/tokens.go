@@ -289,23 +289,7 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 }
 
 func (m *Model) filterKey(msg tea.KeyMsg) tea.Cmd {
-	switch {
-	case key.Matches(msg, m.fkeys.Cancel):
-		m.filtering = false
-		m.filter.Blur()
-		m.setQuery("")
-		return nil
-	case key.Matches(msg, m.fkeys.Apply):
-		m.filtering = false
-		m.filter.Blur()
-		return nil
-	}
-	var cmd tea.Cmd
-	m.filter, cmd = m.filter.Update(msg)
-	if m.filter.Value() != m.idx.query {
-		m.setQuery(m.filter.Value())
-	}
-	return cmd
+	return common.FilterKey(msg, m.fkeys, &m.filter, &m.filtering, m.setQuery)
 }
 
 // setQuery filters, keeping the cursor on its token when it still shows.

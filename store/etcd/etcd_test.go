@@ -1,0 +1,280 @@
+package etcd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/enginetest"
+	"github.com/apptokens/apptokens/store/etcd"
+	"github.com/apptokens/apptokens/store/etcd/etcdtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(etcdtest.SharedMain(m)) }
+
+var prefixes atomic.Int64
+
+func nextPrefix() string { return fmt.Sprintf("/p%d/", prefixes.Add(1)) }
+
+// TestEngineOneMember is the conformance suite on a single member.
+func TestEngineOneMember(t *testing.T) {
+	enginetest.Run(t, func(t *testing.T) store.Engine { return etcdtest.SharedEngine(t, "n1") })
+	enginetest.RunShared(t, func(t *testing.T, n int) []store.SharedEngine {
+		eps, prefix := etcdtest.Shared(t)
+		var es []store.SharedEngine
+		for i := 0; i < n; i++ {
+			e, err := etcd.Open(etcd.Options{Endpoints: eps, Prefix: prefix, Node: fmt.Sprintf("n%d", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { e.Close() })
+			es = append(es, e)
+		}
+		return es
+	})
+}
+
+// TestEngineThreeMembers is the conformance suite on three members.
+func TestEngineThreeMembers(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	enginetest.Run(t, func(t *testing.T) store.Engine { return c.Engine(t, nextPrefix(), "n1") })
+	enginetest.RunShared(t, func(t *testing.T, n int) []store.SharedEngine {
+		prefix := nextPrefix()
+		var es []store.SharedEngine
+		for i := 0; i < n; i++ {
+			es = append(es, c.Engine(t, prefix, fmt.Sprintf("n%d", i)))
+		}
+		return es
+	})
+}
+
+func set(t *testing.T, e store.Engine, k, v string) error {
+	t.Helper()
+	return e.Update(func(tx store.Txn) error { return tx.Set([]byte(k), []byte(v)) })
+}
+
+func get(t *testing.T, e store.Engine, k string) string {
+	t.Helper()
+	var v []byte
+	if err := e.View(func(r store.Reader) error {
+		var err error
+		v, err = r.Get([]byte(k))
+		return err
+	}); err != nil {
+		t.Fatalf("Get %q: %v", k, err)
+	}
+	return string(v)
+}
+
+// watcher collects a Watch of store.ChangesKey.
+type watcher struct {
+	values chan string
+	resets atomic.Int32
+}
+
+func watch(t *testing.T, e store.SharedEngine) *watcher {
+	t.Helper()
+	w := &watcher{values: make(chan string, 1000)}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := e.Watch(ctx, []byte(store.ChangesKey), func(v []byte) { w.values <- string(v) }, func() { w.resets.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w *watcher) expect(t *testing.T, want ...string) {
+	t.Helper()
+	for _, v := range want {
+		select {
+		case got := <-w.values:
+			if got != v {
+				t.Fatalf("watch delivered %q, want %q", got, v)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("watch did not deliver %q", v)
+		}
+	}
+}
+
+// TestQuorumLoss: one member of three down, writes go on; two down, an
+// Update fails within seconds with one line naming etcd and the endpoints;
+// both back, writes work and a watch resumes where it was, without a reset.
+func TestQuorumLoss(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	prefix := nextPrefix()
+	a, b := c.Engine(t, prefix, "a"), c.Engine(t, prefix, "b")
+	w := watch(t, b)
+	if err := set(t, a, store.ChangesKey, "1"); err != nil {
+		t.Fatal(err)
+	}
+	w.expect(t, "1")
+
+	c.Stop(2)
+	if err := set(t, a, store.ChangesKey, "2"); err != nil {
+		t.Fatalf("Update with one member of three down: %v", err)
+	}
+	w.expect(t, "2")
+	if err := a.Health(context.Background()); err != nil {
+		t.Fatalf("Health with a quorum: %v", err)
+	}
+
+	c.Stop(1)
+	start := time.Now()
+	err := set(t, a, store.ChangesKey, "lost")
+	took := time.Since(start)
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Update without quorum: %v, want ErrUnavailable", err)
+	}
+	wantPrefix := "etcd at " + strings.Join(c.Endpoints(), ",") + " unavailable: "
+	if msg := err.Error(); !strings.HasPrefix(msg, wantPrefix) || strings.Contains(msg, "\n") || !strings.Contains(msg, "quorum") {
+		t.Fatalf("Update without quorum: %q, want one line starting %q and naming the quorum", msg, wantPrefix)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("Update without quorum took %v to fail, want a fast failure", took)
+	}
+	if err := a.Health(context.Background()); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Health without quorum: %v, want ErrUnavailable", err)
+	}
+	t.Logf("without quorum, after %v: %v", took.Round(time.Millisecond), err)
+
+	c.Restart(1)
+	c.Restart(2)
+	var werr error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if werr = set(t, a, store.ChangesKey, "3"); werr == nil {
+			break
+		}
+	}
+	if werr != nil {
+		t.Fatalf("Update after quorum came back: %v", werr)
+	}
+	w.expect(t, "3")
+	if n := w.resets.Load(); n != 0 {
+		t.Fatalf("the watch was reset %d times across the outage; want it resumed", n)
+	}
+	if got := get(t, b, store.ChangesKey); got != "3" {
+		t.Fatalf("after the outage: %q", got)
+	}
+}
+
+// TestWatchResumesAfterMemberRestart: the member a watcher is connected to
+// dies; the watch moves on to another member and misses nothing.
+func TestWatchResumesAfterMemberRestart(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	prefix := nextPrefix()
+	a := c.Engine(t, prefix, "a")
+	b := c.Engine(t, prefix, "b")
+	w := watch(t, b)
+	for i := 0; i < 3; i++ {
+		if err := set(t, a, store.ChangesKey, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.expect(t, "0", "1", "2")
+	for m := 0; m < 3; m++ { // whichever member b's watch is on dies once
+		c.Stop(m)
+		for i := 0; i < 3; i++ {
+			if err := set(t, a, store.ChangesKey, fmt.Sprintf("%d-%d", m, i)); err != nil {
+				t.Fatalf("with member %d down: %v", m, err)
+			}
+		}
+		w.expect(t, fmt.Sprintf("%d-0", m), fmt.Sprintf("%d-1", m), fmt.Sprintf("%d-2", m))
+		c.Restart(m)
+	}
+	if n := w.resets.Load(); n != 0 {
+		t.Fatalf("%d resets across member restarts, want none", n)
+	}
+}
+
+// TestWatchResetOnCompaction: a watch whose member was down while the
+// history it missed was compacted resets, then goes on from the present.
+func TestWatchResetOnCompaction(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	prefix := nextPrefix()
+	a := c.Engine(t, prefix, "a")
+	b, err := etcd.Open(etcd.Options{Endpoints: c.Endpoints()[2:], Prefix: prefix, Node: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	w := watch(t, b)
+	if err := set(t, a, store.ChangesKey, "1"); err != nil {
+		t.Fatal(err)
+	}
+	w.expect(t, "1")
+	c.Stop(2) // b's only member
+	for i := 0; i < 5; i++ {
+		if err := set(t, a, store.ChangesKey, fmt.Sprint("missed", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Compact(t)
+	c.Restart(2)
+	for deadline := time.Now().Add(20 * time.Second); w.resets.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no reset after the watch's history was compacted")
+		}
+	}
+	if err := set(t, a, store.ChangesKey, "after"); err != nil {
+		t.Fatal(err)
+	}
+	w.expect(t, "after")
+	if n := w.resets.Load(); n != 1 {
+		t.Fatalf("%d resets, want 1", n)
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	for _, tc := range []struct{ in, eps, prefix, err string }{
+		{"etcd://h1:2379", "h1:2379", "/apptokens/", ""},
+		{"etcd://h1:2379,10.0.0.2:2381/x", "h1:2379,10.0.0.2:2381", "/x/", ""},
+		{"etcd://[::1]:2379/a/b/", "[::1]:2379", "/a/b/", ""},
+		{"http://h1:2379", "", "", `etcd URL "http://h1:2379": want etcd://host:port[,host:port…]/prefix`},
+		{"etcd:///x", "", "", `etcd URL "etcd:///x": no host:port`},
+		{"etcd://h1/x", "", "", `etcd URL "etcd://h1/x": "h1" is not host:port`},
+		{"etcd://h1:99999", "", "", `etcd URL "etcd://h1:99999": bad port "99999"`},
+		{"etcd://h1:2379,,h2:1", "", "", `etcd URL "etcd://h1:2379,,h2:1": "" is not host:port`},
+		{"etcd://h1:2379/x?y", "", "", `etcd URL "etcd://h1:2379/x?y": bad prefix "/x?y"`},
+	} {
+		eps, prefix, err := etcd.ParseURL(tc.in)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("ParseURL(%q) = %v, want error %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(eps, ",") != tc.eps || prefix != tc.prefix {
+			t.Errorf("ParseURL(%q) = %q, %q, %v; want %q, %q", tc.in, eps, prefix, err, tc.eps, tc.prefix)
+		}
+	}
+}
+
+func TestTLSConfig(t *testing.T) {
+	if cfg, err := etcd.TLSConfig("", "", ""); cfg != nil || err != nil {
+		t.Fatalf("no files: %v, %v; want nil, nil", cfg, err)
+	}
+	if _, err := etcd.TLSConfig("", "c.pem", ""); err == nil || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("cert without key: %v, want one line", err)
+	}
+	if _, err := etcd.TLSConfig("/nonexistent/ca.pem", "", ""); err == nil || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("missing CA file: %v, want one line", err)
+	}
+}
+
+func TestString(t *testing.T) {
+	e, err := etcd.Open(etcd.Options{Endpoints: []string{"127.0.0.1:1", "127.0.0.1:2"}, Prefix: "/x", Node: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if got, want := e.String(), "etcd at 127.0.0.1:1,127.0.0.1:2 (prefix /x/)"; got != want {
+		t.Fatalf("String = %q, want %q", got, want)
+	}
+}

@@ -43,7 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Engine) {
 }
 
 // RunShared runs the suite of a store.SharedEngine; open returns n engines
-// (as n nodes with distinct names) on one new, empty set of keys.
+// (as n nodes with distinct names) on one new, empty set of keys. A test may
+// close an engine itself (closing it again must be harmless).
 func RunShared(t *testing.T, open func(t *testing.T, n int) []store.SharedEngine) {
 	tests := []struct {
 		name string
@@ -268,14 +269,14 @@ func testReadYourWrites(t *testing.T, e store.Engine) {
 		}
 		for k, want := range map[string]string{"a": "new", "c": "new"} {
 			if v, err := tx.Get([]byte(k)); err != nil || string(v) != want {
-				return fmt.Errorf("Get %q of its own write: %q, %v; want %q", k, v, err, want)
+				return fmt.Errorf("own write of %q: Get = %q, %v; want %q", k, v, err, want)
 			}
 		}
 		if v, err := tx.Get([]byte("b")); !errors.Is(err, store.ErrNoKey) {
-			return fmt.Errorf("Get of its own delete: %q, %v; want ErrNoKey", v, err)
+			return fmt.Errorf("own delete: Get = %q, %v; want ErrNoKey", v, err)
 		}
 		if got := strings.Join(scanIn(tx, "", store.ScanOptions{}), " "); got != "a=old b=old" {
-			return fmt.Errorf("Scan in the transaction = %q, want the snapshot without its own writes: a=old b=old", got)
+			return fmt.Errorf("in the transaction, Scan = %q, want the snapshot without its own writes: a=old b=old", got)
 		}
 		return nil
 	}); err != nil {
@@ -631,7 +632,7 @@ func testLeadExclusive(t *testing.T, es []store.SharedEngine) {
 		t.Fatal("nobody leads")
 	}
 	time.Sleep(200 * time.Millisecond) // the other node campaigns meanwhile
-	ctxs[first]()                      // the leader stops (a node shutting down)
+	es[first].Close()                  // the leader's node shuts down
 	select {
 	case next := <-led:
 		if next == first {

@@ -24,6 +24,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -72,6 +73,10 @@ type Engine struct {
 	timeout time.Duration
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
+	leads   sync.WaitGroup // Lead calls, which Close lets resign first
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ store.SharedEngine = (*Engine)(nil)
@@ -126,8 +131,9 @@ func Open(o Options) (*Engine, error) {
 		return nil, fmt.Errorf("etcd at %s: %w", strings.Join(o.Endpoints, ","), err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Engine{cli: cli, prefix: o.Prefix, node: o.Node, eps: o.Endpoints,
-		timeout: o.RequestTimeout, ctx: ctx, cancel: cancel}, nil
+	e := &Engine{cli: cli, prefix: o.Prefix, node: o.Node, eps: o.Endpoints,
+		timeout: o.RequestTimeout, ctx: ctx, cancel: cancel}
+	return e, nil
 }
 
 // ParseURL reads etcd://host:port[,host:port…][/prefix] into endpoints and a
@@ -194,10 +200,20 @@ func (e *Engine) Node() string { return e.node }
 // Limits are the most one Update may hold (see maxOps).
 func (e *Engine) Limits() store.Limits { return store.Limits{MaxOps: maxOps, MaxBytes: maxBytes} }
 
-// Close closes the connection; watches and leaderships end.
+// Close ends watches and leaderships (resigning them, so that another node
+// takes over at once) and closes the connection.
+// A Lead's fn must return once its context is cancelled. Closing again
+// returns the first Close's error.
 func (e *Engine) Close() error {
-	e.cancel()
-	return e.cli.Close()
+	e.closeOnce.Do(func() {
+		e.cancel()
+		e.leads.Wait()
+		e.closeErr = e.cli.Close()
+		if errors.Is(e.closeErr, context.Canceled) {
+			e.closeErr = nil
+		}
+	})
+	return e.closeErr
 }
 
 func (e *Engine) genKey() string               { return e.prefix + "gen" }

@@ -278,3 +278,49 @@ func TestString(t *testing.T) {
 		t.Fatalf("String = %q, want %q", got, want)
 	}
 }
+
+// TestUpdateRacingReplace: a transaction that read before another node's
+// Replace switched generations is run again on the new data, so its write
+// is never lost into the old generation.
+func TestUpdateRacingReplace(t *testing.T) {
+	eps, prefix := etcdtest.Shared(t)
+	var es []*etcd.Engine
+	for _, node := range []string{"a", "b"} {
+		e, err := etcd.Open(etcd.Options{Endpoints: eps, Prefix: prefix, Node: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		es = append(es, e)
+	}
+	a, b := es[0], es[1]
+	if err := set(t, a, "old", "1"); err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	if err := a.Update(func(tx store.Txn) error {
+		runs++
+		if runs == 1 {
+			if err := b.Replace(func(w store.Writer) error { return w.Set([]byte("new"), []byte("1")) }); err != nil {
+				return err
+			}
+		}
+		return tx.Set([]byte("mine"), []byte("1"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	if err := b.View(func(r store.Reader) error {
+		it := r.Scan(nil, store.ScanOptions{KeysOnly: true})
+		defer it.Close()
+		for it.Next() {
+			keys = append(keys, string(it.Key()))
+		}
+		return it.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if runs != 2 || strings.Join(keys, " ") != "mine new" {
+		t.Fatalf("runs %d, keys %q: want the Update run again after the Replace and its write kept", runs, keys)
+	}
+}

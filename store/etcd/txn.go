@@ -368,8 +368,7 @@ func (e *Engine) Load(fn func(store.Writer) error) error {
 	if err != nil {
 		return err
 	}
-	var b *batch
-	b = &batch{e: e, keys: map[string]bool{},
+	b := &batch{e: e, keys: map[string]bool{},
 		dp: func() string { return e.dataPrefix(gen) },
 		flush: func(ops []clientv3.Op) error {
 			for attempt := 0; attempt < maxAttempts; attempt++ {

@@ -135,6 +135,8 @@ const leaseTTL = 5
 // done or the engine closes. After fn returns it resigns and campaigns again;
 // Lead returns nil once ctx is done (or the engine is closed).
 func (e *Engine) Lead(ctx context.Context, name string, fn func(ctx context.Context)) error {
+	e.leads.Add(1)
+	defer e.leads.Done()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(e.ctx, cancel)()
@@ -152,11 +154,14 @@ func (e *Engine) Lead(ctx context.Context, name string, fn func(ctx context.Cont
 
 // leadOnce holds one session: campaigns, runs fn when elected, resigns.
 func (e *Engine) leadOnce(ctx context.Context, name string, fn func(ctx context.Context)) bool {
-	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(leaseTTL), concurrency.WithContext(ctx))
+	// The session outlives ctx: its Close revokes the lease (with a context
+	// of its own), so that another node takes over at once rather than after
+	// leaseTTL.
+	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(leaseTTL), concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
 		return false
 	}
-	defer s.Close() // revokes the lease: another node takes over at once
+	defer s.Close()
 	el := concurrency.NewElection(s, e.prefix+"e/"+name)
 	if err := el.Campaign(ctx, e.node); err != nil {
 		return false
@@ -171,7 +176,7 @@ func (e *Engine) leadOnce(ctx context.Context, name string, fn func(ctx context.
 	}()
 	fn(fctx)
 	cancel()
-	rctx, rcancel := e.reqCtx()
+	rctx, rcancel := context.WithTimeout(context.Background(), e.timeout)
 	el.Resign(rctx)
 	rcancel()
 	return true

@@ -154,10 +154,18 @@ func (e *Engine) Lead(ctx context.Context, name string, fn func(ctx context.Cont
 
 // leadOnce holds one session: campaigns, runs fn when elected, resigns.
 func (e *Engine) leadOnce(ctx context.Context, name string, fn func(ctx context.Context)) bool {
-	// The session outlives ctx: its Close revokes the lease (with a context
-	// of its own), so that another node takes over at once rather than after
-	// leaseTTL.
-	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(leaseTTL), concurrency.WithContext(context.WithoutCancel(ctx)))
+	// The lease is granted under ctx and a timeout (no quorum: try again
+	// later); the session outlives ctx: its Close revokes the lease (with a
+	// context of its own, at most leaseTTL), so that another node takes over
+	// at once rather than after leaseTTL.
+	gctx, gcancel := context.WithTimeout(ctx, e.timeout)
+	lease, err := e.cli.Grant(clientv3.WithRequireLeader(gctx), leaseTTL)
+	gcancel()
+	if err != nil {
+		return false
+	}
+	s, err := concurrency.NewSession(e.cli, concurrency.WithLease(lease.ID), concurrency.WithTTL(leaseTTL),
+		concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
 		return false
 	}

@@ -115,6 +115,25 @@ func TestQuorumLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.expect(t, "1")
+	// b leads meanwhile: it loses the leadership with the quorum and takes
+	// it again after.
+	led, lost := make(chan struct{}, 10), make(chan struct{}, 10)
+	lctx, lcancel := context.WithCancel(context.Background())
+	leadDone := make(chan struct{})
+	go func() {
+		defer close(leadDone)
+		b.Lead(lctx, "sweeper", func(ctx context.Context) {
+			led <- struct{}{}
+			<-ctx.Done()
+			lost <- struct{}{}
+		})
+	}()
+	defer func() { lcancel(); <-leadDone }()
+	select {
+	case <-led:
+	case <-time.After(20 * time.Second):
+		t.Fatal("b never led")
+	}
 
 	c.Stop(2)
 	if err := set(t, a, store.ChangesKey, "2"); err != nil {
@@ -143,6 +162,11 @@ func TestQuorumLoss(t *testing.T) {
 		t.Fatalf("Health without quorum: %v, want ErrUnavailable", err)
 	}
 	t.Logf("without quorum, after %v: %v", took.Round(time.Millisecond), err)
+	select {
+	case <-lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the leader's context was not cancelled after the quorum was lost")
+	}
 
 	c.Restart(1)
 	c.Restart(2)
@@ -158,6 +182,11 @@ func TestQuorumLoss(t *testing.T) {
 	w.expect(t, "3")
 	if n := w.resets.Load(); n != 0 {
 		t.Fatalf("the watch was reset %d times across the outage; want it resumed", n)
+	}
+	select {
+	case <-led:
+	case <-time.After(20 * time.Second):
+		t.Fatal("b did not lead again after the quorum came back")
 	}
 	if got := get(t, b, store.ChangesKey); got != "3" {
 		t.Fatalf("after the outage: %q", got)

@@ -222,8 +222,9 @@ func TestWatchResumesAfterMemberRestart(t *testing.T) {
 	}
 }
 
-// TestWatchResetOnCompaction: a watch whose member was down while the
-// history it missed was compacted resets, then goes on from the present.
+// TestWatchResetOnCompaction: a watch whose member was down while its
+// history was compacted goes on without a reset when its key was not
+// written meanwhile, and resets (then goes on from the present) when it was.
 func TestWatchResetOnCompaction(t *testing.T) {
 	c := etcdtest.Start(t, 3)
 	prefix := nextPrefix()
@@ -238,7 +239,24 @@ func TestWatchResetOnCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.expect(t, "1")
+
 	c.Stop(2) // b's only member
+	for i := 0; i < 5; i++ {
+		if err := set(t, a, fmt.Sprint("other", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Compact(t)
+	c.Restart(2)
+	if err := set(t, a, store.ChangesKey, "2"); err != nil {
+		t.Fatal(err)
+	}
+	w.expect(t, "2")
+	if n := w.resets.Load(); n != 0 {
+		t.Fatalf("%d resets though the watched key was not written during the outage", n)
+	}
+
+	c.Stop(2)
 	for i := 0; i < 5; i++ {
 		if err := set(t, a, store.ChangesKey, fmt.Sprint("missed", i)); err != nil {
 			t.Fatal(err)

@@ -71,7 +71,7 @@ func (w *watch) watch(ctx context.Context) bool {
 				return delivered
 			}
 			if r.CompactRevision != 0 {
-				w.resync()
+				w.resync(ctx, r.CompactRevision)
 				return true
 			}
 			if r.Err() != nil {
@@ -89,7 +89,7 @@ func (w *watch) watch(ctx context.Context) bool {
 				return delivered
 			}
 			if r.CompactRevision != 0 {
-				w.resync()
+				w.resync(ctx, r.CompactRevision)
 				return true
 			}
 			if r.Err() != nil {
@@ -109,22 +109,53 @@ func (w *watch) watch(ctx context.Context) bool {
 	}
 }
 
-// resync goes on from the present after a compaction: the pointer and the
-// revision are read again, then reset is called (what it reloads is at least
-// as new as where the watch resumes).
-func (w *watch) resync() {
-	for attempt := 0; ; attempt++ {
-		gen, _, rev, err := w.e.current()
-		if err == nil {
-			w.gen, w.dataRev, w.genRev = gen, rev, rev
-			w.reset()
+// resync follows a compaction at revision compact, which removed history
+// the watch was to resume from. When the generation is still the same at
+// compact and the watched key was not written between the last value
+// delivered and compact, nothing was missed: the watch resumes from compact,
+// without a reset. Otherwise it calls reset and goes on from the present
+// (what reset reloads is at least as new as where the watch resumes).
+func (w *watch) resync(ctx context.Context, compact int64) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		gen, modRev, err := w.at(compact)
+		if err == nil && gen == w.gen && modRev <= w.dataRev {
+			w.dataRev, w.genRev = compact-1, compact-1
 			return
 		}
-		if w.e.ctx.Err() != nil {
-			return
+		if err == nil || retryable(err) {
+			if gen, _, rev, err := w.e.current(); err == nil {
+				w.gen, w.dataRev, w.genRev = gen, rev, rev
+				w.reset()
+				return
+			}
 		}
-		time.Sleep(min(50*time.Millisecond<<min(attempt, 5), time.Second))
+		select {
+		case <-ctx.Done():
+		case <-time.After(min(50*time.Millisecond<<min(attempt, 5), time.Second)):
+		}
 	}
+}
+
+// at reads the generation at revision rev and the watched key's mod revision
+// in the watch's generation then (0 when absent).
+func (w *watch) at(rev int64) (gen string, modRev int64, err error) {
+	ctx, cancel := w.e.reqCtx()
+	defer cancel()
+	r, err := w.e.cli.Txn(ctx).Then(
+		clientv3.OpGet(w.e.genKey(), clientv3.WithRev(rev)),
+		clientv3.OpGet(w.e.dataPrefix(w.gen)+w.key, clientv3.WithRev(rev), clientv3.WithKeysOnly()),
+	).Commit()
+	if err != nil {
+		return "", 0, err
+	}
+	gen = initialGen
+	if kvs := r.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		gen = string(kvs[0].Value)
+	}
+	if kvs := r.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+		modRev = kvs[0].ModRevision
+	}
+	return gen, modRev, nil
 }
 
 // leaseTTL is the seconds a leadership outlives a node that stops answering.

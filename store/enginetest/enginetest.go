@@ -459,6 +459,9 @@ func testLoad(t *testing.T, e store.Engine) {
 	}); err != errMine {
 		t.Fatalf("Load returned %v, want fn's error", err)
 	}
+	if got := get(t, e, "m/kept"); got != "v" {
+		t.Fatalf("a write before Load's error: %q, want it kept", got)
+	}
 }
 
 // fill writes n keys prefix/0000… with value v.

@@ -23,7 +23,10 @@ import (
 // maxAttempts times with a jittered, growing pause (store.ErrConflict after).
 const maxAttempts = 40
 
-// snapshot reads one generation at one revision.
+// snapshot reads one generation at one revision. Reads at a revision are
+// serializable (the member answers alone, no quorum round): a revision's
+// keys never change, and a member that has not applied it yet answers
+// ErrFutureRev, after which the transaction runs again.
 type snapshot struct {
 	e   *Engine
 	dp  string // data prefix of the generation
@@ -44,7 +47,7 @@ func (s *snapshot) noteErr(err error) error {
 func (s *snapshot) get(key []byte) ([]byte, int64, error) {
 	ctx, cancel := s.e.reqCtx()
 	defer cancel()
-	r, err := s.e.cli.Get(ctx, s.dp+string(key), clientv3.WithRev(s.rev))
+	r, err := s.e.cli.Get(ctx, s.dp+string(key), clientv3.WithRev(s.rev), clientv3.WithSerializable())
 	if err != nil {
 		return nil, 0, s.noteErr(err)
 	}
@@ -121,7 +124,7 @@ func (it *iterator) load() bool {
 		order = clientv3.SortDescend
 	}
 	ops := []clientv3.OpOption{clientv3.WithRange(it.hi), clientv3.WithRev(it.s.rev),
-		clientv3.WithLimit(pageSize), clientv3.WithSort(clientv3.SortByKey, order)}
+		clientv3.WithLimit(pageSize), clientv3.WithSort(clientv3.SortByKey, order), clientv3.WithSerializable()}
 	if it.keysOnly {
 		ops = append(ops, clientv3.WithKeysOnly())
 	}
@@ -391,6 +394,10 @@ func (e *Engine) Load(fn func(store.Writer) error) error {
 			return fmt.Errorf("%s: %w", e, store.ErrConflict)
 		}}
 	if err := fn(b); err != nil {
+		// What fn wrote before its error stays written.
+		if ferr := b.send(); ferr != nil && ferr != err {
+			return fmt.Errorf("%w (and writing what came before it: %v)", err, ferr)
+		}
 		return err
 	}
 	return b.send()

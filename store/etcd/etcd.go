@@ -123,9 +123,11 @@ func Open(o Options) (*Engine, error) {
 		DialTimeout: o.DialTimeout,
 		TLS:         o.TLS,
 		Logger:      zap.NewNop(),
-		// Keepalives notice a dead member and move to another one.
-		DialKeepAliveTime:    2 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
+		// Keepalives notice a member that stopped answering and move to
+		// another one; not more often than etcd's --grpc-keepalive-min-time
+		// (5 s) allows.
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd at %s: %w", strings.Join(o.Endpoints, ","), err)

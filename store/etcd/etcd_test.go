@@ -371,3 +371,30 @@ func TestUpdateRacingReplace(t *testing.T) {
 		t.Fatalf("runs %d, keys %q: want the Update run again after the Replace and its write kept", runs, keys)
 	}
 }
+
+// TestUnreachable: with no member listening, Open succeeds and every call
+// fails within the request timeout with one line naming etcd and the
+// endpoints.
+func TestUnreachable(t *testing.T) {
+	eps := []string{"127.0.0.1:1", "127.0.0.1:2"} // nothing listens on these
+	e, err := etcd.Open(etcd.Options{Endpoints: eps, Node: "n", RequestTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for name, call := range map[string]func() error{
+		"Update": func() error { return set(t, e, "k", "v") },
+		"View":   func() error { return e.View(func(store.Reader) error { return nil }) },
+		"Health": func() error { return e.Health(context.Background()) },
+	} {
+		start := time.Now()
+		err := call()
+		if !errors.Is(err, store.ErrUnavailable) || strings.Contains(err.Error(), "\n") ||
+			!strings.HasPrefix(err.Error(), "etcd at 127.0.0.1:1,127.0.0.1:2 unavailable: ") {
+			t.Errorf("%s: %v, want one line naming etcd and its endpoints, matching ErrUnavailable", name, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s took %v to fail", name, took)
+		}
+	}
+}

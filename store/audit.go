@@ -2,23 +2,17 @@ package store
 
 import (
 	"encoding/json"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Audit returns audit events, newest first; limit <= 0 means all.
 func (s *Store) Audit(limit int) ([]Event, error) {
 	var out []Event
-	err := s.view(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(pfxEvent)
-		opts.Reverse = true
-		it := txn.NewIterator(opts)
+	err := s.view(func(txn Reader) error {
+		it := txn.Scan([]byte(pfxEvent), ScanOptions{Reverse: true})
 		defer it.Close()
-		// Reverse iteration must seek past the last key with the prefix.
-		for it.Seek([]byte(pfxEvent + "\xff")); it.ValidForPrefix(opts.Prefix); it.Next() {
+		for it.Next() {
 			var e Event
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+			if err := json.Unmarshal(it.Value(), &e); err != nil {
 				return err
 			}
 			out = append(out, e)
@@ -26,7 +20,7 @@ func (s *Store) Audit(limit int) ([]Event, error) {
 				break
 			}
 		}
-		return nil
+		return it.Err()
 	})
 	return out, err
 }

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/apptokens/apptokens/internal/secret"
 )
 
@@ -20,8 +18,8 @@ type SeedToken struct {
 	History []UsageHour
 }
 
-// BulkLoad writes many tokens at once through a write batch (seed data for demos
-// and benchmarks). Every token is validated first and no name may already exist
+// BulkLoad writes many tokens at once through the engine's Load, in batches
+// it can hold (seed data for demos and benchmarks). Every token is validated first and no name may already exist
 // or repeat; then the batch is written and synced. One audit event records it.
 // It holds every other writer off from the name check to the sync, so a
 // concurrent Create cannot take a name in between.
@@ -78,27 +76,31 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 			}
 		}
 	}
+	// Every writer of a Badger directory is in this process (its lock keeps
+	// others out), and each holds writeMu shared: holding it exclusively from
+	// the checks to the end of the load keeps a Create from taking a name in
+	// between. (On a shared engine other nodes' writers are not held off.)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if err := s.space.check(); err != nil {
+	if err := s.Writable(); err != nil {
 		return err
 	}
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Reader) error {
 		for i := range toks {
 			t := &toks[i].Token
 			if _, err := txn.Get(nameKey(t.Name)); err == nil {
 				return fieldErr("name", ErrNameTaken, "name %s is already taken", quote(t.Name))
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			} else if !errors.Is(err, ErrNoKey) {
 				return err
 			}
 			if _, err := txn.Get(digestKey(t.Digest)); err == nil {
 				return fmt.Errorf("token %s: its secret belongs to another token", quote(t.Name))
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			} else if !errors.Is(err, ErrNoKey) {
 				return err
 			}
 			if _, err := txn.Get(tokenKey(t.ID)); err == nil {
 				return fmt.Errorf("token %s: id %s is already taken", quote(t.Name), quote(t.ID))
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			} else if !errors.Is(err, ErrNoKey) {
 				return err
 			}
 		}
@@ -107,52 +109,46 @@ func (s *Store) BulkLoad(actor Actor, toks []SeedToken) error {
 	if err != nil {
 		return err
 	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for i := range toks {
-		t := toks[i].Token
-		if err := wb.Set(nameKey(t.Name), []byte(t.ID)); err != nil {
-			return err
-		}
-		if err := wb.Set(digestKey(t.Digest), []byte(t.ID)); err != nil {
-			return err
-		}
-		if err := putToken(wb, &t); err != nil {
-			return err
-		}
-		for _, u := range toks[i].Usage {
-			u.TokenID = t.ID
-			if u.Blocked {
-				if err := wb.Set(blockKey(t.ID, u.IP), nil); err != nil {
+	err = s.eng.Load(func(wb Writer) error {
+		for i := range toks {
+			t := toks[i].Token
+			if err := wb.Set(nameKey(t.Name), []byte(t.ID)); err != nil {
+				return err
+			}
+			if err := wb.Set(digestKey(t.Digest), []byte(t.ID)); err != nil {
+				return err
+			}
+			if err := putToken(wb, &t); err != nil {
+				return err
+			}
+			for _, u := range toks[i].Usage {
+				u.TokenID = t.ID
+				if u.Blocked {
+					if err := wb.Set(blockKey(t.ID, u.IP), nil); err != nil {
+						return err
+					}
+					u.Blocked = false // blocks are b/ records
+				}
+				if err := setJSON(wb, s.myUsageKey(t.ID, u.IP), u); err != nil {
 					return err
 				}
-				u.Blocked = false // blocks are b/ records
 			}
-			if err := setJSON(wb, usageKey(t.ID, u.IP), u); err != nil {
+			if err := s.seedHistory(wb, t.ID, toks[i].History); err != nil {
 				return err
 			}
 		}
-		if err := seedHistory(wb, t.ID, toks[i].History); err != nil {
-			return err
-		}
-	}
-	now := s.now().UTC()
-	ev := Event{Time: now, Actor: actor.String(), Action: "seed", Details: fmt.Sprintf("%d tokens", len(toks))}
-	if err := setJSON(wb, s.eventKey(now), ev); err != nil {
-		return err
-	}
-	if err := wb.Flush(); err != nil {
+		now := s.now().UTC()
+		ev := Event{Time: now, Actor: actor.String(), Action: "seed", Details: fmt.Sprintf("%d tokens", len(toks))}
+		return setJSON(wb, s.eventKey(now), ev)
+	})
+	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
-	if err := s.db.Sync(); err != nil {
-		return err
-	}
-	s.feed.publish(Change{Kind: ChangeReload})
-	return nil
+	return s.announce(Change{Kind: ChangeReload})
 }
 
 // seedHistory writes a token's hourly buckets, per address and per token.
-func seedHistory(wb *badger.WriteBatch, id string, hs []UsageHour) error {
+func (s *Store) seedHistory(wb Writer, id string, hs []UsageHour) error {
 	type ipHour struct {
 		ip string
 		h  uint32
@@ -179,12 +175,12 @@ func seedHistory(wb *badger.WriteBatch, id string, hs []UsageHour) error {
 	}
 	for _, k := range order {
 		c := byIP[k]
-		if err := wb.Set(hourIPKey(id, k.ip, k.h), encodeHour(c[0], c[1])); err != nil {
+		if err := wb.Set(s.myHourKey(hourIPPrefix(id, k.ip), k.h), encodeHour(c[0], c[1])); err != nil {
 			return err
 		}
 	}
 	for h, c := range byHour {
-		if err := wb.Set(withHour(hourTokenPrefix(id), h), encodeHour(c[0], c[1])); err != nil {
+		if err := wb.Set(s.myHourKey(hourTokenPrefix(id), h), encodeHour(c[0], c[1])); err != nil {
 			return err
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Tokens are stored in a compact binary form: listing 100k tokens is decode-bound,
@@ -93,25 +91,18 @@ func decodeToken(b []byte, t *Token) error {
 }
 
 // getToken reads the token with this ID, its last use merged in from its own
-// key; badger.ErrKeyNotFound when there is none.
-func getToken(txn *badger.Txn, id string, t *Token) error {
-	item, err := txn.Get(tokenKey(id))
+// keys (mergeLastUse); an error matching ErrNoKey when there is none.
+func (s *Store) getToken(txn Reader, id string, t *Token) error {
+	b, err := txn.Get(tokenKey(id))
 	if err != nil {
 		return err
 	}
-	if err := item.Value(func(b []byte) error { return decodeToken(b, t) }); err != nil {
+	if err := decodeToken(b, t); err != nil {
 		return err
 	}
-	item, err = txn.Get(lastUsedKey(id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return item.Value(func(b []byte) error { return mergeLastUsed(t, b) })
+	return s.mergeLastUse(txn, t)
 }
 
-func putToken(txn setter, t *Token) error {
+func putToken(txn Writer, t *Token) error {
 	return txn.Set(tokenKey(t.ID), encodeToken(t))
 }

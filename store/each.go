@@ -3,8 +3,6 @@ package store
 import (
 	"bytes"
 	"errors"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // eachBatch is how many tokens EachToken reads in one transaction before it
@@ -25,37 +23,27 @@ func (s *Store) EachToken(fn func(Token) error) error {
 	for {
 		batch = batch[:0]
 		more := false
-		err := s.view(func(txn *badger.Txn) error {
-			opts := badger.DefaultIteratorOptions
-			opts.Prefix = []byte(pfxName)
-			opts.PrefetchSize = 256
-			it := txn.NewIterator(opts)
+		err := s.view(func(txn Reader) error {
+			it := txn.Scan([]byte(pfxName), ScanOptions{Start: last})
 			defer it.Close()
-			if last == nil {
-				it.Rewind()
-			} else if it.Seek(last); it.Valid() && bytes.Equal(it.Item().Key(), last) {
-				it.Next()
-			}
-			var id []byte
-			for ; it.Valid(); it.Next() {
+			for it.Next() {
+				if last != nil && bytes.Equal(it.Key(), last) {
+					continue
+				}
 				if len(batch) == eachBatch {
 					more = true
 					return nil
 				}
-				last = it.Item().KeyCopy(last[:0])
-				var err error
-				if id, err = it.Item().ValueCopy(id[:0]); err != nil {
-					return err
-				}
+				last = append(last[:0], it.Key()...)
 				var t Token
-				if err := getToken(txn, string(id), &t); errors.Is(err, badger.ErrKeyNotFound) {
+				if err := s.getToken(txn, string(it.Value()), &t); errors.Is(err, ErrNoKey) {
 					continue // a name index without its token: nothing to show
 				} else if err != nil {
 					return err
 				}
 				batch = append(batch, t)
 			}
-			return nil
+			return it.Err()
 		})
 		if err != nil {
 			return err

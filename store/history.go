@@ -1,13 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Usage history: hourly buckets of allowed and denied requests, per token and
@@ -18,8 +17,12 @@ import (
 // so a token's or an address's buckets are in time order and a window is one
 // seek; values are two uvarints (allowed, denied): a bucket is 2 to 20 bytes.
 //
-//	ht/<id>/<hour>       → allowed, denied of the token (all addresses)
-//	hi/<id>/<ip>/<hour>  → allowed, denied of the token from ip
+//	ht/<id>/<hour>[/<node>]       → allowed, denied of the token (all addresses)
+//	hi/<id>/<ip>/<hour>[/<node>]  → allowed, denied of the token from ip
+//
+// A plain engine (Badger) writes no /<node>; on a shared engine each node
+// writes its own buckets, and a bucket read is the sum of every node's
+// (which sort next to each other, right after the hour).
 //
 // The per-token buckets are kept apart from the per-address ones so that the
 // tokens table (24 buckets a token) never reads a token's addresses.
@@ -109,17 +112,48 @@ func decodeHour(b []byte) (allowed, denied uint64, err error) {
 	return a, d, nil
 }
 
+// myHourKey is the key of the bucket this process writes of the series
+// prefix (hourTokenPrefix, hourIPPrefix) and hour h.
+func (s *Store) myHourKey(prefix []byte, h uint32) []byte {
+	k := withHour(prefix, h)
+	if s.node != "" {
+		k = append(append(k, '/'), s.node...)
+	}
+	return k
+}
+
+// hourKeyParts splits a bucket key under pfx (pfxHourToken: the series is
+// pfx, the ID and '/'; pfxHourIP: pfx, the ID, '/', the address and '/') into
+// the length of its series prefix and its hour; ok is false for a key that is
+// not one.
+func hourKeyParts(pfx string, k []byte) (series int, h uint32, ok bool) {
+	slashes := 1
+	if pfx == pfxHourIP {
+		slashes = 2
+	}
+	series = len(pfx)
+	for ; slashes > 0; slashes-- {
+		i := bytes.IndexByte(k[min(series, len(k)):], '/')
+		if i < 0 {
+			return 0, 0, false
+		}
+		series += i + 1
+	}
+	if len(k) < series+4 || len(k) > series+4 && k[series+4] != '/' {
+		return 0, 0, false
+	}
+	return series, binary.BigEndian.Uint32(k[series:]), true
+}
+
 // addHour adds allowed and denied to the bucket at key, in txn.
-func addHour(txn *badger.Txn, key []byte, allowed, denied uint64) error {
-	item, err := txn.Get(key)
+func addHour(txn Txn, key []byte, allowed, denied uint64) error {
+	v, err := txn.Get(key)
 	if err == nil {
-		err = item.Value(func(v []byte) error {
-			a, d, err := decodeHour(v)
-			allowed += a
-			denied += d
-			return err
-		})
-	} else if errors.Is(err, badger.ErrKeyNotFound) {
+		var a, d uint64
+		a, d, err = decodeHour(v)
+		allowed += a
+		denied += d
+	} else if errors.Is(err, ErrNoKey) {
 		err = nil
 	}
 	if err != nil {
@@ -131,6 +165,7 @@ func addHour(txn *badger.Txn, key []byte, allowed, denied uint64) error {
 // hourBuckets accumulates one RecordUsage chunk's per-token hours, so that each
 // token's bucket of an hour is written once per transaction.
 type hourBuckets struct {
+	s     *Store
 	order []tokenHour
 	n     map[tokenHour]*[2]uint64
 }
@@ -143,12 +178,16 @@ type tokenHour struct {
 // record writes d's per-address bucket in txn, notes its per-token one, and
 // returns the increment for the change feed (ok false: nothing to count, or a
 // time no bucket can hold).
-func (hb *hourBuckets) record(txn *badger.Txn, d UsageDelta) (UsageHour, bool, error) {
+func (hb *hourBuckets) record(txn Txn, d UsageDelta) (UsageHour, bool, error) {
 	h, ok := hourNum(d.LastUsedAt)
 	if !ok || d.Allowed+d.Denied == 0 {
 		return UsageHour{}, false, nil
 	}
-	if err := addHour(txn, hourIPKey(d.TokenID, d.IP, h), d.Allowed, d.Denied); err != nil {
+	key := hourIPKey(d.TokenID, d.IP, h)
+	if hb.s.node != "" {
+		key = hb.s.myHourKey(hourIPPrefix(d.TokenID, d.IP), h)
+	}
+	if err := addHour(txn, key, d.Allowed, d.Denied); err != nil {
 		return UsageHour{}, false, err
 	}
 	k := tokenHour{d.TokenID, h}
@@ -167,10 +206,10 @@ func (hb *hourBuckets) record(txn *badger.Txn, d UsageDelta) (UsageHour, bool, e
 }
 
 // flush writes the noted per-token buckets in txn.
-func (hb *hourBuckets) flush(txn *badger.Txn) error {
+func (hb *hourBuckets) flush(txn Txn) error {
 	for _, k := range hb.order {
 		c := hb.n[k]
-		if err := addHour(txn, withHour(hourTokenPrefix(k.id), k.h), c[0], c[1]); err != nil {
+		if err := addHour(txn, hb.s.myHourKey(hourTokenPrefix(k.id), k.h), c[0], c[1]); err != nil {
 			return err
 		}
 	}
@@ -190,8 +229,8 @@ func (s *Store) UsageSeries(name, ip string, since time.Time) ([]HourCount, erro
 		ip = n
 	}
 	var out []HourCount
-	err := s.view(func(txn *badger.Txn) error {
-		t, err := getByName(txn, name)
+	err := s.view(func(txn Reader) error {
+		t, err := s.getByName(txn, name)
 		if err != nil {
 			return err
 		}
@@ -208,36 +247,36 @@ func (s *Store) UsageSeries(name, ip string, since time.Time) ([]HourCount, erro
 	return out, nil
 }
 
-// readHours appends to out the buckets under prefix from hour from on.
-func readHours(txn *badger.Txn, prefix []byte, from uint32, out []HourCount) ([]HourCount, error) {
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = prefix
-	it := txn.NewIterator(opts)
+// readHours appends to out the buckets under prefix from hour from on, every
+// node's buckets of an hour summed.
+func readHours(txn Reader, prefix []byte, from uint32, out []HourCount) ([]HourCount, error) {
+	it := txn.Scan(prefix, ScanOptions{Start: withHour(prefix, from)})
 	defer it.Close()
-	for it.Seek(withHour(prefix, from)); it.Valid(); it.Next() {
-		item := it.Item()
-		k := item.Key()
-		if len(k) != len(prefix)+4 {
+	for it.Next() {
+		k := it.Key()
+		if len(k) < len(prefix)+4 || len(k) > len(prefix)+4 && k[len(prefix)+4] != '/' {
 			return nil, fmt.Errorf("hourly bucket key %q is corrupt", k)
 		}
-		hc := HourCount{Hour: hourTime(binary.BigEndian.Uint32(k[len(prefix):]))}
-		err := item.Value(func(v []byte) error {
-			var err error
-			hc.Allowed, hc.Denied, err = decodeHour(v)
-			return err
-		})
+		a, d, err := decodeHour(it.Value())
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, hc)
+		hour := hourTime(binary.BigEndian.Uint32(k[len(prefix):]))
+		if n := len(out); n > 0 && out[n-1].Hour.Equal(hour) {
+			out[n-1].Allowed += a
+			out[n-1].Denied += d
+			continue
+		}
+		out = append(out, HourCount{Hour: hour, Allowed: a, Denied: d})
 	}
-	return out, nil
+	return out, it.Err()
 }
 
 // EachRecentHour calls fn for every per-token (all addresses) hourly bucket
-// with Hour >= since, grouped by token and ascending within a token. The
-// buckets are read first and fn called after, outside any transaction; an
-// error from fn stops the walk and is returned.
+// with Hour >= since, grouped by token and ascending within a token (every
+// node's bucket of an hour summed). The buckets are read first and fn called
+// after, outside any transaction; an error from fn stops the walk and is
+// returned.
 func (s *Store) EachRecentHour(since time.Time, fn func(tokenID string, h HourCount) error) error {
 	type bucket struct {
 		id string
@@ -245,36 +284,42 @@ func (s *Store) EachRecentHour(since time.Time, fn func(tokenID string, h HourCo
 	}
 	var all []bucket
 	from := hourCeil(since)
-	err := s.view(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(pfxHourToken)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		it.Rewind()
-		for it.Valid() {
-			item := it.Item()
-			k := item.Key()
-			if len(k) < len(pfxHourToken)+5 {
-				return fmt.Errorf("hourly bucket key %q is corrupt", k)
-			}
-			prefix := k[:len(k)-4]
-			h := binary.BigEndian.Uint32(k[len(prefix):])
-			if h < from {
-				it.Seek(withHour(append([]byte(nil), prefix...), from))
-				continue
-			}
-			b := bucket{id: string(prefix[len(pfxHourToken) : len(prefix)-1]), h: HourCount{Hour: hourTime(h)}}
-			if err := item.Value(func(v []byte) error {
-				var err error
-				b.h.Allowed, b.h.Denied, err = decodeHour(v)
+	err := s.view(func(txn Reader) error {
+		var start []byte
+		for {
+			more, err := func() (bool, error) {
+				it := txn.Scan([]byte(pfxHourToken), ScanOptions{Start: start})
+				defer it.Close()
+				for it.Next() {
+					k := it.Key()
+					series, h, ok := hourKeyParts(pfxHourToken, k)
+					if !ok || series < len(pfxHourToken)+2 {
+						return false, fmt.Errorf("hourly bucket key %q is corrupt", k)
+					}
+					if h < from {
+						// Skip to the series' first recent hour.
+						start = withHour(bytes.Clone(k[:series]), from)
+						return true, nil
+					}
+					a, d, err := decodeHour(it.Value())
+					if err != nil {
+						return false, err
+					}
+					id := string(k[len(pfxHourToken) : series-1])
+					hour := hourTime(h)
+					if n := len(all); n > 0 && all[n-1].id == id && all[n-1].h.Hour.Equal(hour) {
+						all[n-1].h.Allowed += a
+						all[n-1].h.Denied += d
+						continue
+					}
+					all = append(all, bucket{id: id, h: HourCount{Hour: hour, Allowed: a, Denied: d}})
+				}
+				return false, it.Err()
+			}()
+			if err != nil || !more {
 				return err
-			}); err != nil {
-				return err
 			}
-			all = append(all, b)
-			it.Next()
 		}
-		return nil
 	})
 	if err != nil {
 		return err
@@ -299,26 +344,27 @@ func (s *Store) PruneHistory() (int, error) {
 		return 0, nil
 	}
 	total := 0
+	chunk := s.chunk(1, 128)
 	for _, pfx := range [...]string{pfxHourToken, pfxHourIP} {
 		var from []byte
 		for {
 			var keys [][]byte
-			err := s.view(func(txn *badger.Txn) error {
+			err := s.view(func(txn Reader) error {
 				var err error
-				keys, from, err = oldHourKeys(txn, []byte(pfx), from, cutoff)
+				keys, from, err = oldHourKeys(txn, pfx, from, cutoff, chunk)
 				return err
 			})
 			if err != nil {
 				return total, fmt.Errorf("prune usage history: %w", err)
 			}
 			if len(keys) > 0 {
-				if err := s.update(func(txn *badger.Txn) error {
+				if err := s.commit(func(txn Txn) ([]Change, error) {
 					for _, k := range keys {
 						if err := txn.Delete(k); err != nil {
-							return err
+							return nil, err
 						}
 					}
-					return nil
+					return nil, nil
 				}); err != nil {
 					return total, fmt.Errorf("prune usage history: %w", err)
 				}
@@ -333,39 +379,40 @@ func (s *Store) PruneHistory() (int, error) {
 	return total, nil
 }
 
-// oldHourKeys returns up to writeChunk keys under pfx, from the key from on,
-// whose hour is before cutoff, and where to go on (nil: done). It skips each
-// bucket series at its first kept hour: the rest of it is newer.
-func oldHourKeys(txn *badger.Txn, pfx, from []byte, cutoff uint32) (keys [][]byte, next []byte, err error) {
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = pfx
-	opts.PrefetchValues = false
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	if from == nil {
-		it.Rewind()
-	} else {
-		it.Seek(from)
+// oldHourKeys returns up to chunk keys under pfx, from the key from on, whose
+// hour is before cutoff, and where to go on (nil: done). It skips each bucket
+// series at its first kept hour: the rest of it is newer.
+func oldHourKeys(txn Reader, pfx string, from []byte, cutoff uint32, chunk int) (keys [][]byte, next []byte, err error) {
+	for {
+		var skip []byte
+		it := txn.Scan([]byte(pfx), ScanOptions{Start: from, KeysOnly: true})
+		for it.Next() {
+			k := it.Key()
+			series, h, ok := hourKeyParts(pfx, k)
+			if !ok {
+				it.Close()
+				return nil, nil, fmt.Errorf("hourly bucket key %q is corrupt", k)
+			}
+			if h >= cutoff {
+				// Past the series: its prefix then 5 bytes of 0xff sorts after
+				// every key of it (a node's name follows the hour) and before
+				// any other.
+				skip = append(bytes.Clone(k[:series]), 0xff, 0xff, 0xff, 0xff, 0xff)
+				break
+			}
+			if len(keys) == chunk {
+				next = bytes.Clone(k)
+				break
+			}
+			keys = append(keys, bytes.Clone(k))
+		}
+		err := it.Err()
+		it.Close()
+		if err != nil || skip == nil {
+			return keys, next, err
+		}
+		from = skip
 	}
-	for it.Valid() {
-		k := it.Item().Key()
-		if len(k) < len(pfx)+5 {
-			return nil, nil, fmt.Errorf("hourly bucket key %q is corrupt", k)
-		}
-		if binary.BigEndian.Uint32(k[len(k)-4:]) >= cutoff {
-			// Past the series: its prefix then 5 bytes of 0xff sorts after
-			// every key of it and before any other.
-			skip := append(append([]byte(nil), k[:len(k)-4]...), 0xff, 0xff, 0xff, 0xff, 0xff)
-			it.Seek(skip)
-			continue
-		}
-		if len(keys) == writeChunk {
-			return keys, it.Item().KeyCopy(nil), nil
-		}
-		keys = append(keys, it.Item().KeyCopy(nil))
-		it.Next()
-	}
-	return keys, nil, nil
 }
 
 // checkHourRecord checks an hourly bucket of a backup and returns the ID of its

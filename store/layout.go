@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Keys that hold state which changes often or must be found without reading a
@@ -27,7 +25,7 @@ import (
 //     have been used from 100k addresses).
 const (
 	pfxBlock    = "b/" // b/<id>/<ip> → empty: ip is blocked for the token
-	pfxLastUsed = "l/" // l/<id>      → last use, varint unix nanoseconds
+	pfxLastUsed = "l/" // l/<id>[/<node>] → last use, varint unix nanoseconds
 	keyLayout   = "m/layout"
 )
 
@@ -40,7 +38,60 @@ func blockPrefix(id string) []byte { return []byte(pfxBlock + id + "/") }
 func blockKey(id, ip string) []byte {
 	return []byte(pfxBlock + id + "/" + ip)
 }
-func lastUsedKey(id string) []byte { return []byte(pfxLastUsed + id) }
+
+// lastUsedKey is the token's last-use key as a plain engine (Badger) writes
+// it; on a shared engine each node writes its own, l/<id>/<node>
+// (myLastUsedKey), under lastUsedNodePrefix, and a token's last use is the
+// latest of them all.
+func lastUsedKey(id string) []byte        { return []byte(pfxLastUsed + id) }
+func lastUsedNodePrefix(id string) []byte { return []byte(pfxLastUsed + id + "/") }
+
+// myLastUsedKey is the last-use key this process writes.
+func (s *Store) myLastUsedKey(id string) []byte {
+	if s.node == "" {
+		return lastUsedKey(id)
+	}
+	return []byte(pfxLastUsed + id + "/" + s.node)
+}
+
+// mergeLastUse moves t.LastUsedAt forward to its last use as every node
+// recorded it. It reads this process's own key with Get (in an Update: a
+// conflict when it changes meanwhile); the other nodes' keys, on a shared
+// engine, with a Scan, which no other node's write conflicts with.
+func (s *Store) mergeLastUse(txn Reader, t *Token) error {
+	v, err := txn.Get(s.myLastUsedKey(t.ID))
+	if err == nil {
+		err = mergeLastUsed(t, v)
+	} else if errors.Is(err, ErrNoKey) {
+		err = nil
+	}
+	if err != nil || s.node == "" {
+		return err
+	}
+	own := s.myLastUsedKey(t.ID)
+	for _, pfx := range [...][]byte{lastUsedKey(t.ID), lastUsedNodePrefix(t.ID)} {
+		exact := pfx[len(pfx)-1] != '/'
+		it := txn.Scan(pfx, ScanOptions{})
+		for it.Next() {
+			if exact && !bytes.Equal(it.Key(), pfx) || bytes.Equal(it.Key(), own) {
+				continue
+			}
+			if err := mergeLastUsed(t, it.Value()); err != nil {
+				it.Close()
+				return err
+			}
+			if exact {
+				break
+			}
+		}
+		err := it.Err()
+		it.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func encodeLastUsed(t time.Time) []byte {
 	return binary.AppendVarint(nil, t.UnixNano())
@@ -67,118 +118,114 @@ func mergeLastUsed(t *Token, v []byte) error {
 }
 
 // isBlocked reports whether ip is blocked for the token id.
-func isBlocked(txn *badger.Txn, id, ip string) (bool, error) {
+func isBlocked(txn Reader, id, ip string) (bool, error) {
 	_, err := txn.Get(blockKey(id, ip))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	if errors.Is(err, ErrNoKey) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
 // listBlocks returns the addresses blocked for the token id, in key order.
-func listBlocks(txn *badger.Txn, id string) ([]string, error) {
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = blockPrefix(id)
-	opts.PrefetchValues = false
-	it := txn.NewIterator(opts)
+func listBlocks(txn Reader, id string) ([]string, error) {
+	prefix := blockPrefix(id)
+	it := txn.Scan(prefix, ScanOptions{KeysOnly: true})
 	defer it.Close()
 	var out []string
-	for it.Rewind(); it.Valid(); it.Next() {
-		out = append(out, string(it.Item().Key()[len(opts.Prefix):]))
+	for it.Next() {
+		out = append(out, string(it.Key()[len(prefix):]))
 	}
-	return out, nil
+	return out, it.Err()
 }
+
+// The layout migration is the domain's, written over the Engine: a backup of
+// the old layout restored into any engine needs it as much as a Badger
+// directory left by an older release does, and it only reads and writes keys.
 
 // migrate brings a database written by an older layout to layoutVersion, once:
 // blocked flags move from the usage rows to b/ keys (the row keeps its counts),
 // and each token's last-used time gets its l/ key. It is idempotent: a run cut
-// short redoes only what is left, and the layout key is written last.
-func migrate(db *badger.DB) error {
-	done, err := layoutCurrent(db)
-	if err != nil || done {
-		return err
-	}
-	wb := db.NewWriteBatch()
-	defer wb.Cancel()
-	err = db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(pfxUsage)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var u Usage
-			err := it.Item().Value(func(b []byte) error {
-				if !bytes.Contains(b, []byte(`"blocked":true`)) {
-					return nil // most rows: no need to decode
-				}
-				return json.Unmarshal(b, &u)
-			})
-			if err != nil {
+// short redoes only what is left, and the layout key is written last. It
+// writes through Load, reading a snapshot as it goes.
+func (s *Store) migrate() error {
+	err := s.eng.Load(func(w Writer) error {
+		return s.view(func(txn Reader) error {
+			if err := migrateRecords(txn, w, nil); err != nil {
 				return err
 			}
-			if !u.Blocked {
-				continue
-			}
-			if err := wb.Set(blockKey(u.TokenID, u.IP), nil); err != nil {
-				return err
-			}
-			u.Blocked = false
-			if err := setJSON(wb, it.Item().KeyCopy(nil), u); err != nil {
-				return err
-			}
-		}
-		opts.Prefix = []byte(pfxToken)
-		tit := txn.NewIterator(opts)
-		defer tit.Close()
-		for tit.Rewind(); tit.Valid(); tit.Next() {
-			var t Token
-			if err := tit.Item().Value(func(b []byte) error { return decodeToken(b, &t) }); err != nil {
-				return err
-			}
-			if t.LastUsedAt.IsZero() {
-				continue
-			}
-			// Never move a last-used time back (a run cut short and redone).
-			if item, err := txn.Get(lastUsedKey(t.ID)); err == nil {
-				if err := item.Value(func(v []byte) error { return mergeLastUsed(&t, v) }); err != nil {
-					return err
-				}
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
-				return err
-			}
-			if err := wb.Set(lastUsedKey(t.ID), encodeLastUsed(t.LastUsedAt)); err != nil {
-				return err
-			}
-		}
-		return nil
+			return w.Set([]byte(keyLayout), []byte(layoutVersion))
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("migrate database layout: %w", err)
 	}
-	if err := wb.Set([]byte(keyLayout), []byte(layoutVersion)); err != nil {
-		return err
-	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("migrate database layout: %w", err)
-	}
-	return db.Sync()
+	return nil
 }
 
-// layoutCurrent reports whether db is at layoutVersion (migrate writes nothing).
-func layoutCurrent(db *badger.DB) (bool, error) {
-	done := false
-	err := db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(keyLayout))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
+// migrateRecords writes to w what the layout migration changes in what txn
+// holds (layout 1), but the skipped keys: the usage rows that hold a blocked flag, without it, and
+// their b/ keys; the l/ key of every token used, never moving one back.
+func migrateRecords(txn Reader, w Writer, skip map[string]bool) error {
+	it := txn.Scan([]byte(pfxUsage), ScanOptions{})
+	defer it.Close()
+	for it.Next() {
+		if skip[string(it.Key())] || !bytes.Contains(it.Value(), []byte(`"blocked":true`)) {
+			continue // most rows: no need to decode
 		}
-		if err != nil {
+		var u Usage
+		if err := json.Unmarshal(it.Value(), &u); err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			done = string(v) == layoutVersion
+		if !u.Blocked {
+			continue
+		}
+		if err := w.Set(blockKey(u.TokenID, u.IP), nil); err != nil {
+			return err
+		}
+		u.Blocked = false
+		if err := setJSON(w, bytes.Clone(it.Key()), u); err != nil {
+			return err
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	tit := txn.Scan([]byte(pfxToken), ScanOptions{})
+	defer tit.Close()
+	for tit.Next() {
+		var t Token
+		if err := decodeToken(tit.Value(), &t); err != nil {
+			return err
+		}
+		if t.LastUsedAt.IsZero() {
+			continue
+		}
+		// Never move a last-used time back (a run cut short and redone).
+		if v, err := txn.Get(lastUsedKey(t.ID)); err == nil {
+			if err := mergeLastUsed(&t, v); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, ErrNoKey) {
+			return err
+		}
+		if err := w.Set(lastUsedKey(t.ID), encodeLastUsed(t.LastUsedAt)); err != nil {
+			return err
+		}
+	}
+	return tit.Err()
+}
+
+// layoutCurrent reports whether the store is at layoutVersion (migrate writes
+// nothing).
+func (s *Store) layoutCurrent() (bool, error) {
+	done := false
+	err := s.view(func(txn Reader) error {
+		v, err := txn.Get([]byte(keyLayout))
+		if errors.Is(err, ErrNoKey) {
 			return nil
-		})
+		}
+		done = string(v) == layoutVersion
+		return err
 	})
 	return done, err
 }

@@ -1,20 +1,18 @@
 package store
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 )
 
 // Key layout. Every value is JSON except the indexes, which hold a token ID.
@@ -27,36 +25,31 @@ const (
 	keyPolicy = "m/inactive_after"
 )
 
-// Options configure Open.
+// ErrNoSpace is wrapped by the error of an Open or a write refused because the
+// database's filesystem has too little free space (the Badger engine's guard).
+var ErrNoSpace = errors.New("no space left")
+
+// Options configure New.
 type Options struct {
-	// Dir is the database directory; ignored when InMemory.
-	Dir string
-	// InMemory keeps everything in memory (tests).
-	InMemory bool
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// ValueLogGCInterval is how often the value log is garbage-collected
-	// (gc.go); DefaultValueLogGCInterval when 0, never when negative.
-	ValueLogGCInterval time.Duration
 }
 
-// Store is the Badger-backed token store. It is safe for concurrent use.
+// Store is the token store, written over an Engine. It is safe for concurrent
+// use.
 type Store struct {
-	db   *badger.DB
-	lock *os.File
-	// space refuses writes when the disk is too full (space.go); nil in memory.
-	space *spaceGuard
-	now   func() time.Time
-	feed  feed
+	eng Engine
+	// shared is eng when it is a SharedEngine (changes come from its watch),
+	// else nil (changes are published here after each commit).
+	shared SharedEngine
+	// node is this process's name among the shared engine's nodes ("" for a
+	// plain engine): the usage it records goes to keys of its own (usage.go).
+	node string
+	// stopWatch ends the shared engine's watch of ChangesKey.
+	stopWatch context.CancelFunc
+	now       func() time.Time
+	feed      feed
 
-	// dbMu: db is the open database, and Restore swaps in a new one. A read
-	// holds dbMu shared (view), a write holds writeMu shared, and the swap
-	// holds both exclusively.
-	dbMu sync.RWMutex
-	// dir is the database directory ("" in memory); dataDir is where the
-	// Badger files are in it (see data.go).
-	dir, dataDir string
-	gc           gcLoop
 	// restoreHook, when set (tests only), is called before each record a
 	// restore writes, with how many it has written: an error it returns fails
 	// the restore there.
@@ -69,8 +62,8 @@ type Store struct {
 	inactiveAfter time.Duration
 
 	// writeMu is held shared by every transactional write and exclusively by
-	// BulkLoad and Restore, which write outside transactions: a Create cannot slip
-	// between their checks and their writes.
+	// BulkLoad and Restore, which write outside transactions: a Create of this
+	// process cannot slip between their checks and their writes.
 	writeMu sync.RWMutex
 
 	// prunedHour is the cutoff hour (hours since the epoch) up to which
@@ -81,116 +74,103 @@ type Store struct {
 	noHistory bool
 }
 
-// Open opens (creating if needed) the store. When another process has the
-// directory open it fails at once with a *LockedError (errors.Is ErrLocked);
-// when the filesystem has too little free space to replay the database's log
-// it fails with a *NoSpaceError (errors.Is ErrNoSpace). With that room but less
-// than the guard's reserve it opens, and every change is refused with a
-// *NoSpaceError until space returns (see Writable).
-func Open(opts Options) (*Store, error) {
-	s := &Store{now: opts.Now, inactiveAfter: DefaultInactiveAfter}
+// New opens the store over eng: it brings the key layout up to date (the
+// migration writes, so on an engine whose Writable refuses writes it fails
+// with that error when one is needed), reads the policy and, for a
+// SharedEngine, starts watching ChangesKey. From the call on, eng is the
+// Store's: Close closes it, and New closes it when it fails.
+func New(eng Engine, opts Options) (*Store, error) {
+	s := &Store{eng: eng, now: opts.Now, inactiveAfter: DefaultInactiveAfter}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	var bopts badger.Options
-	if opts.InMemory {
-		bopts = badgerOptions("")
-	} else {
-		if opts.Dir == "" {
-			return nil, errors.New("no database directory given")
-		}
-		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-			return nil, fmt.Errorf("create database directory: %w", err)
-		}
-		lock, err := lockDir(opts.Dir)
-		if err != nil {
+	if sh, ok := eng.(SharedEngine); ok {
+		s.shared, s.node = sh, sh.Node()
+		// Nodes write audit events at once: a random start keeps their
+		// keys apart (each process's own events stay in order).
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
 			return nil, err
 		}
-		s.lock = lock
-		s.dir = opts.Dir
-		if s.dataDir, err = currentDataDir(opts.Dir); err != nil {
-			s.unlock()
-			return nil, err
-		}
-		bopts = badgerOptions(s.dataDir)
-		s.space = newSpaceGuard(opts.Dir, s.dataDir, bopts)
-		if err := s.space.canOpen(); err != nil {
-			s.unlock()
-			return nil, err
-		}
+		s.eventSeq.Store(binary.BigEndian.Uint64(b[:]) >> 2)
 	}
-	db, err := badger.Open(bopts)
-	if err != nil {
-		s.unlock()
-		return nil, fmt.Errorf("open database %s: %w", opts.Dir, err)
-	}
-	s.db = db
-	if !opts.InMemory {
-		removeStaleData(s.dir, s.dataDir)
-	}
-	if err := s.space.check(); err != nil {
-		// Opened on a full disk: a layout migration would write.
-		if done, lerr := layoutCurrent(db); lerr != nil || !done {
-			_ = s.Close()
-			return nil, err
-		}
-	}
-	if err := migrate(db); err != nil {
-		_ = s.Close()
+	fail := func(err error) (*Store, error) {
+		_ = eng.Close()
 		return nil, err
+	}
+	done, err := s.layoutCurrent()
+	if err != nil {
+		return fail(err)
+	}
+	if !done {
+		// Opened on a full disk: the layout migration would write.
+		if err := s.Writable(); err != nil {
+			return fail(err)
+		}
+		if err := s.migrate(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := s.loadPolicy(); err != nil {
-		_ = s.Close()
-		return nil, err
+		return fail(err)
 	}
-	if !opts.InMemory {
-		s.gc.start(s, opts.ValueLogGCInterval)
+	if s.shared != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopWatch = cancel
+		if err := s.shared.Watch(ctx, []byte(ChangesKey), s.applyRemote, s.resetRemote); err != nil {
+			cancel()
+			return fail(fmt.Errorf("watch %s: %w", eng, err))
+		}
 	}
 	return s, nil
 }
 
-// badgerOptions are the store's Badger options, sized for a small footprint;
-// dir "" is an in-memory database.
-func badgerOptions(dir string) badger.Options {
-	o := badger.DefaultOptions(dir).
-		WithLogger(nil).
-		WithSyncWrites(true).
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(4).
-		WithBlockCacheSize(8 << 20).
-		WithIndexCacheSize(4 << 20).
-		WithValueLogFileSize(16 << 20).
-		WithValueThreshold(1 << 10).
-		WithCompression(options.Snappy).
-		WithNumCompactors(2)
-	if dir == "" {
-		// In memory there is no value log: every value must fit the LSM tree.
-		o = o.WithInMemory(true).WithDir("").WithValueDir("").WithValueThreshold(1 << 20)
+// Engine is the engine the store is written over.
+func (s *Store) Engine() Engine { return s.eng }
+
+// Close ends every subscription and closes the engine (see the engine's Close
+// for what it may return).
+func (s *Store) Close() error {
+	if s.stopWatch != nil {
+		s.stopWatch()
 	}
-	return o
+	s.feed.closeAll()
+	return s.eng.Close()
 }
 
-// Close flushes and closes the database and releases the directory. With too
-// little free space to flush the memtables into tables it leaves them to the
-// next Open, which replays their synced log (nothing is lost), and returns an
-// error wrapping ErrNoSpace that says so.
-func (s *Store) Close() error {
-	s.feed.closeAll()
-	s.gc.stop()
-	var err error
-	if s.db != nil {
-		if err = s.space.canClose(); err == nil {
-			err = s.db.Close()
-		} else {
-			// No room to flush the memtables: the synced log keeps every
-			// committed write, and the next Open replays it.
-			err = fmt.Errorf("%w: left for the next start to replay its log (nothing saved is lost)", err)
-		}
+// Writable reports why writes are refused now by the engine's own guard (the
+// Badger engine's: a full disk, errors.Is ErrNoSpace), or nil. An engine
+// without one is always writable as far as the store knows.
+func (s *Store) Writable() error {
+	if w, ok := s.eng.(interface{ Writable() error }); ok {
+		return w.Writable()
 	}
-	s.unlock()
-	return err
+	return nil
+}
+
+// healthTimeout bounds a shared engine's health check.
+const healthTimeout = 2 * time.Second
+
+// Health is nil when a write would be accepted now, or the reason it would
+// not: the Badger engine's space guard (errors.Is ErrNoSpace), a shared
+// engine without quorum (errors.Is ErrUnavailable; its text names the engine).
+func (s *Store) Health() error {
+	if s.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
+		defer cancel()
+		return s.shared.Health(ctx)
+	}
+	return s.Writable()
+}
+
+// Announce tells processes that the engine refuses (the Badger engine's
+// directory lock) that `serve` holds it and listens for SSH on sshAddr; it does
+// nothing on an engine without such a lock.
+func (s *Store) Announce(sshAddr string) error {
+	if a, ok := s.eng.(interface{ Announce(string) error }); ok {
+		return a.Announce(sshAddr)
+	}
+	return nil
 }
 
 // Now is the store's clock.
@@ -208,80 +188,101 @@ func (s *Store) SetInactiveAfter(d time.Duration) error {
 	if d < 0 {
 		return errors.New("inactive-after must not be negative")
 	}
-	err := s.update(func(txn *badger.Txn) error {
-		return txn.Set([]byte(keyPolicy), []byte(strconv.FormatInt(int64(d), 10)))
+	err := s.commit(func(txn Txn) ([]Change, error) {
+		err := txn.Set([]byte(keyPolicy), []byte(strconv.FormatInt(int64(d), 10)))
+		return []Change{{Kind: ChangePolicy, InactiveAfter: d}}, err
 	})
 	if err != nil {
 		return err
 	}
+	s.setPolicy(d)
+	return nil
+}
+
+func (s *Store) setPolicy(d time.Duration) {
 	s.mu.Lock()
 	s.inactiveAfter = d
 	s.mu.Unlock()
-	s.feed.publish(Change{Kind: ChangePolicy, InactiveAfter: d})
-	return nil
 }
 
 // loadPolicy reads the stored policy (the default when none is stored, as after
 // restoring a backup that kept the default).
 func (s *Store) loadPolicy() error {
 	d := DefaultInactiveAfter
-	err := s.view(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(keyPolicy))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	err := s.view(func(txn Reader) error {
+		v, err := txn.Get([]byte(keyPolicy))
+		if errors.Is(err, ErrNoKey) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			n, err := strconv.ParseInt(string(v), 10, 64)
-			if err != nil {
-				return fmt.Errorf("read inactivity policy: %w", err)
-			}
-			d = time.Duration(n)
-			return nil
-		})
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("read inactivity policy: %w", err)
+		}
+		d = time.Duration(n)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.inactiveAfter = d
-	s.mu.Unlock()
+	s.setPolicy(d)
 	return nil
 }
 
-// view runs fn in a read-only transaction.
-func (s *Store) view(fn func(txn *badger.Txn) error) error {
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	return s.db.View(fn)
-}
+// view runs fn over a snapshot.
+func (s *Store) view(fn func(txn Reader) error) error { return s.eng.View(fn) }
 
-// update runs fn in a read-write transaction, retrying on conflicts.
-func (s *Store) update(fn func(txn *badger.Txn) error) error {
+// commit runs fn in one transaction of the engine; fn returns the changes its
+// writes make, as subscribers must see them. On a plain engine they are
+// published here once the transaction committed. On a SharedEngine they are
+// written, encoded, to ChangesKey in that same transaction and published by
+// the watch (applyRemote), in every process alike, this one included.
+func (s *Store) commit(fn func(txn Txn) ([]Change, error)) error {
 	s.writeMu.RLock()
 	defer s.writeMu.RUnlock()
-	return s.updateLocked(fn)
+	return s.commitLocked(fn)
 }
 
-// updateLocked is update for a caller that already holds writeMu.
-func (s *Store) updateLocked(fn func(txn *badger.Txn) error) error {
-	if err := s.space.check(); err != nil {
-		return err
-	}
-	var err error
-	for attempt := 0; attempt < 50; attempt++ {
-		err = s.db.Update(fn)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			return errTxnTooBig
-		}
-		if !errors.Is(err, badger.ErrConflict) {
+// commitLocked is commit for a caller that already holds writeMu.
+func (s *Store) commitLocked(fn func(txn Txn) ([]Change, error)) error {
+	var changes []Change
+	err := s.eng.Update(func(txn Txn) error {
+		var err error
+		if changes, err = fn(txn); err != nil {
 			return err
 		}
-		time.Sleep(time.Duration(attempt+1) * 100 * time.Microsecond)
+		if s.shared == nil || len(changes) == 0 {
+			return nil
+		}
+		b, err := encodeChanges(changes)
+		if err != nil {
+			return err
+		}
+		return txn.Set([]byte(ChangesKey), b)
+	})
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("too many concurrent changes, try again: %w", err)
+	if s.shared == nil {
+		s.feed.publish(changes...)
+	}
+	return nil
+}
+
+// announce publishes changes made outside a transaction (Load, Replace): on a
+// shared engine by writing them to ChangesKey in a transaction of their own.
+func (s *Store) announce(changes ...Change) error {
+	if s.shared == nil {
+		s.feed.publish(changes...)
+		return nil
+	}
+	b, err := encodeChanges(changes)
+	if err != nil {
+		return err
+	}
+	return s.eng.Update(func(txn Txn) error { return txn.Set([]byte(ChangesKey), b) })
 }
 
 func newID() string {
@@ -292,18 +293,15 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func getJSON(txn *badger.Txn, key []byte, v any) error {
-	item, err := txn.Get(key)
+func getJSON(txn Reader, key []byte, v any) error {
+	b, err := txn.Get(key)
 	if err != nil {
 		return err
 	}
-	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+	return json.Unmarshal(b, v)
 }
 
-// setter is what both a transaction and a write batch offer.
-type setter interface{ Set(key, val []byte) error }
-
-func setJSON(txn setter, key []byte, v any) error {
+func setJSON(txn Writer, key []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -320,6 +318,6 @@ func (s *Store) eventKey(t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(k, s.eventSeq.Add(1))
 }
 
-func (s *Store) addEvent(txn *badger.Txn, now time.Time, actor Actor, action, token, details string) error {
+func (s *Store) addEvent(txn Writer, now time.Time, actor Actor, action, token, details string) error {
 	return setJSON(txn, s.eventKey(now), Event{Time: now, Actor: actor.String(), Action: action, Token: token, Details: details})
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/apptokens/apptokens/internal/secret"
 )
 
@@ -45,36 +43,36 @@ func (s *Store) Create(actor Actor, in NewToken) (Created, error) {
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.commit(func(txn Txn) ([]Change, error) {
 		if _, err := txn.Get(nameKey(tok.Name)); err == nil {
-			return fieldErr("name", ErrNameTaken, "name %s is already taken", quote(tok.Name))
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
+			return nil, fieldErr("name", ErrNameTaken, "name %s is already taken", quote(tok.Name))
+		} else if !errors.Is(err, ErrNoKey) {
+			return nil, err
 		}
 		if err := txn.Set(nameKey(tok.Name), []byte(tok.ID)); err != nil {
-			return err
+			return nil, err
 		}
 		if err := txn.Set(digestKey(tok.Digest), []byte(tok.ID)); err != nil {
-			return err
+			return nil, err
 		}
 		if err := putToken(txn, &tok); err != nil {
-			return err
+			return nil, err
 		}
-		return s.addEvent(txn, now, actor, ActionCreate, tok.Name, "access="+tok.AccessNames())
+		err := s.addEvent(txn, now, actor, ActionCreate, tok.Name, "access="+tok.AccessNames())
+		return []Change{tokenChange(ChangeToken, tok)}, err
 	})
 	if err != nil {
 		return Created{}, err
 	}
-	s.feed.publish(tokenChange(ChangeToken, tok))
 	return Created{Token: tok, Secret: sec}, nil
 }
 
 // List returns all tokens ordered by name (case-insensitively).
 func (s *Store) List() ([]Token, error) {
 	var out []Token
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Reader) error {
 		var err error
-		out, err = listTokens(txn)
+		out, err = s.listTokens(txn)
 		return err
 	})
 	if err != nil {
@@ -84,9 +82,9 @@ func (s *Store) List() ([]Token, error) {
 	return out, nil
 }
 
-func listTokens(txn *badger.Txn) ([]Token, error) {
+func (s *Store) listTokens(txn Reader) ([]Token, error) {
 	var out []Token
-	err := eachTokenByID(txn, func(t Token) error {
+	err := s.eachTokenByID(txn, func(t Token) error {
 		out = append(out, t)
 		return nil
 	})
@@ -98,29 +96,41 @@ func listTokens(txn *badger.Txn) ([]Token, error) {
 
 // eachTokenByID calls fn with every token in ID order, its last use merged
 // in, one at a time.
-func eachTokenByID(txn *badger.Txn, fn func(Token) error) error {
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = []byte(pfxToken)
-	opts.PrefetchSize = 256
-	it := txn.NewIterator(opts)
+func (s *Store) eachTokenByID(txn Reader, fn func(Token) error) error {
+	it := txn.Scan([]byte(pfxToken), ScanOptions{})
 	defer it.Close()
+	if s.shared != nil {
+		// Every node's last-use key: read each token's (a walk alongside
+		// would need the node keys in token order, which they are not).
+		for it.Next() {
+			var t Token
+			if err := decodeToken(it.Value(), &t); err != nil {
+				return err
+			}
+			if err := s.mergeLastUse(txn, &t); err != nil {
+				return err
+			}
+			if err := fn(t); err != nil {
+				return err
+			}
+		}
+		return it.Err()
+	}
 	// The last-used keys are in the same (ID) order: walk them alongside.
-	lopts := badger.DefaultIteratorOptions
-	lopts.Prefix = []byte(pfxLastUsed)
-	lit := txn.NewIterator(lopts)
+	lit := txn.Scan([]byte(pfxLastUsed), ScanOptions{})
 	defer lit.Close()
-	lit.Rewind()
-	for it.Rewind(); it.Valid(); it.Next() {
+	lok := lit.Next()
+	for it.Next() {
 		var t Token
-		if err := it.Item().Value(func(b []byte) error { return decodeToken(b, &t) }); err != nil {
+		if err := decodeToken(it.Value(), &t); err != nil {
 			return err
 		}
-		id := it.Item().Key()[len(pfxToken):]
-		for lit.Valid() && bytes.Compare(lit.Item().Key()[len(pfxLastUsed):], id) < 0 {
-			lit.Next()
+		id := it.Key()[len(pfxToken):]
+		for lok && bytes.Compare(lit.Key()[len(pfxLastUsed):], id) < 0 {
+			lok = lit.Next()
 		}
-		if lit.Valid() && bytes.Equal(lit.Item().Key()[len(pfxLastUsed):], id) {
-			if err := lit.Item().Value(func(b []byte) error { return mergeLastUsed(&t, b) }); err != nil {
+		if lok && bytes.Equal(lit.Key()[len(pfxLastUsed):], id) {
+			if err := mergeLastUsed(&t, lit.Value()); err != nil {
 				return err
 			}
 		}
@@ -128,15 +138,18 @@ func eachTokenByID(txn *badger.Txn, fn func(Token) error) error {
 			return err
 		}
 	}
-	return nil
+	if err := lit.Err(); err != nil {
+		return err
+	}
+	return it.Err()
 }
 
 // Get returns the token with this name (case-insensitively).
 func (s *Store) Get(name string) (Token, error) {
 	var t Token
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Reader) error {
 		var err error
-		t, err = getByName(txn, name)
+		t, err = s.getByName(txn, name)
 		return err
 	})
 	return t, err
@@ -145,9 +158,9 @@ func (s *Store) Get(name string) (Token, error) {
 // GetByID returns the token with this ID.
 func (s *Store) GetByID(id string) (Token, error) {
 	var t Token
-	err := s.view(func(txn *badger.Txn) error {
-		err := getToken(txn, id, &t)
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	err := s.view(func(txn Reader) error {
+		err := s.getToken(txn, id, &t)
+		if errors.Is(err, ErrNoKey) {
 			return fmt.Errorf("no token with id %s: %w", quote(id), ErrNotFound)
 		}
 		return err
@@ -155,21 +168,17 @@ func (s *Store) GetByID(id string) (Token, error) {
 	return t, err
 }
 
-func getByName(txn *badger.Txn, name string) (Token, error) {
+func (s *Store) getByName(txn Reader, name string) (Token, error) {
 	var t Token
-	item, err := txn.Get(nameKey(name))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	id, err := txn.Get(nameKey(name))
+	if errors.Is(err, ErrNoKey) {
 		return t, notFound(name)
 	}
 	if err != nil {
 		return t, err
 	}
-	id, err := item.ValueCopy(nil)
-	if err != nil {
-		return t, err
-	}
-	if err := getToken(txn, string(id), &t); err != nil {
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	if err := s.getToken(txn, string(id), &t); err != nil {
+		if errors.Is(err, ErrNoKey) {
 			return t, notFound(name)
 		}
 		return t, err
@@ -190,12 +199,11 @@ func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
 		}
 	}
 	var tok Token
-	var changed bool
 	now := s.now().UTC()
-	err := s.update(func(txn *badger.Txn) error {
-		t, err := getByName(txn, name)
+	err := s.commit(func(txn Txn) ([]Change, error) {
+		t, err := s.getByName(txn, name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		var details []string
 		if e.Description != nil && *e.Description != t.Description {
@@ -209,24 +217,20 @@ func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
 				details = append(details, "access="+t.AccessNames())
 			}
 		}
-		changed = len(details) > 0
-		if changed {
-			t.UpdatedAt = now
-		}
 		tok = t
-		if !changed {
-			return nil
+		if len(details) == 0 {
+			return nil, nil
 		}
+		t.UpdatedAt = now
+		tok = t
 		if err := putToken(txn, &t); err != nil {
-			return err
+			return nil, err
 		}
-		return s.addEvent(txn, now, actor, ActionEdit, t.Name, strings.Join(details, " "))
+		err = s.addEvent(txn, now, actor, ActionEdit, t.Name, strings.Join(details, " "))
+		return []Change{tokenChange(ChangeToken, t)}, err
 	})
 	if err != nil {
 		return Token{}, err
-	}
-	if changed {
-		s.feed.publish(tokenChange(ChangeToken, tok))
 	}
 	return tok, nil
 }
@@ -234,12 +238,12 @@ func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
 // checkNames refuses an empty or oversized batch of names before anything is
 // read, and returns the names with repeats dropped: names are one token however
 // they are spelled (case is ignored), so `delete a A` deletes a once.
-func checkNames(names []string) ([]string, error) {
+func (s *Store) checkNames(names []string) ([]string, error) {
 	if len(names) == 0 {
 		return nil, errors.New("no token names given")
 	}
-	if len(names) > MaxBatch {
-		return nil, tooMany("tokens", len(names))
+	if max := s.MaxBatch(); len(names) > max {
+		return nil, tooMany(max, "tokens", len(names))
 	}
 	seen := make(map[string]bool, len(names))
 	out := make([]string, 0, len(names))
@@ -269,7 +273,7 @@ func equalAccess(a, b []Access) bool {
 // name must exist, or nothing changes. It returns how many tokens changed state.
 // More than MaxBatch names are refused (ErrTooMany) before anything is read.
 func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error) {
-	names, err := checkNames(names)
+	names, err := s.checkNames(names)
 	if err != nil {
 		return 0, err
 	}
@@ -280,12 +284,12 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 	now := s.now().UTC()
 	after := s.InactiveAfter()
 	var changed []Change
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.commit(func(txn Txn) ([]Change, error) {
 		changed = changed[:0]
 		for _, name := range names {
-			t, err := getByName(txn, name)
+			t, err := s.getByName(txn, name)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			was := t.StateAt(now, after)
 			if active {
@@ -301,19 +305,18 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 			}
 			t.UpdatedAt = now
 			if err := putToken(txn, &t); err != nil {
-				return err
+				return nil, err
 			}
 			if err := s.addEvent(txn, now, actor, action, t.Name, ""); err != nil {
-				return err
+				return nil, err
 			}
 			changed = append(changed, tokenChange(ChangeToken, t))
 		}
-		return nil
+		return changed, nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	s.feed.publish(changed...)
 	return len(changed), nil
 }
 
@@ -333,37 +336,40 @@ func tokenChange(k ChangeKind, t Token) Change {
 // RecordUsage drops deltas of missing tokens). Should clearing them fail, the
 // tokens stay deleted and the error says so.
 func (s *Store) Delete(actor Actor, names []string) (int, error) {
-	names, err := checkNames(names)
+	names, err := s.checkNames(names)
 	if err != nil {
 		return 0, err
 	}
 	now := s.now().UTC()
 	var changed []Change
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.commit(func(txn Txn) ([]Change, error) {
 		changed = changed[:0]
 		for _, name := range names {
-			t, err := getByName(txn, name)
+			t, err := s.getByName(txn, name)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			for _, k := range [][]byte{nameKey(t.Name), digestKey(t.Digest), tokenKey(t.ID), lastUsedKey(t.ID)} {
+			keys := [][]byte{nameKey(t.Name), digestKey(t.Digest), tokenKey(t.ID), lastUsedKey(t.ID)}
+			if s.node != "" {
+				keys = append(keys, s.myLastUsedKey(t.ID))
+			}
+			for _, k := range keys {
 				if err := txn.Delete(k); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			if err := s.addEvent(txn, now, actor, ActionDelete, t.Name, ""); err != nil {
-				return err
+				return nil, err
 			}
 			changed = append(changed, tokenChange(ChangeDeleted, t))
 		}
-		return nil
+		return changed, nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	s.feed.publish(changed...)
 	for _, c := range changed {
-		for _, p := range [...][]byte{blockPrefix(c.TokenID), usagePrefix(c.TokenID), hourTokenPrefix(c.TokenID), hourIPTokenPrefix(c.TokenID)} {
+		for _, p := range [...][]byte{lastUsedNodePrefix(c.TokenID), blockPrefix(c.TokenID), usagePrefix(c.TokenID), hourTokenPrefix(c.TokenID), hourIPTokenPrefix(c.TokenID)} {
 			if err := s.deletePrefix(p); err != nil {
 				return len(changed), fmt.Errorf("token %s deleted, but clearing its usage records failed: %w", quote(c.Name), err)
 			}
@@ -372,29 +378,32 @@ func (s *Store) Delete(actor Actor, names []string) (int, error) {
 	return len(changed), nil
 }
 
-// deletePrefix deletes every key with the prefix, writeChunk keys per transaction.
+// deletePrefix deletes every key with the prefix (and the key equal to it),
+// in transactions within the engine's limits.
 func (s *Store) deletePrefix(prefix []byte) error {
+	chunk := s.chunk(1, 128)
 	for {
 		var n int
-		err := s.update(func(txn *badger.Txn) error {
-			opts := badger.DefaultIteratorOptions
-			opts.Prefix = prefix
-			opts.PrefetchValues = false
-			it := txn.NewIterator(opts)
+		err := s.commit(func(txn Txn) ([]Change, error) {
+			it := txn.Scan(prefix, ScanOptions{KeysOnly: true})
 			var keys [][]byte
-			for it.Rewind(); it.Valid() && len(keys) < writeChunk; it.Next() {
-				keys = append(keys, it.Item().KeyCopy(nil))
+			for len(keys) < chunk && it.Next() {
+				keys = append(keys, bytes.Clone(it.Key()))
 			}
+			err := it.Err()
 			it.Close()
+			if err != nil {
+				return nil, err
+			}
 			for _, k := range keys {
 				if err := txn.Delete(k); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			n = len(keys)
-			return nil
+			return nil, nil
 		})
-		if err != nil || n < writeChunk {
+		if err != nil || n < chunk {
 			return err
 		}
 	}
@@ -414,10 +423,10 @@ func (s *Store) ExpireStale(actor Actor) ([]string, error) {
 	}
 	now := s.now().UTC()
 	var ids []string
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Reader) error {
 		// One token at a time: the sweep runs every few minutes in serve, and
 		// a list of every token would be that much memory each time.
-		return eachTokenByID(txn, func(t Token) error {
+		return s.eachTokenByID(txn, func(t Token) error {
 			if t.Expired(now, after) {
 				ids = append(ids, t.ID)
 			}
@@ -429,20 +438,21 @@ func (s *Store) ExpireStale(actor Actor) ([]string, error) {
 	}
 	details := fmt.Sprintf("unused for %s", formatDays(after))
 	var names []string
+	size := s.chunk(opsPerToken, s.bytesPerToken())
 	for len(ids) > 0 {
-		chunk := ids[:min(writeChunk, len(ids))]
+		chunk := ids[:min(size, len(ids))]
 		ids = ids[len(chunk):]
 		var changed []Change
-		err := s.update(func(txn *badger.Txn) error {
+		err := s.commit(func(txn Txn) ([]Change, error) {
 			changed = changed[:0]
 			for _, id := range chunk {
 				// Read again inside the transaction: an admin may have activated
 				// or deleted the token since the scan.
 				var t Token
-				if err := getToken(txn, id, &t); errors.Is(err, badger.ErrKeyNotFound) {
+				if err := s.getToken(txn, id, &t); errors.Is(err, ErrNoKey) {
 					continue
 				} else if err != nil {
-					return err
+					return nil, err
 				}
 				if !t.Expired(now, after) {
 					continue
@@ -450,19 +460,18 @@ func (s *Store) ExpireStale(actor Actor) ([]string, error) {
 				t.Active = false
 				t.UpdatedAt = now
 				if err := putToken(txn, &t); err != nil {
-					return err
+					return nil, err
 				}
 				if err := s.addEvent(txn, now, actor, ActionExpire, t.Name, details); err != nil {
-					return err
+					return nil, err
 				}
 				changed = append(changed, tokenChange(ChangeToken, t))
 			}
-			return nil
+			return changed, nil
 		})
 		if err != nil {
 			return names, fmt.Errorf("inactivity sweep: %w", err)
 		}
-		s.feed.publish(changed...)
 		for _, c := range changed {
 			names = append(names, c.Name)
 		}

@@ -1,18 +1,63 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
+// Usage rows: u/<id>/<ip> on a plain engine (Badger); on a shared engine each
+// node writes its own, u/<id>/<ip>/<node>, so that gates on many nodes never
+// conflict, and a row read is every node's merged (mergeUsage).
 func usagePrefix(id string) []byte { return []byte(pfxUsage + id + "/") }
 func usageKey(id, ip string) []byte {
 	return []byte(pfxUsage + id + "/" + ip)
+}
+
+// myUsageKey is the usage row of (id, ip) this process writes.
+func (s *Store) myUsageKey(id, ip string) []byte {
+	if s.node == "" {
+		return usageKey(id, ip)
+	}
+	return []byte(pfxUsage + id + "/" + ip + "/" + s.node)
+}
+
+// mergeUsage adds the row o (another node's) into u: counts add up, first use
+// is the earliest, last use the latest.
+func mergeUsage(u *Usage, o Usage) {
+	if !o.FirstUsedAt.IsZero() && (u.FirstUsedAt.IsZero() || o.FirstUsedAt.Before(u.FirstUsedAt)) {
+		u.FirstUsedAt = o.FirstUsedAt
+	}
+	if o.LastUsedAt.After(u.LastUsedAt) {
+		u.LastUsedAt = o.LastUsedAt
+	}
+	u.Allowed += o.Allowed
+	u.Denied += o.Denied
+}
+
+// otherRows merges into u the rows of (id, ip) that other nodes (and a
+// plain engine's, u/<id>/<ip>, as a restore brings) wrote, read with a Scan:
+// no other node's flush conflicts with this one's.
+func (s *Store) otherRows(txn Reader, u *Usage) error {
+	base := usageKey(u.TokenID, u.IP)
+	own := s.myUsageKey(u.TokenID, u.IP)
+	it := txn.Scan(base, ScanOptions{})
+	defer it.Close()
+	for it.Next() {
+		k := it.Key()
+		if bytes.Equal(k, own) || len(k) > len(base) && k[len(base)] != '/' {
+			continue // this node's, or another address with this one as prefix
+		}
+		var o Usage
+		if err := json.Unmarshal(it.Value(), &o); err != nil {
+			return err
+		}
+		mergeUsage(u, o)
+	}
+	return it.Err()
 }
 
 // Usage returns the IP addresses that used the named token, most recent first,
@@ -20,8 +65,8 @@ func usageKey(id, ip string) []byte {
 // of its own, with no use.
 func (s *Store) Usage(name string) ([]Usage, error) {
 	var out []Usage
-	err := s.view(func(txn *badger.Txn) error {
-		t, err := getByName(txn, name)
+	err := s.view(func(txn Reader) error {
+		t, err := s.getByName(txn, name)
 		if err != nil {
 			return err
 		}
@@ -48,7 +93,7 @@ func sortUsage(u []Usage) {
 // listUsage returns the token's usage rows with its blocks merged in: the
 // Blocked flag lives in b/ keys, and a blocked address that was never used
 // gets a row with no use.
-func listUsage(txn *badger.Txn, id string) ([]Usage, error) {
+func listUsage(txn Reader, id string) ([]Usage, error) {
 	blocks, err := listBlocks(txn, id)
 	if err != nil {
 		return nil, err
@@ -57,19 +102,26 @@ func listUsage(txn *badger.Txn, id string) ([]Usage, error) {
 	for _, ip := range blocks {
 		blocked[ip] = true
 	}
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = usagePrefix(id)
-	it := txn.NewIterator(opts)
+	it := txn.Scan(usagePrefix(id), ScanOptions{})
 	defer it.Close()
 	var out []Usage
-	for it.Rewind(); it.Valid(); it.Next() {
+	row := map[string]int{} // IP → its row in out: every node's rows merge
+	for it.Next() {
 		var u Usage
-		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &u) }); err != nil {
+		if err := json.Unmarshal(it.Value(), &u); err != nil {
 			return nil, err
 		}
+		if i, ok := row[u.IP]; ok {
+			mergeUsage(&out[i], u)
+			continue
+		}
+		row[u.IP] = len(out)
 		u.Blocked = blocked[u.IP]
 		delete(blocked, u.IP)
 		out = append(out, u)
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
 	}
 	for _, ip := range blocks {
 		if blocked[ip] {
@@ -86,8 +138,8 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 	if len(ips) == 0 {
 		return 0, errors.New("no IP addresses given")
 	}
-	if len(ips) > MaxBatch {
-		return 0, tooMany("IP addresses", len(ips))
+	if max := s.chunk(opsPerAddress, bytesPerDelta); len(ips) > max {
+		return 0, tooMany(max, "IP addresses", len(ips))
 	}
 	norm := make([]string, 0, len(ips))
 	seen := make(map[string]bool, len(ips))
@@ -103,17 +155,17 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 	}
 	now := s.now().UTC()
 	var changed []Change
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.commit(func(txn Txn) ([]Change, error) {
 		changed = changed[:0]
-		tok, err := getByName(txn, name)
+		tok, err := s.getByName(txn, name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		var done []string
 		for _, ip := range norm {
 			was, err := isBlocked(txn, tok.ID, ip)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if was == blocked {
 				continue
@@ -121,36 +173,36 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 			if blocked {
 				// An address blocked before any use gets its (empty) usage row,
 				// so that it stays listed once unblocked.
-				if _, gerr := txn.Get(usageKey(tok.ID, ip)); errors.Is(gerr, badger.ErrKeyNotFound) {
-					if err := setJSON(txn, usageKey(tok.ID, ip), Usage{TokenID: tok.ID, IP: ip}); err != nil {
-						return err
+				key := s.myUsageKey(tok.ID, ip)
+				if _, gerr := txn.Get(key); errors.Is(gerr, ErrNoKey) {
+					if err := setJSON(txn, key, Usage{TokenID: tok.ID, IP: ip}); err != nil {
+						return nil, err
 					}
 				} else if gerr != nil {
-					return gerr
+					return nil, gerr
 				}
 				err = txn.Set(blockKey(tok.ID, ip), nil)
 			} else {
 				err = txn.Delete(blockKey(tok.ID, ip))
 			}
 			if err != nil {
-				return err
+				return nil, err
 			}
 			done = append(done, ip)
 			changed = append(changed, Change{Kind: ChangeUsage, TokenID: tok.ID, Name: tok.Name, IP: ip, Blocked: blocked})
 		}
 		if len(done) == 0 {
-			return nil
+			return nil, nil
 		}
 		action := ActionUnblock
 		if blocked {
 			action = ActionBlock
 		}
-		return s.addEvent(txn, now, actor, action, tok.Name, "ip="+strings.Join(done, ","))
+		return changed, s.addEvent(txn, now, actor, action, tok.Name, "ip="+strings.Join(done, ","))
 	})
 	if err != nil {
 		return 0, err
 	}
-	s.feed.publish(changed...)
 	return len(changed), nil
 }
 
@@ -171,16 +223,15 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 // given again; deltas[:written] must not be, or they would count twice.
 func (s *Store) RecordUsage(deltas []UsageDelta) (written int, err error) {
 	valid, pos, refused := cleanDeltas(deltas)
+	size := s.chunk(opsPerDelta, bytesPerDelta)
 	for done := 0; done < len(valid); {
-		chunk := valid[done:min(done+writeChunk, len(valid))]
-		changed, err := s.recordUsageChunk(chunk)
-		if err != nil {
+		chunk := valid[done:min(done+size, len(valid))]
+		if err := s.recordUsageChunk(chunk); err != nil {
 			if pos != nil {
 				done = pos[done]
 			}
 			return done, fmt.Errorf("record usage: %w", err)
 		}
-		s.feed.publish(changed...)
 		done += len(chunk)
 	}
 	if refused != nil {
@@ -224,27 +275,26 @@ func cleanDeltas(deltas []UsageDelta) (valid []UsageDelta, pos []int, refused er
 	return valid, pos, refused
 }
 
-// recordUsageChunk writes deltas in one transaction and returns the changes to
-// publish. It writes the small records only: the usage rows, their hourly
+// recordUsageChunk writes deltas in one transaction, with the changes to
+// publish. It writes the small records only: this node's usage rows, hourly
 // buckets (history.go) and each token's last-used key, never the token record
-// (see layout.go).
-func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
-	var changed []Change
-	err := s.update(func(txn *badger.Txn) error {
-		changed = changed[:0]
+// (see layout.go). Each node reads (Get) and writes its own keys only; the
+// change carries the rows with every node's counts merged (otherRows).
+func (s *Store) recordUsageChunk(deltas []UsageDelta) error {
+	return s.commit(func(txn Txn) ([]Change, error) {
 		toks := map[string]*Change{} // nil: deleted meanwhile, its deltas are dropped
 		var order []*Change
 		moved := map[string]bool{}
-		var hours hourBuckets
+		hours := hourBuckets{s: s}
 		for _, d := range deltas {
 			c, seen := toks[d.TokenID]
 			if !seen {
 				var tok Token
-				if err := getToken(txn, d.TokenID, &tok); errors.Is(err, badger.ErrKeyNotFound) {
+				if err := s.getToken(txn, d.TokenID, &tok); errors.Is(err, ErrNoKey) {
 					toks[d.TokenID] = nil
 					continue
 				} else if err != nil {
-					return err
+					return nil, err
 				}
 				c = &Change{Kind: ChangeUsed, TokenID: tok.ID, Name: tok.Name, LastUsedAt: tok.LastUsedAt}
 				toks[d.TokenID] = c
@@ -253,13 +303,13 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 			if c == nil {
 				continue
 			}
-			key := usageKey(d.TokenID, d.IP)
+			key := s.myUsageKey(d.TokenID, d.IP)
 			var u Usage
 			err := getJSON(txn, key, &u)
-			if errors.Is(err, badger.ErrKeyNotFound) {
+			if errors.Is(err, ErrNoKey) {
 				u = Usage{TokenID: d.TokenID, IP: d.IP}
 			} else if err != nil {
-				return err
+				return nil, err
 			}
 			if u.FirstUsedAt.IsZero() || d.FirstUsedAt.Before(u.FirstUsedAt) {
 				u.FirstUsedAt = d.FirstUsedAt.UTC()
@@ -271,15 +321,20 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 			u.Denied += d.Denied
 			u.Blocked = false // blocks live in b/ keys
 			if err := setJSON(txn, key, u); err != nil {
-				return err
+				return nil, err
+			}
+			if s.node != "" {
+				if err := s.otherRows(txn, &u); err != nil {
+					return nil, err
+				}
 			}
 			if u.Blocked, err = isBlocked(txn, d.TokenID, d.IP); err != nil {
-				return err
+				return nil, err
 			}
 			c.Usage = append(c.Usage, u)
 			if !s.noHistory {
 				if h, ok, err := hours.record(txn, d); err != nil {
-					return err
+					return nil, err
 				} else if ok {
 					c.Hours = append(c.Hours, h)
 				}
@@ -291,19 +346,19 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) ([]Change, error) {
 			}
 		}
 		if err := hours.flush(txn); err != nil {
-			return err
+			return nil, err
 		}
+		changed := make([]Change, 0, len(order))
 		for _, c := range order {
 			if moved[c.TokenID] {
-				if err := txn.Set(lastUsedKey(c.TokenID), encodeLastUsed(c.LastUsedAt)); err != nil {
-					return err
+				if err := txn.Set(s.myLastUsedKey(c.TokenID), encodeLastUsed(c.LastUsedAt)); err != nil {
+					return nil, err
 				}
 			}
 			changed = append(changed, *c)
 		}
-		return nil
+		return changed, nil
 	})
-	return changed, err
 }
 
 // GateEntry is what the gate needs to verify one token: the token and the IPs
@@ -317,8 +372,8 @@ type GateEntry struct {
 // index. It reads the tokens and the blocks, never the usage rows.
 func (s *Store) GateEntries() ([]GateEntry, error) {
 	var out []GateEntry
-	err := s.view(func(txn *badger.Txn) error {
-		toks, err := listTokens(txn)
+	err := s.view(func(txn Reader) error {
+		toks, err := s.listTokens(txn)
 		if err != nil {
 			return err
 		}
@@ -328,13 +383,10 @@ func (s *Store) GateEntries() ([]GateEntry, error) {
 			out[i].Token = t
 			byID[t.ID] = i
 		}
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte(pfxBlock)
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
+		it := txn.Scan([]byte(pfxBlock), ScanOptions{KeysOnly: true})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			id, ip, ok := strings.Cut(string(it.Item().Key()[len(pfxBlock):]), "/")
+		for it.Next() {
+			id, ip, ok := strings.Cut(string(it.Key()[len(pfxBlock):]), "/")
 			if !ok {
 				continue
 			}
@@ -342,7 +394,7 @@ func (s *Store) GateEntries() ([]GateEntry, error) {
 				out[i].Blocked = append(out[i].Blocked, ip)
 			}
 		}
-		return nil
+		return it.Err()
 	})
 	return out, err
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/apptokens/apptokens/internal/cli"
 	"github.com/apptokens/apptokens/internal/config"
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/badger"
 )
 
 func main() {
@@ -33,8 +34,18 @@ func main() {
 	}
 }
 
+// openStore opens the store at dir: the Badger engine in that directory,
+// and the domain over it. Every command opens its store here.
+func openStore(dir string) (*store.Store, error) {
+	eng, err := badger.Open(badger.Options{Dir: dir})
+	if err != nil {
+		return nil, err
+	}
+	return store.New(eng, store.Options{})
+}
+
 func openLocal(dir string) (*store.Store, func(), error) {
-	st, err := store.Open(store.Options{Dir: dir})
+	st, err := openStore(dir)
 	if err != nil {
 		return nil, nil, err
 	}

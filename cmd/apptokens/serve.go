@@ -26,7 +26,6 @@ import (
 	"github.com/apptokens/apptokens/internal/config"
 	"github.com/apptokens/apptokens/internal/gate"
 	"github.com/apptokens/apptokens/internal/sshd"
-	"github.com/apptokens/apptokens/store"
 )
 
 type serveFlags struct {
@@ -216,7 +215,7 @@ func serve(ctx context.Context, db string, f serveFlags, set config.TUI, setPoli
 	// exits on SIGPIPE for fd 1 and 2 unless it is handled: ignored, the write
 	// fails with EPIPE, the log line is lost, and the shutdown goes on.
 	signal.Ignore(syscall.SIGPIPE)
-	st, err := store.Open(store.Options{Dir: db})
+	st, err := openStore(db)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/badger"
 )
 
 // Env is what a command tree runs against.
@@ -95,12 +96,12 @@ func DefaultDBDir() string {
 func (a *app) withStore(fn func(st *store.Store) error) error {
 	st, release, err := a.env.Open(a.db)
 	if err != nil {
-		var le *store.LockedError
+		var le *badger.LockedError
 		if errors.As(err, &le) {
-			if hint, ok := sshHint(le.SSHAddr, os.Args[1:]); ok && le.Holder == store.HolderServe {
+			if hint, ok := sshHint(le.SSHAddr, os.Args[1:]); ok && le.Holder == badger.HolderServe {
 				return fmt.Errorf("%w; run the command over SSH instead: %s", err, hint)
 			}
-			if le.Holder == store.HolderLocal {
+			if le.Holder == badger.HolderLocal {
 				return fmt.Errorf("%w; quit it and try again", err)
 			}
 		}

@@ -1,6 +1,7 @@
-package store
+package badger
 
 import (
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	badger "github.com/dgraph-io/badger/v4"
+	"github.com/apptokens/apptokens/store"
 )
 
 // Where the Badger files are. A database starts with them in the database
@@ -129,51 +130,20 @@ func isDataDirName(name string) bool {
 
 // newDataDir creates a fresh, empty data directory in dir.
 func newDataDir(dir string) (string, error) {
-	p := filepath.Join(dir, dataPrefix+newID())
+	p := filepath.Join(dir, dataPrefix+newHexID())
 	if err := os.Mkdir(p, 0o700); err != nil {
 		return "", err
 	}
 	return p, nil
 }
 
-// swapIn makes fresh (a database in the data directory freshDir, already
-// closed, or an open in-memory one) the store's database. The caller holds
-// writeMu exclusively. When the switch fails, the old database stays in use.
-func (s *Store) swapIn(fresh *badger.DB, freshDir string) error {
-	s.dbMu.Lock()
-	defer s.dbMu.Unlock()
-	if s.dir == "" { // in memory: nothing on disk to switch
-		old := s.db
-		s.db = fresh
-		_ = old.Close()
-		return nil
+func quote(s string) string { return `"` + store.Printable(s) + `"` }
+
+// newHexID is 16 random hex digits.
+func newHexID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
 	}
-	oldDir := s.dataDir
-	reopenOld := func(cause error) error {
-		db, err := badger.Open(badgerOptions(oldDir))
-		if err != nil {
-			return fmt.Errorf("%w; reopening the old database failed too: %w", cause, err)
-		}
-		s.db = db
-		return cause
-	}
-	if err := s.db.Close(); err != nil {
-		return reopenOld(fmt.Errorf("close the old database: %w", err))
-	}
-	if err := setDataDir(s.dir, freshDir); err != nil {
-		return reopenOld(fmt.Errorf("switch to the restored database: %w", err))
-	}
-	db, err := badger.Open(badgerOptions(freshDir))
-	if err != nil {
-		cause := fmt.Errorf("open the restored database: %w", err)
-		if err := setDataDir(s.dir, oldDir); err != nil {
-			return fmt.Errorf("%w; switching back failed too: %w", cause, err)
-		}
-		return reopenOld(cause)
-	}
-	s.db, s.dataDir = db, freshDir
-	s.space.setData(freshDir)
-	// The old data is no longer named: what is not removed now, Open removes.
-	removeStaleData(s.dir, freshDir)
-	return nil
+	return hex.EncodeToString(b[:])
 }

@@ -1,4 +1,4 @@
-package store
+package badger
 
 import (
 	"sync"
@@ -29,7 +29,7 @@ type gcLoop struct {
 	done sync.WaitGroup
 }
 
-func (g *gcLoop) start(s *Store, every time.Duration) {
+func (g *gcLoop) start(s *Engine, every time.Duration) {
 	if every == 0 {
 		every = DefaultValueLogGCInterval
 	}
@@ -63,7 +63,7 @@ func (g *gcLoop) stop() {
 }
 
 // collectValueLog rewrites value-log files while one is mostly dead, until quit.
-func (s *Store) collectValueLog(quit <-chan struct{}) {
+func (s *Engine) collectValueLog(quit <-chan struct{}) {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
 	for {

@@ -1,4 +1,4 @@
-package store
+package badger
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/apptokens/apptokens/store"
 )
 
 // lockFile is the file in the database directory that one process holds (flock)
@@ -37,7 +39,8 @@ type lockInfo struct {
 	SSH    string `json:"ssh,omitempty"`
 }
 
-// LockedError is returned by Open when another process holds the database.
+// LockedError is returned by Open when another process holds the database
+// (errors.Is store.ErrLocked).
 type LockedError struct {
 	Dir string
 	// Holder is HolderServe or HolderLocal when the holder said who it is, else "".
@@ -63,7 +66,7 @@ func (e *LockedError) Error() string {
 	return fmt.Sprintf("database %s is in use by another process", e.Dir)
 }
 
-func (e *LockedError) Unwrap() error { return ErrLocked }
+func (e *LockedError) Unwrap() error { return store.ErrLocked }
 
 func lockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
@@ -73,7 +76,7 @@ func lockDir(dir string) (*os.File, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		le := &LockedError{Dir: dir}
 		if info, ok := lockHolder(f); ok {
-			le.Holder, le.PID, le.SSHAddr = info.Holder, info.PID, Printable(info.SSH)
+			le.Holder, le.PID, le.SSHAddr = info.Holder, info.PID, store.Printable(info.SSH)
 		}
 		f.Close()
 		return nil, le
@@ -152,19 +155,20 @@ func flockHolders(ino uint64) (pids []int, listed bool) {
 }
 
 // Announce tells processes refused by the lock that `serve` holds the database
-// and listens for SSH on addr, so that they can say what to run instead.
-func (s *Store) Announce(sshAddr string) error {
-	if s.lock == nil {
+// and listens for SSH on addr, so that they can say what to run instead. It
+// does nothing for an in-memory engine.
+func (e *Engine) Announce(sshAddr string) error {
+	if e.lock == nil {
 		return nil
 	}
-	return writeLockInfo(s.lock, lockInfo{PID: os.Getpid(), Holder: HolderServe, SSH: sshAddr})
+	return writeLockInfo(e.lock, lockInfo{PID: os.Getpid(), Holder: HolderServe, SSH: sshAddr})
 }
 
-func (s *Store) unlock() {
-	if s.lock != nil {
-		_ = s.lock.Truncate(0) // a clean exit leaves no words behind
-		_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
-		s.lock.Close()
-		s.lock = nil
+func (e *Engine) unlock() {
+	if e.lock != nil {
+		_ = e.lock.Truncate(0) // a clean exit leaves no words behind
+		_ = syscall.Flock(int(e.lock.Fd()), syscall.LOCK_UN)
+		e.lock.Close()
+		e.lock = nil
 	}
 }

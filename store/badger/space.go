@@ -1,10 +1,9 @@
-package store
+package badger
 
 import (
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
+		"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
+	bdb "github.com/dgraph-io/badger/v4"
+
+	"github.com/apptokens/apptokens/store"
 )
 
 // Why a full disk needs a guard, and why this one.
@@ -54,9 +55,6 @@ import (
 // Reads never need new blocks (a hole reads as zeros), so verification and
 // every read go on; the gate keeps usage in memory within its bound meanwhile.
 
-// ErrNoSpace is wrapped by the error of an Open or a write refused because the
-// database's filesystem has too little free space.
-var ErrNoSpace = errors.New("no space left")
 
 // NoSpaceError says how much space there is and how much the refused step needs.
 type NoSpaceError struct {
@@ -89,11 +87,11 @@ func room(dir string, need, needFiles int64, what string) error {
 	return nil
 }
 
-func (e *NoSpaceError) Unwrap() error { return ErrNoSpace }
+func (e *NoSpaceError) Unwrap() error { return store.ErrNoSpace }
 
 // spaceReserve is the free space (bytes) the guard keeps: what Badger may
 // allocate after the last write let through, with options o.
-func spaceReserve(o badger.Options) int64 {
+func spaceReserve(o bdb.Options) int64 {
 	mt := o.MemTableSize
 	return 2*mt + // the next memtable's log
 		2*o.ValueLogFileSize + // the next value log
@@ -106,20 +104,20 @@ func spaceReserve(o badger.Options) int64 {
 // create after the last write let through (spaceReserve's, in files): the next
 // memtable log and value log, a table for each memtable waiting, the tables of
 // one level-0 compaction, a manifest rewrite and a spare.
-func fileReserve(o badger.Options) int64 {
+func fileReserve(o bdb.Options) int64 {
 	compaction := (int64(o.NumLevelZeroTablesStall)*o.MemTableSize + o.BaseLevelSize) / o.BaseTableSize
 	return 2 + int64(o.NumMemtables) + compaction + 2
 }
 
 // closeNeed is the free space (bytes) Badger's Close needs to flush the
 // memtables into tables.
-func closeNeed(o badger.Options) int64 {
+func closeNeed(o bdb.Options) int64 {
 	return int64(o.NumMemtables+1)*o.MemTableSize + 1<<20
 }
 
 // closeFiles is the files (inodes) Close needs: a table for each memtable and
 // a manifest rewrite.
-func closeFiles(o badger.Options) int64 { return int64(o.NumMemtables+1) + 1 }
+func closeFiles(o bdb.Options) int64 { return int64(o.NumMemtables+1) + 1 }
 
 // spaceGuard refuses writes before Badger would need space the filesystem does
 // not have. A nil guard (an in-memory store) allows everything.
@@ -140,7 +138,7 @@ type spaceGuard struct {
 	last atomic.Pointer[spaceState] // the latest check's answer
 }
 
-func newSpaceGuard(dir, data string, o badger.Options) *spaceGuard {
+func newSpaceGuard(dir, data string, o bdb.Options) *spaceGuard {
 	g := &spaceGuard{dir: dir, data: data, reserve: spaceReserve(o), close: closeNeed(o),
 		files: fileReserve(o), closeFiles: closeFiles(o), allocated: map[string]os.FileInfo{}}
 	g.memLog, g.valueLog = allocateLimits(o)
@@ -153,7 +151,7 @@ func newSpaceGuard(dir, data string, o badger.Options) *spaceGuard {
 // request holds at most maxBatchSize (15% of MemTableSize) bytes. Allocating
 // that much, with a request to spare, rather than the whole mapping saves
 // 6 MiB per memtable log and 14 MiB per value log with the store's options.
-func allocateLimits(o badger.Options) (memLog, valueLog int64) {
+func allocateLimits(o bdb.Options) (memLog, valueLog int64) {
 	maxBatch := 15 * o.MemTableSize / 100
 	return o.MemTableSize + 2*maxBatch, o.ValueLogFileSize + 2*maxBatch
 }
@@ -199,18 +197,6 @@ func (g *spaceGuard) checkFor(extra int64, what string) error {
 		return nil
 	}
 	return room(g.dir, g.reserve+extra, g.files, what)
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // canClose reports a *NoSpaceError when Close has no room to flush the
@@ -301,11 +287,11 @@ type spaceState struct {
 // writableFor is how long Writable answers from the last check.
 const writableFor = 250 * time.Millisecond
 
-// Writable reports why changes are refused now (errors.Is ErrNoSpace), or nil
-// when they can be made. It asks the filesystem at most every 250 ms, so that
-// it stays cheap under a flood of health checks.
-func (s *Store) Writable() error {
-	g := s.space
+// Writable reports why changes are refused now (errors.Is store.ErrNoSpace),
+// or nil when they can be made. It asks the filesystem at most every 250 ms,
+// so that it stays cheap under a flood of health checks.
+func (e *Engine) Writable() error {
+	g := e.space
 	if g == nil {
 		return nil
 	}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package store
+package badger
 
 // freeBytes: the free space is not asked for on this system; the guard then
 // only relies on Badger's own errors.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // populate writes tokens, usage, blocks, state changes, an edit, a delete and a
@@ -64,7 +65,7 @@ func dataKeys(raw map[string]string) map[string]string {
 
 func TestBackupRestore(t *testing.T) {
 	c := newClock()
-	src, err := store.Open(store.Options{Dir: t.TempDir(), Now: c.Now})
+	src, err := storetest.OpenWith(storetest.Options{Dir: t.TempDir(), Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestBackupRestore(t *testing.T) {
 
 	restorer := store.Actor{User: "carol"}
 	dstDir := t.TempDir()
-	dst, err := store.Open(store.Options{Dir: dstDir, Now: c.Now})
+	dst, err := storetest.OpenWith(storetest.Options{Dir: dstDir, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestBackupRestore(t *testing.T) {
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
-	dst, err = store.Open(store.Options{Dir: dstDir, Now: c.Now})
+	dst, err = storetest.OpenWith(storetest.Options{Dir: dstDir, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"sort"
 	"testing"
 	"time"
 
@@ -9,64 +10,66 @@ import (
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
+	sbadger "github.com/apptokens/apptokens/store/badger"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 var benchAccess = []store.Access{store.AccessSecurityDirector, store.AccessThirdPartyFeeds}
 
-// BenchmarkStoreCreate is one admin's create: validate, generate a secret, check
-// the name index and write token, indexes and audit event in one synced
-// transaction on a real directory.
-func BenchmarkStoreCreate(b *testing.B) {
-	s, _ := openDir(b)
-	i := 0
-	for b.Loop() {
-		if _, err := s.Create(admin, store.NewToken{Name: fmt.Sprintf("bench-%d", i), Description: "benchmark token", Access: benchAccess}); err != nil {
-			b.Fatal(err)
+// benchEngines are the engines the store's benchmarks compare: Badger on a
+// real directory (synced commits, as in production), then every engine of the
+// test table but Badger in memory.
+func benchEngines() []storetest.Engine {
+	out := []storetest.Engine{storetest.BadgerDisk()}
+	for _, e := range storetest.Engines() {
+		if e.Name != storetest.Badger().Name {
+			out = append(out, e)
 		}
-		i++
 	}
+	return out
 }
 
-// BenchmarkStoreCreateFloor writes the very key/value pairs of one Create (found
-// by diffing the store before and after it) in a bare synced Badger transaction
-// on the same database: the cost of the commit and fsync alone.
-func BenchmarkStoreCreateFloor(b *testing.B) {
-	s, _ := openDir(b)
-	before, err := s.DumpKV()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.Create(admin, store.NewToken{Name: "bench-0", Description: "benchmark token", Access: benchAccess}); err != nil {
-		b.Fatal(err)
-	}
-	var keys, vals [][]byte
-	err = s.DB().View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
+// allKV is every key and value of eng.
+func allKV(b *testing.B, eng store.Engine) map[string]string {
+	b.Helper()
+	out := map[string]string{}
+	err := eng.View(func(r store.Reader) error {
+		it := r.Scan(nil, store.ScanOptions{})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().KeyCopy(nil)
-			if _, old := before[fmt.Sprintf("%x", k)]; old {
-				continue
-			}
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			keys, vals = append(keys, k), append(vals, v)
+		for it.Next() {
+			out[string(it.Key())] = string(it.Value())
 		}
-		return nil
+		return it.Err()
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if len(keys) != 4 { // name index, digest index, token, audit event
-		b.Fatalf("one Create wrote %d keys, want 4", len(keys))
+	return out
+}
+
+// written is the keys (sorted) and values that differ between two allKV.
+func written(before, after map[string]string) (keys, vals [][]byte) {
+	for k, v := range after {
+		if old, ok := before[k]; !ok || old != v {
+			keys = append(keys, []byte(k))
+		}
 	}
-	db := s.DB()
-	for b.Loop() {
-		err := db.Update(func(txn *badger.Txn) error {
-			for j := range keys {
-				if err := txn.Set(keys[j], vals[j]); err != nil {
+	sort.Slice(keys, func(i, j int) bool { return string(keys[i]) < string(keys[j]) })
+	for _, k := range keys {
+		vals = append(vals, []byte(after[string(k)]))
+	}
+	return keys, vals
+}
+
+// setAll writes keys and vals through eng in txns transactions, one as
+// large as the next: the floor of what the store wrote, the engine's bare Set.
+func setAll(b *testing.B, eng store.Engine, keys, vals [][]byte, txns int) {
+	per := (len(keys) + txns - 1) / txns
+	for lo := 0; lo < len(keys); lo += per {
+		hi := min(lo+per, len(keys))
+		err := eng.Update(func(tx store.Txn) error {
+			for j := lo; j < hi; j++ {
+				if err := tx.Set(keys[j], vals[j]); err != nil {
 					return err
 				}
 			}
@@ -76,6 +79,41 @@ func BenchmarkStoreCreateFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkStoreCreate is one admin's create on each engine: validate,
+// generate a secret, check the name index and write token, indexes and audit
+// event in one transaction (synced, on Badger). Beside it, floor writes the
+// very key/value pairs of one Create (found by diffing the store before and
+// after it) in one bare transaction of the same engine: the cost of the
+// commit alone.
+func BenchmarkStoreCreate(b *testing.B) {
+	storetest.EachB(b, benchEngines(), func(b *testing.B, e storetest.Engine) {
+		b.Run("create", func(b *testing.B) {
+			s := e.Open(b)
+			i := 0
+			for b.Loop() {
+				if _, err := s.Create(admin, store.NewToken{Name: fmt.Sprintf("bench-%d", i), Description: "benchmark token", Access: benchAccess}); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+		b.Run("floor", func(b *testing.B) {
+			s := e.Open(b)
+			before := allKV(b, s.Engine())
+			if _, err := s.Create(admin, store.NewToken{Name: "bench-0", Description: "benchmark token", Access: benchAccess}); err != nil {
+				b.Fatal(err)
+			}
+			keys, vals := written(before, allKV(b, s.Engine()))
+			if len(keys) < 4 { // name index, digest index, token, audit event (and a shared engine's changes)
+				b.Fatalf("one Create wrote %d keys, want 4 or more", len(keys))
+			}
+			for b.Loop() {
+				setAll(b, s.Engine(), keys, vals, 1)
+			}
+		})
+	})
 }
 
 // BenchmarkStoreList lists 100,000 tokens (what the TUI and `list` load), beside
@@ -126,7 +164,7 @@ func BenchmarkStoreList(b *testing.B) {
 		}
 	})
 	b.Run(fmt.Sprintf("floor/tokens=%d", n), func(b *testing.B) {
-		db := s.DB()
+		db := s.Engine().(*sbadger.Engine).DB()
 		for b.Loop() {
 			count, size := 0, 0
 			err := db.View(func(txn *badger.Txn) error {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	sbadger "github.com/apptokens/apptokens/store/badger"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // TestCreateSameNameConcurrently: many admins create the same name (in mixed
@@ -132,7 +134,7 @@ func TestOpenLocked(t *testing.T) {
 	openErr := func() error {
 		done := make(chan error, 1)
 		go func() {
-			s2, err := store.Open(store.Options{Dir: dir})
+			s2, err := storetest.OpenWith(storetest.Options{Dir: dir})
 			if err == nil {
 				_ = s2.Close()
 			}
@@ -155,7 +157,7 @@ func TestOpenLocked(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("second Open took %v to fail", d)
 	}
-	var le *store.LockedError
+	var le *sbadger.LockedError
 	if !errors.As(err, &le) || le.Dir != dir {
 		t.Fatalf("error %#v is not a LockedError for %s", err, dir)
 	}
@@ -168,7 +170,7 @@ func TestOpenLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = openErr()
-	if !errors.As(err, &le) || le.SSHAddr != `127.0.0.1:23234\x1b[2J` || le.Holder != store.HolderServe {
+	if !errors.As(err, &le) || le.SSHAddr != `127.0.0.1:23234\x1b[2J` || le.Holder != sbadger.HolderServe {
 		t.Fatalf("error %#v: SSH address not read or not escaped", err)
 	}
 	if want := fmt.Sprintf("(PID %d, SSH on 127.0.0.1:23234", os.Getpid()); !strings.Contains(err.Error(), want) {
@@ -200,7 +202,7 @@ func TestOpenLocked(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := store.Open(store.Options{Dir: dir})
+	s2, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatalf("Open after Close: %v", err)
 	}

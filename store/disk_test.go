@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // diskBytes is what the files under dir take on disk (allocated blocks, not
@@ -93,7 +94,7 @@ func TestDiskBoundedUnderSteadyUsage(t *testing.T) {
 		flushEvery = 100 * time.Millisecond
 	)
 	dir := t.TempDir()
-	s, err := store.Open(store.Options{Dir: dir})
+	s, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestDiskBoundedUnderSteadyUsage(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = store.Open(store.Options{Dir: dir}); err != nil {
+	if s, err = storetest.OpenWith(storetest.Options{Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	after := diskBytes(t, dir)

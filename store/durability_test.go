@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // crashDirEnv selects the child half of TestCreateSurvivesSIGKILL: the test
@@ -25,7 +26,7 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("child process of TestCreateSurvivesSIGKILL only")
 	}
-	s, err := store.Open(store.Options{Dir: dir})
+	s, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		os.Exit(2)
@@ -90,7 +91,7 @@ func TestCreateSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("child did not die of SIGKILL: %v", werr)
 		}
 
-		s, err := store.Open(store.Options{Dir: dir})
+		s, err := storetest.OpenWith(storetest.Options{Dir: dir})
 		if err != nil {
 			t.Fatalf("reopen after SIGKILL: %v", err)
 		}

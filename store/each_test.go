@@ -7,12 +7,13 @@ import (
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // EachToken gives every token once, in List's order, across its batches, and
 // stops at fn's error.
 func TestEachTokenInListOrder(t *testing.T) {
-	s, err := store.Open(store.Options{InMemory: true})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,7 @@
 package store
 
 import (
-	"encoding/hex"
-	"fmt"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Test hooks for the external store_test package.
@@ -13,25 +9,23 @@ import (
 // PrefixToken is the key prefix of token records.
 const PrefixToken = pfxToken
 
-// DB is the store's Badger database, for benchmark floors.
-func (s *Store) DB() *badger.DB { return s.db }
-
-// DumpKV returns every live key (hex) with its value and commit version: two
-// equal dumps mean nothing at all was written in between.
+// DumpKV returns every live key (hex) with its value, and its commit version
+// when the engine tells it (Badger: Versions): two equal dumps mean nothing
+// at all was written in between.
 func (s *Store) DumpKV() (map[string]string, error) {
+	if v, ok := s.eng.(interface {
+		Versions() (map[string]string, error)
+	}); ok {
+		return v.Versions()
+	}
 	out := map[string]string{}
-	err := s.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
+	err := s.view(func(txn Reader) error {
+		it := txn.Scan(nil, ScanOptions{})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			out[hex.EncodeToString(item.Key())] = fmt.Sprintf("%x@%d", v, item.Version())
+		for it.Next() {
+			out[string(it.Key())] = string(it.Value())
 		}
-		return nil
+		return it.Err()
 	})
 	return out, err
 }
@@ -49,13 +43,13 @@ func TokenRecords(t Token) map[string][]byte {
 	}
 }
 
-// UsageKey is the key of the usage record of (id, ip).
+// UsageKey is the key of the usage record of (id, ip) on a plain engine.
 func UsageKey(id, ip string) []byte { return usageKey(id, ip) }
 
 // PutRaw writes one record as given, bypassing every rule: a test corrupts a
 // store with it on purpose.
 func (s *Store) PutRaw(key, value []byte) error {
-	return s.update(func(txn *badger.Txn) error { return txn.Set(key, value) })
+	return s.eng.Update(func(txn Txn) error { return txn.Set(key, value) })
 }
 
 // SetRestoreHook makes s call hook before each record a restore writes, with
@@ -69,18 +63,19 @@ const LayoutKey = keyLayout
 // only): what the database would hold with no history at all.
 func (s *Store) LiveBytes() (int64, error) {
 	var n int64
-	err := s.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
+	err := s.view(func(txn Reader) error {
+		it := txn.Scan(nil, ScanOptions{})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n += int64(len(it.Item().Key())) + it.Item().ValueSize()
+		for it.Next() {
+			n += int64(len(it.Key()) + len(it.Value()))
 		}
-		return nil
+		return it.Err()
 	})
 	return n, err
 }
 
-// HourKey is the key of an hourly usage bucket: per token when ip is "".
+// HourKey is the key of an hourly usage bucket on a plain engine: per token
+// when ip is "".
 func HourKey(id, ip string, hour time.Time) string {
 	h, _ := hourNum(hour)
 	if ip == "" {
@@ -97,17 +92,22 @@ func (s *Store) WithoutHistory() { s.noHistory = true }
 
 // HistoryBytes is the encoded size (keys and values) of the usage history.
 func (s *Store) HistoryBytes() (n int, err error) {
-	err = s.view(func(txn *badger.Txn) error {
+	err = s.view(func(txn Reader) error {
 		for _, pfx := range []string{pfxHourToken, pfxHourIP} {
-			opts := badger.DefaultIteratorOptions
-			opts.Prefix = []byte(pfx)
-			it := txn.NewIterator(opts)
-			for it.Rewind(); it.Valid(); it.Next() {
-				n += len(it.Item().Key()) + int(it.Item().ValueSize())
+			it := txn.Scan([]byte(pfx), ScanOptions{})
+			for it.Next() {
+				n += len(it.Key()) + len(it.Value())
 			}
+			err := it.Err()
 			it.Close()
+			if err != nil {
+				return err
+			}
 		}
 		return nil
 	})
 	return n, err
 }
+
+// UsageChunk is how many deltas RecordUsage writes in one transaction.
+func (s *Store) UsageChunk() int { return s.chunk(opsPerDelta, bytesPerDelta) }

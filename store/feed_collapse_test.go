@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // The gate records usage every second: repeated uses of one token collapse into
 // the newest, so a subscriber that reads slowly is not pushed into a reload.
 func TestFeedCollapsesRepeatedUse(t *testing.T) {
-	s, err := store.Open(store.Options{InMemory: true})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestFeedCollapsesRepeatedUse(t *testing.T) {
 }
 
 func TestInMemoryStoreTakesLongestDescription(t *testing.T) {
-	s, err := store.Open(store.Options{InMemory: true})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestInMemoryStoreTakesLongestDescription(t *testing.T) {
 // An edit that changes nothing writes nothing and tells no subscriber: the gate
 // and every TUI session would otherwise re-read the token for nothing.
 func TestNoOpEditPublishesNothing(t *testing.T) {
-	s, err := store.Open(store.Options{InMemory: true})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}

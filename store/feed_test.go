@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // wait returns when sub is signalled, or fails the test.
@@ -212,7 +213,7 @@ loop:
 // TestSubscriptionClose: closing the store closes every C(); a subscription made
 // after Close starts closed; a cancelled subscription gets nothing more.
 func TestSubscriptionClose(t *testing.T) {
-	s, err := store.Open(store.Options{InMemory: true})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 var admin = store.Actor{User: "alice"}
@@ -16,7 +17,7 @@ var admin = store.Actor{User: "alice"}
 func openDir(t testing.TB) (*store.Store, string) {
 	t.Helper()
 	dir := t.TempDir()
-	s, err := store.Open(store.Options{Dir: dir})
+	s, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,16 +50,18 @@ func (c *clock) Add(d time.Duration) {
 // openMem opens an in-memory store on the given clock (time.Now when nil).
 func openMem(t testing.TB, c *clock) *store.Store {
 	t.Helper()
-	opts := store.Options{InMemory: true}
+	return openOn(t, storetest.Badger(), c)
+}
+
+// openOn opens a store over a fresh engine of e on the given clock (time.Now
+// when nil), closed at the end of the test.
+func openOn(t testing.TB, e storetest.Engine, c *clock) *store.Store {
+	t.Helper()
+	var opts store.Options
 	if c != nil {
 		opts.Now = c.Now
 	}
-	s, err := store.Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return e.Open(t, opts)
 }
 
 func mustCreate(t testing.TB, s *store.Store, name string, access ...store.Access) store.Created {

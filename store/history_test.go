@@ -12,6 +12,7 @@ import (
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // recordAt records one delta of the token from ip at the time at.
@@ -213,7 +214,7 @@ func TestHistoryClearedWithToken(t *testing.T) {
 func TestHistorySurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	c := newClock()
-	s, err := store.Open(store.Options{Dir: dir, Now: c.Now})
+	s, err := storetest.OpenWith(storetest.Options{Dir: dir, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +225,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = store.Open(store.Options{Dir: dir, Now: c.Now})
+	s, err = storetest.OpenWith(storetest.Options{Dir: dir, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +342,7 @@ func TestHistorySizePerTokenDay(t *testing.T) {
 	day := func(history bool) (encoded, sst int64) {
 		dir := t.TempDir()
 		c := newClock()
-		s, err := store.Open(store.Options{Dir: dir, Now: c.Now})
+		s, err := storetest.OpenWith(storetest.Options{Dir: dir, Now: c.Now})
 		if err != nil {
 			t.Fatal(err)
 		}

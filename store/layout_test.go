@@ -16,6 +16,7 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // oldLayoutRecords are the records of a database written before blocks had
@@ -64,7 +65,7 @@ func TestOpenMigratesOldLayout(t *testing.T) {
 
 	open := func() *store.Store {
 		t.Helper()
-		s, err := store.Open(store.Options{Dir: dir})
+		s, err := storetest.OpenWith(storetest.Options{Dir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,8 +183,8 @@ func TestRestoreFailingHalfWayLeavesDataWhole(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := newClock()
 			dir := t.TempDir()
-			opts := store.Options{Dir: dir, InMemory: inMemory, Now: c.Now}
-			s, err := store.Open(opts)
+			opts := storetest.Options{Dir: dir, InMemory: inMemory, Now: c.Now}
+			s, err := storetest.OpenWith(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -237,7 +238,7 @@ func TestRestoreFailingHalfWayLeavesDataWhole(t *testing.T) {
 					t.Fatalf("the failed restore left %v behind", left)
 				}
 				s.Close()
-				if s, err = store.Open(opts); err != nil {
+				if s, err = storetest.OpenWith(opts); err != nil {
 					t.Fatal(err)
 				}
 				assertUnchanged(t, before, takeSnapshot(t, s))
@@ -267,7 +268,7 @@ func TestRestoreFailingHalfWayLeavesDataWhole(t *testing.T) {
 				return
 			}
 			s.Close()
-			if s, err = store.Open(opts); err != nil {
+			if s, err = storetest.OpenWith(opts); err != nil {
 				t.Fatal(err)
 			}
 			check("after a restart")
@@ -292,7 +293,7 @@ func TestRestoreFailingHalfWayLeavesDataWhole(t *testing.T) {
 			if err := os.Rename(data[0], data[0]+".moved"); err != nil {
 				t.Fatal(err)
 			}
-			if s2, err := store.Open(opts); err == nil || !strings.Contains(err.Error(), "missing") {
+			if s2, err := storetest.OpenWith(opts); err == nil || !strings.Contains(err.Error(), "missing") {
 				if err == nil {
 					s2.Close()
 				}
@@ -301,7 +302,7 @@ func TestRestoreFailingHalfWayLeavesDataWhole(t *testing.T) {
 			if err := os.Rename(data[0]+".moved", data[0]); err != nil {
 				t.Fatal(err)
 			}
-			if s, err = store.Open(opts); err != nil {
+			if s, err = storetest.OpenWith(opts); err != nil {
 				t.Fatal(err)
 			}
 			check("after the data directory came back")
@@ -400,7 +401,7 @@ func backupContent(t *testing.T, backup []byte) map[string]string {
 func TestValueLogGCAlongsideRestore(t *testing.T) {
 	c := newClock()
 	dir := t.TempDir()
-	s, err := store.Open(store.Options{Dir: dir, Now: c.Now, ValueLogGCInterval: time.Millisecond})
+	s, err := storetest.OpenWith(storetest.Options{Dir: dir, Now: c.Now, ValueLogGCInterval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 const day = 24 * time.Hour
@@ -195,7 +196,7 @@ func TestActivateStaleButUnswept(t *testing.T) {
 func TestPolicyOffAndPersisted(t *testing.T) {
 	c := newClock()
 	dir := t.TempDir()
-	s, err := store.Open(store.Options{Dir: dir, Now: c.Now})
+	s, err := storetest.OpenWith(storetest.Options{Dir: dir, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestPolicyOffAndPersisted(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = store.Open(store.Options{Dir: dir, Now: c.Now})
+	s, err = storetest.OpenWith(storetest.Options{Dir: dir, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

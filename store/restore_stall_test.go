@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // A restore whose backup stream stalls (an SSH upload that never comes) must not
 // hold back other writers: admins and the gate keep working meanwhile.
 func TestStalledRestoreDoesNotBlockWriters(t *testing.T) {
-	s, err := store.Open(store.Options{InMemory: true})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // readDir returns the raw bytes of every regular file under dir.
@@ -42,7 +43,7 @@ func readDir(t *testing.T, dir string) map[string][]byte {
 // A marker written in the descriptions must be found, or the grep proves nothing.
 func TestSecretNeverOnDisk(t *testing.T) {
 	dir := t.TempDir()
-	s, err := store.Open(store.Options{Dir: dir})
+	s, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

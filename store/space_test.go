@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	sbadger "github.com/apptokens/apptokens/store/badger"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on a new directory, unmounted by its
@@ -49,7 +51,7 @@ func mountTmpfsOpts(t *testing.T, opts string) string {
 // everything written before the refusal is read back, also after a reopen.
 func TestOwnWritesStopAtTheReserve(t *testing.T) {
 	dir := mountTmpfs(t, 192<<20) + "/db"
-	s, err := store.Open(store.Options{Dir: dir})
+	s, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestOwnWritesStopAtTheReserve(t *testing.T) {
 	for _, err = f.Write(make([]byte, 1<<20)); err == nil; _, err = f.Write(make([]byte, 1<<20)) {
 	}
 	f.Close()
-	var full *store.NoSpaceError
+	var full *sbadger.NoSpaceError
 	if _, err := s.Create(admin, store.NewToken{Name: "late", Access: tok.Token.Access}); !errors.As(err, &full) {
 		t.Fatalf("create on a full disk: %v", err)
 	}
@@ -140,7 +142,7 @@ func TestOwnWritesStopAtTheReserve(t *testing.T) {
 	if err := s.Close(); err != nil && !errors.Is(err, store.ErrNoSpace) {
 		t.Fatal(err)
 	}
-	s2, err := store.Open(store.Options{Dir: dir})
+	s2, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -164,7 +166,7 @@ func TestNoFreeInodesIsAFullDisk(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestNoFreeInodesRun") {
 		t.Fatalf("the run on the filesystem without free inodes: %v\n%s", err, out)
 	}
-	if _, err := store.Open(store.Options{Dir: dir}); !errors.Is(err, store.ErrNoSpace) {
+	if _, err := storetest.OpenWith(storetest.Options{Dir: dir}); !errors.Is(err, store.ErrNoSpace) {
 		t.Fatalf("open with no free inodes: %v, want ErrNoSpace", err)
 	}
 	fillers, err := filepath.Glob(mnt + "/filler-*")
@@ -176,7 +178,7 @@ func TestNoFreeInodesIsAFullDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := store.Open(store.Options{Dir: dir})
+	s, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatalf("reopen with files free: %v", err)
 	}
@@ -194,7 +196,7 @@ func TestNoFreeInodesRun(t *testing.T) {
 	if dir == "" {
 		t.Skip("only run by TestNoFreeInodesIsAFullDisk")
 	}
-	s, err := store.Open(store.Options{Dir: dir})
+	s, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
 )
 
 // Key layout. Every value is JSON except the indexes, which hold a token ID.

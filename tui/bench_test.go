@@ -11,6 +11,7 @@ import (
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // Floors, measured on the 2-core machine (AMD EPYC, shared, load ~4-6;
@@ -63,7 +64,7 @@ func seededStore(b *testing.B, n int) *store.Store {
 	if st, ok := benchStores.m[n]; ok {
 		return st
 	}
-	st, err := store.Open(store.Options{InMemory: true, Now: func() time.Time { return testNow }})
+	st, err := storetest.OpenWith(storetest.Options{InMemory: true, Now: func() time.Time { return testNow }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func BenchmarkOpenFirstView(b *testing.B) {
 	const n = 100000
 	b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
 		dir := b.TempDir()
-		st, err := store.Open(store.Options{Dir: dir})
+		st, err := storetest.OpenWith(storetest.Options{Dir: dir})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -143,7 +144,7 @@ func BenchmarkOpenFirstView(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			st, err := store.Open(store.Options{Dir: dir})
+			st, err := storetest.OpenWith(storetest.Options{Dir: dir})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -217,7 +218,7 @@ func BenchmarkOpenFirstViewFloor(b *testing.B) {
 	const n = 100000
 	b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
 		dir := b.TempDir()
-		st, err := store.Open(store.Options{Dir: dir})
+		st, err := storetest.OpenWith(storetest.Options{Dir: dir})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -230,7 +231,7 @@ func BenchmarkOpenFirstViewFloor(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			st, err := store.Open(store.Options{Dir: dir})
+			st, err := storetest.OpenWith(storetest.Options{Dir: dir})
 			if err != nil {
 				b.Fatal(err)
 			}

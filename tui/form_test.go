@@ -9,6 +9,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // tabbedDesc holds tabs, wide characters and two lines: what the text area
@@ -119,7 +120,7 @@ func TestDescriptionLimitCountsCharacters(t *testing.T) {
 	// On disk: an in-memory Badger refuses a record over its 1 KB value
 	// threshold, and 1024 wide characters make a larger one.
 	c := &clock{t: testNow}
-	st, err := store.Open(store.Options{Dir: t.TempDir(), Now: c.Now})
+	st, err := storetest.OpenWith(storetest.Options{Dir: t.TempDir(), Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/muesli/termenv"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
@@ -51,7 +52,7 @@ var tester = store.Actor{User: "tester"}
 func newStore(t testing.TB) (*store.Store, *clock) {
 	t.Helper()
 	c := &clock{t: testNow}
-	st, err := store.Open(store.Options{InMemory: true, Now: c.Now})
+	st, err := storetest.OpenWith(storetest.Options{InMemory: true, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // run executes one command line against the database dir, like the binary does.
@@ -25,7 +26,7 @@ func run(t *testing.T, dir string, args ...string) (stdout, stderr string, err e
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
 		Actor: store.Actor{User: "tester"},
 		Open: func(d string) (*store.Store, func(), error) {
-			st, err := store.Open(store.Options{Dir: d})
+			st, err := storetest.OpenWith(storetest.Options{Dir: d})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -229,7 +230,7 @@ func TestLifecycle(t *testing.T) {
 // 9 fault 11: it printed "ssh -p PORT HOST"), or serve with the SSH command.
 func TestLockedDatabaseNamesItsHolder(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(store.Options{Dir: dir})
+	st, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

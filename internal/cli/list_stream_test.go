@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // The streamed `list --json` is byte for byte the indented array it always was.
@@ -65,7 +66,7 @@ func (h *heapSampler) Write(p []byte) (int, error) {
 func TestListJSONStreams(t *testing.T) {
 	const n = 10000
 	dir := t.TempDir()
-	st, err := store.Open(store.Options{Dir: dir})
+	st, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // usedFrom records requests of the named token in dir's store: per address,
@@ -17,7 +18,7 @@ func usedFrom(t *testing.T, dir, name string, uses []struct {
 	allowed, denied uint64
 }) {
 	t.Helper()
-	st, err := store.Open(store.Options{Dir: dir})
+	st, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // runAs executes one command line against dir as actor.
@@ -21,7 +22,7 @@ func runAs(t *testing.T, dir string, actor store.Actor, args ...string) string {
 	root := NewRoot(Env{
 		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Actor: actor,
 		Open: func(d string) (*store.Store, func(), error) {
-			st, err := store.Open(store.Options{Dir: d})
+			st, err := storetest.OpenWith(storetest.Options{Dir: d})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -105,7 +106,7 @@ func TestTextOutputInUTC(t *testing.T) {
 		t.Errorf("audit does not show the event time %s in UTC:\n%s", evs[0].Time, audit)
 	}
 
-	st, err := store.Open(store.Options{Dir: dir})
+	st, err := storetest.OpenWith(storetest.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

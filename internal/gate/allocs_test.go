@@ -4,13 +4,13 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // Verification allocates nothing (issue: 0 allocations per op), for an allowed
 // token and for each kind of refusal that reaches the index.
 func TestVerifyAllocatesNothing(t *testing.T) {
-	s, err := store.Open(store.Options{InMemory: true})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // reasonOf asks h for path with the bearer token from the client address ip
@@ -30,7 +31,7 @@ func reasonOf(h http.Handler, path, token, ip string) string {
 // keep its old state.
 func TestIndexAppliesChangesWithoutReadingStore(t *testing.T) {
 	c := newClock()
-	s, err := store.Open(store.Options{InMemory: true, Now: c.Now})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestIndexAppliesChangesWithoutReadingStore(t *testing.T) {
 // addresses must not pay for that history.
 func heavyGate(b *testing.B) (g *Gate, s *store.Store, heavy string) {
 	b.Helper()
-	s, err := store.Open(store.Options{InMemory: true})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/apptokens/apptokens/internal/secret"
-	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 const benchTokens = 100_000
@@ -32,7 +32,7 @@ func setupBench(b *testing.B) {
 	if benchGate.g != nil {
 		return
 	}
-	s, err := store.Open(store.Options{InMemory: true})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,13 +10,14 @@ import (
 
 	"github.com/apptokens/apptokens/internal/gate"
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // A service that embeds the gate: the middleware refuses requests without a
 // valid token granting Security Director, and tells the handler which token
 // called through X-Token-Name (a client's own X-Token-* headers are dropped).
 func ExampleGate_Middleware() {
-	st, err := store.Open(store.Options{InMemory: true})
+	st, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		panic(err)
 	}

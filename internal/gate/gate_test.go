@@ -20,6 +20,7 @@ import (
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // answer is what a client got from the gate.
@@ -819,7 +820,7 @@ func TestGateFlushReadsNothing(t *testing.T) {
 // however many addresses call; the requests left uncounted are reported in a
 // rate-limited warning.
 func TestGateFlushFailureBounded(t *testing.T) {
-	s, err := store.Open(store.Options{InMemory: true})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -942,7 +943,7 @@ func takePairs(g *Gate) []pendingUse {
 // judges. A token left unused is refused and expired.
 func TestGateUseBeforeFlush(t *testing.T) {
 	clk := newClock()
-	s, err := store.Open(store.Options{InMemory: true, Now: clk.Now})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 var admin = store.Actor{User: "test"}
@@ -39,7 +40,7 @@ func (c *clock) Add(d time.Duration) {
 
 func openStore(tb testing.TB, now func() time.Time) *store.Store {
 	tb.Helper()
-	s, err := store.Open(store.Options{InMemory: true, Now: now})
+	s, err := storetest.OpenWith(storetest.Options{InMemory: true, Now: now})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 	"github.com/apptokens/apptokens/tui"
 	"github.com/apptokens/apptokens/tui/common"
 )
@@ -35,7 +35,7 @@ type testServer struct {
 func startServer(t *testing.T, mod func(*Config)) *testServer {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := store.Open(store.Options{Dir: filepath.Join(dir, "db")})
+	st, err := storetest.OpenWith(storetest.Options{Dir: filepath.Join(dir, "db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@ package badger
 import (
 	"errors"
 	"fmt"
-		"io/fs"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,7 +54,6 @@ import (
 //
 // Reads never need new blocks (a hole reads as zeros), so verification and
 // every read go on; the gate keeps usage in memory within its bound meanwhile.
-
 
 // NoSpaceError says how much space there is and how much the refused step needs.
 type NoSpaceError struct {

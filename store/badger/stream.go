@@ -104,4 +104,3 @@ func (f *frameReader) Read(p []byte) (int, error) {
 	}
 	return f.next.Read(p)
 }
-

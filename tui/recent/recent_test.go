@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 	"github.com/apptokens/apptokens/tui/recent"
 )
 
@@ -68,7 +69,7 @@ func record(t *testing.T, st *store.Store, c *clock, id string, at time.Time, al
 // token's go.
 func TestCountsFollowTheFeed(t *testing.T) {
 	c := &clock{t: testNow.Add(-48 * time.Hour)}
-	st, err := store.Open(store.Options{InMemory: true, Now: c.Now})
+	st, err := storetest.OpenWith(storetest.Options{InMemory: true, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

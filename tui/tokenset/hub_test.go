@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
+	"github.com/apptokens/apptokens/store/storetest"
 )
 
 // countingSource is the real (in-memory Badger) store, counting what the Hub
@@ -36,7 +37,7 @@ var tester = store.Actor{User: "tester"}
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	st, err := store.Open(store.Options{InMemory: true, Now: func() time.Time { return now }})
+	st, err := storetest.OpenWith(storetest.Options{InMemory: true, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestHubSharesOneSubscription(t *testing.T) {
 
 // When the store closes, every watch's channel closes: sessions end their wait.
 func TestHubClosesWatchesWithTheStore(t *testing.T) {
-	st, err := store.Open(store.Options{InMemory: true})
+	st, err := storetest.OpenWith(storetest.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,35 +94,37 @@ func TestCreateSameNameConcurrently(t *testing.T) {
 
 // TestConcurrentDistinctCreates: concurrent creates of different names all land.
 func TestConcurrentDistinctCreates(t *testing.T) {
-	s := openMem(t, nil)
-	const workers = 16
-	var wg sync.WaitGroup
-	errs := make([]error, workers)
-	for i := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = s.Create(admin, store.NewToken{Name: fmt.Sprintf("tok-%02d", i), Access: []store.Access{store.AccessSecurityDirector}})
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
+	storetest.Each(t, func(t *testing.T, eng storetest.Engine) {
+		s := openOn(t, eng, nil)
+		const workers = 16
+		var wg sync.WaitGroup
+		errs := make([]error, workers)
+		for i := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = s.Create(admin, store.NewToken{Name: fmt.Sprintf("tok-%02d", i), Access: []store.Access{store.AccessSecurityDirector}})
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("create %d: %v", i, err)
+			}
+		}
+		toks, err := s.List()
 		if err != nil {
-			t.Errorf("create %d: %v", i, err)
+			t.Fatal(err)
 		}
-	}
-	toks, err := s.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(toks) != workers {
-		t.Fatalf("%d tokens, want %d", len(toks), workers)
-	}
-	for i, tok := range toks {
-		if want := fmt.Sprintf("tok-%02d", i); tok.Name != want {
-			t.Errorf("List()[%d] = %q, want %q (sorted by name)", i, tok.Name, want)
+		if len(toks) != workers {
+			t.Fatalf("%d tokens, want %d", len(toks), workers)
 		}
-	}
+		for i, tok := range toks {
+			if want := fmt.Sprintf("tok-%02d", i); tok.Name != want {
+				t.Errorf("List()[%d] = %q, want %q (sorted by name)", i, tok.Name, want)
+			}
+		}
+	})
 }
 
 // TestOpenLocked: a second Open of a directory in use fails at once with

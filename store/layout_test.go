@@ -313,18 +313,20 @@ func TestRestoreFailingHalfWayLeavesDataWhole(t *testing.T) {
 // TestRepeatedNamesCountOnce (issue 8, fault 12): a batch naming a token twice,
 // in any case, acts on it once.
 func TestRepeatedNamesCountOnce(t *testing.T) {
-	s := openMem(t, nil)
-	mustCreate(t, s, "a")
-	mustCreate(t, s, "b")
-	if n, err := s.SetActive(admin, []string{"a", "A"}, false); err != nil || n != 1 {
-		t.Fatalf("deactivate a A: %d, %v", n, err)
-	}
-	if n, err := s.Delete(admin, []string{"a", "A", "b"}); err != nil || n != 2 {
-		t.Fatalf("delete a A b: %d, %v", n, err)
-	}
-	if toks, _ := s.List(); len(toks) != 0 {
-		t.Fatalf("left: %+v", toks)
-	}
+	storetest.Each(t, func(t *testing.T, eng storetest.Engine) {
+		s := openOn(t, eng, nil)
+		mustCreate(t, s, "a")
+		mustCreate(t, s, "b")
+		if n, err := s.SetActive(admin, []string{"a", "A"}, false); err != nil || n != 1 {
+			t.Fatalf("deactivate a A: %d, %v", n, err)
+		}
+		if n, err := s.Delete(admin, []string{"a", "A", "b"}); err != nil || n != 2 {
+			t.Fatalf("delete a A b: %d, %v", n, err)
+		}
+		if toks, _ := s.List(); len(toks) != 0 {
+			t.Fatalf("left: %+v", toks)
+		}
+	})
 }
 
 // TestNoUsageWithoutAddress (issue 8, fault 12): usage from a peer without an IP
@@ -332,31 +334,33 @@ func TestRepeatedNamesCountOnce(t *testing.T) {
 // recorded nowhere; the other usage of the batch is; such an address cannot be
 // blocked either.
 func TestNoUsageWithoutAddress(t *testing.T) {
-	s := openMem(t, nil)
-	tok := mustCreate(t, s, "a").Token
-	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-	deltas := []store.UsageDelta{
-		{TokenID: tok.ID, IP: "", FirstUsedAt: at, LastUsedAt: at, Allowed: 1},
-		{TokenID: tok.ID, IP: "0.0.0.0", FirstUsedAt: at, LastUsedAt: at, Allowed: 1},
-		{TokenID: tok.ID, IP: "192.0.2.9", FirstUsedAt: at, LastUsedAt: at, Allowed: 1},
-		{TokenID: tok.ID, IP: "::", FirstUsedAt: at, LastUsedAt: at, Allowed: 1},
-	}
-	written, err := s.RecordUsage(deltas)
-	if !errors.Is(err, store.ErrInvalidIP) || written != len(deltas) {
-		t.Fatalf("RecordUsage: written %d, err %v; want all done and ErrInvalidIP", written, err)
-	}
-	rows, err := s.Usage("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) != 1 || rows[0].IP != "192.0.2.9" {
-		t.Fatalf("usage rows: %+v, want only 192.0.2.9", rows)
-	}
-	for _, ip := range []string{"", "0.0.0.0", "::"} {
-		if _, err := s.SetBlocked(admin, "a", []string{ip}, true); !errors.Is(err, store.ErrInvalidIP) {
-			t.Errorf("block %q: %v, want ErrInvalidIP", ip, err)
+	storetest.Each(t, func(t *testing.T, eng storetest.Engine) {
+		s := openOn(t, eng, nil)
+		tok := mustCreate(t, s, "a").Token
+		at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+		deltas := []store.UsageDelta{
+			{TokenID: tok.ID, IP: "", FirstUsedAt: at, LastUsedAt: at, Allowed: 1},
+			{TokenID: tok.ID, IP: "0.0.0.0", FirstUsedAt: at, LastUsedAt: at, Allowed: 1},
+			{TokenID: tok.ID, IP: "192.0.2.9", FirstUsedAt: at, LastUsedAt: at, Allowed: 1},
+			{TokenID: tok.ID, IP: "::", FirstUsedAt: at, LastUsedAt: at, Allowed: 1},
 		}
-	}
+		written, err := s.RecordUsage(deltas)
+		if !errors.Is(err, store.ErrInvalidIP) || written != len(deltas) {
+			t.Fatalf("RecordUsage: written %d, err %v; want all done and ErrInvalidIP", written, err)
+		}
+		rows, err := s.Usage("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 || rows[0].IP != "192.0.2.9" {
+			t.Fatalf("usage rows: %+v, want only 192.0.2.9", rows)
+		}
+		for _, ip := range []string{"", "0.0.0.0", "::"} {
+			if _, err := s.SetBlocked(admin, "a", []string{ip}, true); !errors.Is(err, store.ErrInvalidIP) {
+				t.Errorf("block %q: %v, want ErrInvalidIP", ip, err)
+			}
+		}
+	})
 }
 
 // backupContent is every record of a backup with its version: Badger writes a

@@ -1,4 +1,4 @@
-package store_test
+package badger_test
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/apptokens/apptokens/store"
-	sbadger "github.com/apptokens/apptokens/store/badger"
+	"github.com/apptokens/apptokens/store/badger"
 	"github.com/apptokens/apptokens/store/storetest"
 )
 
@@ -75,7 +75,7 @@ func TestOwnWritesStopAtTheReserve(t *testing.T) {
 	for _, err = f.Write(make([]byte, 1<<20)); err == nil; _, err = f.Write(make([]byte, 1<<20)) {
 	}
 	f.Close()
-	var full *sbadger.NoSpaceError
+	var full *badger.NoSpaceError
 	if _, err := s.Create(admin, store.NewToken{Name: "late", Access: tok.Token.Access}); !errors.As(err, &full) {
 		t.Fatalf("create on a full disk: %v", err)
 	}

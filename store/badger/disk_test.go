@@ -1,4 +1,4 @@
-package store_test
+package badger_test
 
 import (
 	"fmt"
@@ -52,7 +52,7 @@ func diskBytes(t *testing.T, dir string) int64 {
 // liveBytes is the size of every live record, key and value, once.
 func liveBytes(t *testing.T, s *store.Store) int64 {
 	t.Helper()
-	n, err := s.LiveBytes()
+	n, err := liveKV(s)
 	if err != nil {
 		t.Fatal(err)
 	}

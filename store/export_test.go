@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/hex"
 	"time"
 )
 
@@ -23,7 +24,7 @@ func (s *Store) DumpKV() (map[string]string, error) {
 		it := txn.Scan(nil, ScanOptions{})
 		defer it.Close()
 		for it.Next() {
-			out[string(it.Key())] = string(it.Value())
+			out[hex.EncodeToString(it.Key())] = hex.EncodeToString(it.Value())
 		}
 		return it.Err()
 	})

@@ -101,6 +101,7 @@ func BadgerDisk() Engine {
 func Engines() []Engine {
 	return []Engine{
 		Badger(),
+		Shared(),
 		// More engines join here, e.g. NewEngine("etcd", etcdtest.Engine):
 		// an engine's test harness must not import storetest.
 	}

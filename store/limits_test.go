@@ -233,7 +233,7 @@ func TestBatchLimit(t *testing.T) {
 		c := newClock()
 		s := openOn(t, eng, c)
 		desc := strings.Repeat("d", 880) // a token record just under Badger's 1 KB value threshold
-		limit := s.MaxBatch() // store.MaxBatch on Badger, fewer on a tighter engine
+		limit := s.MaxBatch()            // store.MaxBatch on Badger, fewer on a tighter engine
 		if eng.Name == storetest.Badger().Name && limit != store.MaxBatch {
 			t.Fatalf("MaxBatch on Badger = %d, want %d", limit, store.MaxBatch)
 		}

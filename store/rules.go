@@ -27,6 +27,21 @@ var (
 	ErrNotEmpty           = errors.New("database not empty")
 )
 
+// Holders named by a HeldError.
+const (
+	HolderServe = "serve"     // apptokens serve
+	HolderLocal = "apptokens" // the TUI or a local command
+)
+
+// HeldError is an error matching ErrLocked that says who holds the store (the
+// Badger engine's *LockedError): HolderServe or HolderLocal when the holder
+// said who it is, else "", and the SSH address `serve` announced, if it did
+// (control characters escaped).
+type HeldError interface {
+	error
+	HeldBy() (holder, sshAddr string)
+}
+
 // FieldError is a refused value: Field names the input ("name", "description",
 // "access", "ip"), Error() is the one-line message for the user, and errors.Is
 // matches the sentinel in Kind.

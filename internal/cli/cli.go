@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/apptokens/apptokens/store"
-	"github.com/apptokens/apptokens/store/badger"
 )
 
 // Env is what a command tree runs against.
@@ -96,12 +95,13 @@ func DefaultDBDir() string {
 func (a *app) withStore(fn func(st *store.Store) error) error {
 	st, release, err := a.env.Open(a.db)
 	if err != nil {
-		var le *badger.LockedError
+		var le store.HeldError
 		if errors.As(err, &le) {
-			if hint, ok := sshHint(le.SSHAddr, os.Args[1:]); ok && le.Holder == badger.HolderServe {
+			holder, sshAddr := le.HeldBy()
+			if hint, ok := sshHint(sshAddr, os.Args[1:]); ok && holder == store.HolderServe {
 				return fmt.Errorf("%w; run the command over SSH instead: %s", err, hint)
 			}
-			if le.Holder == badger.HolderLocal {
+			if holder == store.HolderLocal {
 				return fmt.Errorf("%w; quit it and try again", err)
 			}
 		}

@@ -28,8 +28,8 @@ const legacyServeFile = "serve.addr"
 
 // Holders named in a LockedError.
 const (
-	HolderServe = "serve"     // apptokens serve
-	HolderLocal = "apptokens" // the TUI or a local command
+	HolderServe = store.HolderServe // apptokens serve
+	HolderLocal = store.HolderLocal // the TUI or a local command
 )
 
 // lockInfo is what the holder writes into the lock file.
@@ -67,6 +67,9 @@ func (e *LockedError) Error() string {
 }
 
 func (e *LockedError) Unwrap() error { return store.ErrLocked }
+
+// HeldBy says who holds the database (store.HeldError).
+func (e *LockedError) HeldBy() (holder, sshAddr string) { return e.Holder, e.SSHAddr }
 
 func lockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)

@@ -15,12 +15,16 @@ import (
 )
 
 // Key layout. Every value is JSON except the indexes, which hold a token ID.
+// What the gate writes every second (usage rows, last use, hourly buckets)
+// has a key per node on a SharedEngine (Node), so that gates on many nodes
+// never conflict; on a plain engine (Badger, Node "") the keys are as they
+// always were. ChangesKey ("x") holds a shared engine's latest changes.
 const (
 	pfxToken  = "t/" // t/<id>            → Token
 	pfxName   = "n/" // n/<lower(name)>   → id
 	pfxDigest = "d/" // d/<digest bytes>  → id
-	pfxUsage  = "u/" // u/<id>/<ip>       → Usage
-	pfxEvent  = "e/" // e/<nanos><rand>   → Event
+	pfxUsage  = "u/" // u/<id>/<ip>[/<node>] → Usage (usage.go)
+	pfxEvent  = "e/" // e/<nanos><seq>    → Event
 	keyPolicy = "m/inactive_after"
 )
 

@@ -40,8 +40,31 @@ func newTmux(t *testing.T, width, height int, env []string, command ...string) *
 	}
 	// Keep the pane after the command exits, so its last screen can be read.
 	_ = exec.Command("tmux", "-L", m.sock, "set-option", "-t", "main", "remain-on-exit", "on").Run()
-	t.Cleanup(func() { _ = exec.Command("tmux", "-L", m.sock, "kill-server").Run() })
+	t.Cleanup(func() {
+		// The pane's program may hold the database: the next test must not
+		// start before it has exited (killing the server only signals it).
+		out, _ := exec.Command("tmux", "-L", m.sock, "display-message", "-p", "-t", "main", "#{pane_pid}").Output()
+		_ = exec.Command("tmux", "-L", m.sock, "kill-server").Run()
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && pid > 0 {
+			waitGone(pid, 20*time.Second)
+		}
+	})
 	return m
+}
+
+// waitGone waits until the process pid has exited (gone, or a zombie: its
+// files are closed), at most for d.
+func waitGone(pid int, d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return
+		}
+		// pid (comm) state …: the state follows the last ')'.
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && b[i+2] == 'Z' {
+			return
+		}
+	}
 }
 
 func quoteAll(args []string) []string {

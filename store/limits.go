@@ -70,11 +70,12 @@ func (s *Store) chunk(ops, bytes int) int {
 	return max(n, 1)
 }
 
-// MaxBatch is the most tokens SetActive or Delete, and the most IP addresses
-// SetBlocked, accept in one call on this store's engine: MaxBatch (500) on
-// Badger, fewer on an engine with tighter Limits (about 18 on etcd with its
-// default of 128 operations a transaction). More are refused (ErrTooMany)
-// before anything is read, with an error that names the bound.
+// MaxBatch is the most tokens SetActive or Delete accept in one call on this
+// store's engine: MaxBatch (500) on Badger, fewer on an engine with tighter
+// Limits (17 on etcd with its default of 128 operations a transaction).
+// SetBlocked accepts at least as many IP addresses (500 on Badger, 62 on
+// etcd). More are refused (ErrTooMany) before anything is read, with an error
+// that names the bound.
 func (s *Store) MaxBatch() int {
 	return s.chunk(opsPerToken, s.bytesPerToken())
 }

@@ -1,4 +1,5 @@
-// Package store holds the domain types of apptokens and their Badger store.
+// Package store holds the domain of apptokens: its types, data rules,
+// operations and change feed, written once over an Engine (engine.go).
 //
 // Every data rule (name, description, access, uniqueness) is enforced here, inside
 // the write transaction, so the CLI, the TUI, SSH and the gate cannot bypass one.

@@ -50,6 +50,8 @@ type Store struct {
 	node string
 	// stopWatch ends the shared engine's watch of ChangesKey.
 	stopWatch context.CancelFunc
+	// echoes: a write on a shared engine waits for its changes (remote.go).
+	echoes echoes
 	now       func() time.Time
 	feed      feed
 
@@ -96,6 +98,7 @@ func New(eng Engine, opts Options) (*Store, error) {
 			return nil, err
 		}
 		s.eventSeq.Store(binary.BigEndian.Uint64(b[:]) >> 2)
+		s.echoes.prefix = newID() + "-"
 	}
 	fail := func(err error) (*Store, error) {
 		_ = eng.Close()
@@ -251,6 +254,12 @@ func (s *Store) commit(fn func(txn Txn) ([]Change, error)) error {
 // commitLocked is commit for a caller that already holds writeMu.
 func (s *Store) commitLocked(fn func(txn Txn) ([]Change, error)) error {
 	var changes []Change
+	var id string
+	var echo chan struct{}
+	if s.shared != nil {
+		id, echo = s.echoes.expect()
+		defer s.echoes.done(id)
+	}
 	err := s.eng.Update(func(txn Txn) error {
 		var err error
 		if changes, err = fn(txn); err != nil {
@@ -259,7 +268,7 @@ func (s *Store) commitLocked(fn func(txn Txn) ([]Change, error)) error {
 		if s.shared == nil || len(changes) == 0 {
 			return nil
 		}
-		b, err := encodeChanges(changes)
+		b, err := encodeChanges(id, changes)
 		if err != nil {
 			return err
 		}
@@ -270,6 +279,8 @@ func (s *Store) commitLocked(fn func(txn Txn) ([]Change, error)) error {
 	}
 	if s.shared == nil {
 		s.feed.publish(changes...)
+	} else if len(changes) > 0 {
+		s.echoes.wait(echo)
 	}
 	return nil
 }
@@ -281,11 +292,17 @@ func (s *Store) announce(changes ...Change) error {
 		s.feed.publish(changes...)
 		return nil
 	}
-	b, err := encodeChanges(changes)
+	id, echo := s.echoes.expect()
+	defer s.echoes.done(id)
+	b, err := encodeChanges(id, changes)
 	if err != nil {
 		return err
 	}
-	return s.eng.Update(func(txn Txn) error { return txn.Set([]byte(ChangesKey), b) })
+	if err := s.eng.Update(func(txn Txn) error { return txn.Set([]byte(ChangesKey), b) }); err != nil {
+		return err
+	}
+	s.echoes.wait(echo)
+	return nil
 }
 
 func newID() string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/store/badger"
+	"github.com/apptokens/apptokens/store/etcd/etcdtest"
 )
 
 // Options are the Badger engine's options and the store's, for OpenWith.
@@ -102,6 +103,7 @@ func Engines() []Engine {
 	return []Engine{
 		Badger(),
 		Shared(),
+		NewEngine("etcd", func(t testing.TB) store.Engine { return etcdtest.SharedEngine(t, "n1") }),
 		// More engines join here, e.g. NewEngine("etcd", etcdtest.Engine):
 		// an engine's test harness must not import storetest.
 	}

@@ -52,8 +52,8 @@ type Store struct {
 	stopWatch context.CancelFunc
 	// echoes: a write on a shared engine waits for its changes (remote.go).
 	echoes echoes
-	now       func() time.Time
-	feed      feed
+	now    func() time.Time
+	feed   feed
 
 	// restoreHook, when set (tests only), is called before each record a
 	// restore writes, with how many it has written: an error it returns fails

@@ -68,29 +68,22 @@ func (s *Store) mergeLastUse(txn Reader, t *Token) error {
 	if err != nil || s.node == "" {
 		return err
 	}
+	// One scan of l/<id>: the plain key, every node's l/<id>/<node>, and
+	// other tokens' keys whose ID starts with this one (skipped).
 	own := s.myLastUsedKey(t.ID)
-	for _, pfx := range [...][]byte{lastUsedKey(t.ID), lastUsedNodePrefix(t.ID)} {
-		exact := pfx[len(pfx)-1] != '/'
-		it := txn.Scan(pfx, ScanOptions{})
-		for it.Next() {
-			if exact && !bytes.Equal(it.Key(), pfx) || bytes.Equal(it.Key(), own) {
-				continue
-			}
-			if err := mergeLastUsed(t, it.Value()); err != nil {
-				it.Close()
-				return err
-			}
-			if exact {
-				break
-			}
+	base := lastUsedKey(t.ID)
+	it := txn.Scan(base, ScanOptions{})
+	defer it.Close()
+	for it.Next() {
+		k := it.Key()
+		if len(k) > len(base) && k[len(base)] != '/' || bytes.Equal(k, own) {
+			continue
 		}
-		err := it.Err()
-		it.Close()
-		if err != nil {
+		if err := mergeLastUsed(t, it.Value()); err != nil {
 			return err
 		}
 	}
-	return nil
+	return it.Err()
 }
 
 func encodeLastUsed(t time.Time) []byte {

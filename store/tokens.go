@@ -100,15 +100,20 @@ func (s *Store) eachTokenByID(txn Reader, fn func(Token) error) error {
 	it := txn.Scan([]byte(pfxToken), ScanOptions{})
 	defer it.Close()
 	if s.shared != nil {
-		// Every node's last-use key: read each token's (a walk alongside
-		// would need the node keys in token order, which they are not).
+		// Every node's last-use keys, read in one scan first (a walk
+		// alongside would need them in token order, which they are not: a
+		// node's name follows the ID), rather than a read per token.
+		last, err := allLastUse(txn)
+		if err != nil {
+			return err
+		}
 		for it.Next() {
 			var t Token
 			if err := decodeToken(it.Value(), &t); err != nil {
 				return err
 			}
-			if err := s.mergeLastUse(txn, &t); err != nil {
-				return err
+			if at := last[string(it.Key()[len(pfxToken):])]; at.After(t.LastUsedAt) {
+				t.LastUsedAt = at
 			}
 			if err := fn(t); err != nil {
 				return err
@@ -142,6 +147,24 @@ func (s *Store) eachTokenByID(txn Reader, fn func(Token) error) error {
 		return err
 	}
 	return it.Err()
+}
+
+// allLastUse is every token's last use, the latest of every node's key.
+func allLastUse(txn Reader) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	it := txn.Scan([]byte(pfxLastUsed), ScanOptions{})
+	defer it.Close()
+	for it.Next() {
+		id, _, _ := strings.Cut(string(it.Key()[len(pfxLastUsed):]), "/")
+		at, err := decodeLastUsed(it.Value())
+		if err != nil {
+			return nil, err
+		}
+		if at.After(out[id]) {
+			out[id] = at
+		}
+	}
+	return out, it.Err()
 }
 
 // Get returns the token with this name (case-insensitively).

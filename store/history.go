@@ -221,6 +221,10 @@ func (hb *hourBuckets) flush(txn Txn) error {
 // else only that address. It returns ErrNotFound for an unknown name and a
 // one-line error for an invalid ip.
 func (s *Store) UsageSeries(name, ip string, since time.Time) ([]HourCount, error) {
+	return s.usageSeries(byName(name), ip, since)
+}
+
+func (s *Store) usageSeries(ref tokenRef, ip string, since time.Time) ([]HourCount, error) {
 	if ip != "" {
 		n, err := ClientIP(ip)
 		if err != nil {
@@ -230,7 +234,7 @@ func (s *Store) UsageSeries(name, ip string, since time.Time) ([]HourCount, erro
 	}
 	var out []HourCount
 	err := s.view(func(txn Reader) error {
-		t, err := s.getByName(txn, name)
+		t, err := s.getRef(txn, ref)
 		if err != nil {
 			return err
 		}

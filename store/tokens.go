@@ -211,6 +211,10 @@ func (s *Store) getByName(txn Reader, name string) (Token, error) {
 
 // Edit changes a token's description and/or access.
 func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
+	return s.edit(actor, byName(name), e)
+}
+
+func (s *Store) edit(actor Actor, ref tokenRef, e Edit) (Token, error) {
 	if e.Description != nil {
 		if err := ValidateDescription(*e.Description); err != nil {
 			return Token{}, err
@@ -224,7 +228,7 @@ func (s *Store) Edit(actor Actor, name string, e Edit) (Token, error) {
 	var tok Token
 	now := s.now().UTC()
 	err := s.commit(func(txn Txn) ([]Change, error) {
-		t, err := s.getByName(txn, name)
+		t, err := s.getRef(txn, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -300,6 +304,10 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 	if err != nil {
 		return 0, err
 	}
+	return s.setActive(actor, byNames(names), active)
+}
+
+func (s *Store) setActive(actor Actor, refs []tokenRef, active bool) (int, error) {
 	action := ActionDeactivate
 	if active {
 		action = ActionActivate
@@ -307,10 +315,10 @@ func (s *Store) SetActive(actor Actor, names []string, active bool) (int, error)
 	now := s.now().UTC()
 	after := s.InactiveAfter()
 	var changed []Change
-	err = s.commit(func(txn Txn) ([]Change, error) {
+	err := s.commit(func(txn Txn) ([]Change, error) {
 		changed = changed[:0]
-		for _, name := range names {
-			t, err := s.getByName(txn, name)
+		for _, ref := range refs {
+			t, err := s.getRef(txn, ref)
 			if err != nil {
 				return nil, err
 			}
@@ -363,12 +371,16 @@ func (s *Store) Delete(actor Actor, names []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return s.delete(actor, byNames(names))
+}
+
+func (s *Store) delete(actor Actor, refs []tokenRef) (int, error) {
 	now := s.now().UTC()
 	var changed []Change
-	err = s.commit(func(txn Txn) ([]Change, error) {
+	err := s.commit(func(txn Txn) ([]Change, error) {
 		changed = changed[:0]
-		for _, name := range names {
-			t, err := s.getByName(txn, name)
+		for _, ref := range refs {
+			t, err := s.getRef(txn, ref)
 			if err != nil {
 				return nil, err
 			}

@@ -63,10 +63,12 @@ func (s *Store) otherRows(txn Reader, u *Usage) error {
 // Usage returns the IP addresses that used the named token, most recent first,
 // with their Blocked flags; an address blocked before it was ever used is a row
 // of its own, with no use.
-func (s *Store) Usage(name string) ([]Usage, error) {
+func (s *Store) Usage(name string) ([]Usage, error) { return s.usage(byName(name)) }
+
+func (s *Store) usage(ref tokenRef) ([]Usage, error) {
 	var out []Usage
 	err := s.view(func(txn Reader) error {
-		t, err := s.getByName(txn, name)
+		t, err := s.getRef(txn, ref)
 		if err != nil {
 			return err
 		}
@@ -135,6 +137,10 @@ func listUsage(txn Reader, id string) ([]Usage, error) {
 // used the token can be blocked in advance. Invalid IPs change nothing. It
 // returns how many addresses changed; each is published as its own ChangeUsage.
 func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool) (int, error) {
+	return s.setBlocked(actor, byName(name), ips, blocked)
+}
+
+func (s *Store) setBlocked(actor Actor, ref tokenRef, ips []string, blocked bool) (int, error) {
 	if len(ips) == 0 {
 		return 0, errors.New("no IP addresses given")
 	}
@@ -157,7 +163,7 @@ func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool)
 	var changed []Change
 	err := s.commit(func(txn Txn) ([]Change, error) {
 		changed = changed[:0]
-		tok, err := s.getByName(txn, name)
+		tok, err := s.getRef(txn, ref)
 		if err != nil {
 			return nil, err
 		}

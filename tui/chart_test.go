@@ -214,9 +214,9 @@ type seriesCountingStore struct {
 	series atomic.Int64
 }
 
-func (s *seriesCountingStore) UsageSeries(name, ip string, since time.Time) ([]store.HourCount, error) {
+func (s *seriesCountingStore) UsageSeriesID(id, ip string, since time.Time) ([]store.HourCount, error) {
 	s.series.Add(1)
-	return s.Store.UsageSeries(name, ip, since)
+	return s.Store.UsageSeriesID(id, ip, since)
 }
 
 // Gate traffic recorded through the real store moves the chart without a key

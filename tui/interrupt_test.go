@@ -109,10 +109,10 @@ func (p *panicky) Typing() bool              { return false }
 func (p *panicky) ShortHelp() []key.Binding  { return nil }
 func (p *panicky) FullHelp() [][]key.Binding { return nil }
 
-// panicStore panics in Usage: a command that panics.
+// panicStore panics in UsageID: a command that panics.
 type panicStore struct{ *store.Store }
 
-func (panicStore) Usage(string) ([]store.Usage, error) { panic(errors.New("usage exploded")) }
+func (panicStore) UsageID(string) ([]store.Usage, error) { panic(errors.New("usage exploded")) }
 
 // Issue 9, fault 9: a panic in Update, View or a command killed the session
 // and went to the server's stdout. It is logged with the session's identity,

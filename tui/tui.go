@@ -40,15 +40,16 @@ type Store interface {
 	EachToken(fn func(store.Token) error) error
 	GetByID(id string) (store.Token, error)
 	Create(actor store.Actor, in store.NewToken) (store.Created, error)
-	Edit(actor store.Actor, name string, e store.Edit) (store.Token, error)
-	SetActive(actor store.Actor, names []string, active bool) (int, error)
-	Delete(actor store.Actor, names []string) (int, error)
-	Usage(name string) ([]store.Usage, error)
-	SetBlocked(actor store.Actor, name string, ips []string, blocked bool) (int, error)
+	// The screens act on the tokens they picked by ID (DESIGN "Data rules").
+	EditID(actor store.Actor, id string, e store.Edit) (store.Token, error)
+	SetActiveIDs(actor store.Actor, ids []string, active bool) (int, error)
+	DeleteIDs(actor store.Actor, ids []string) (int, error)
+	UsageID(id string) ([]store.Usage, error)
+	SetBlockedID(actor store.Actor, id string, ips []string, blocked bool) (int, error)
 	Audit(limit int) ([]store.Event, error)
 	InactiveAfter() time.Duration
 	Subscribe() *store.Subscription
-	UsageSeries(name, ip string, since time.Time) ([]store.HourCount, error)
+	UsageSeriesID(id, ip string, since time.Time) ([]store.HourCount, error)
 }
 
 // Deps is everything one TUI session is built from.

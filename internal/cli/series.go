@@ -38,14 +38,14 @@ type usageSeriesJSON struct {
 	Series    []hourJSON  `json:"series"`
 }
 
-// denseSeries is the token's (or, with ip, the address's) requests per hour
+// denseSeries is the requests per hour of the token with this id (or, with ip, of that address)
 // for the last hours hours, the current one last, by the store's clock: every
 // hour of the window is there, those without requests as zeros, so that a
 // script can chart it as it is.
-func denseSeries(st *store.Store, name, ip string, hours int) ([]hourJSON, error) {
+func denseSeries(st *store.Store, id, ip string, hours int) ([]hourJSON, error) {
 	last := st.Now().UTC().Truncate(time.Hour)
 	first := last.Add(-time.Duration(hours-1) * time.Hour)
-	hs, err := st.UsageSeries(name, ip, first)
+	hs, err := st.UsageSeriesID(id, ip, first)
 	if err != nil {
 		return nil, err
 	}

@@ -242,7 +242,14 @@ func (a *app) usageCmd() *cobra.Command {
 				}
 			}
 			return a.withStore(func(st *store.Store) error {
-				us, err := st.Usage(args[0])
+				// One token for both reads, by the ID its name has now:
+				// never the rows of one token and the hours of another
+				// that took its name in between.
+				tok, err := st.Get(args[0])
+				if err != nil {
+					return err
+				}
+				us, err := st.UsageID(tok.ID)
 				if err != nil {
 					return err
 				}
@@ -251,7 +258,7 @@ func (a *app) usageCmd() *cobra.Command {
 				}
 				var series []hourJSON
 				if hours > 0 {
-					if series, err = denseSeries(st, args[0], ip, hours); err != nil {
+					if series, err = denseSeries(st, tok.ID, ip, hours); err != nil {
 						return err
 					}
 				}

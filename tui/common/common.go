@@ -4,6 +4,7 @@
 package common
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -143,3 +144,33 @@ func Date(t time.Time) string {
 	}
 	return t.UTC().Format("2006-01-02")
 }
+
+// Picked rewords the store's refusal to act on a picked token that no longer
+// exists (a *store.GoneError, which knows only the ID) with the name the
+// screen showed: ids and names are the picked tokens, in the same order. Any
+// other error is returned as it is. The result still matches the store's
+// error (errors.Is / errors.As).
+func Picked(err error, ids, names []string) error {
+	var gone *store.GoneError
+	if !errors.As(err, &gone) {
+		return err
+	}
+	name := gone.ID
+	for i, id := range ids {
+		if id == gone.ID && i < len(names) {
+			name = names[i]
+		}
+	}
+	return &pickedError{
+		msg: "token " + name + " no longer exists: it was deleted after you picked it; nothing was changed",
+		err: err,
+	}
+}
+
+type pickedError struct {
+	msg string
+	err error
+}
+
+func (e *pickedError) Error() string { return e.msg }
+func (e *pickedError) Unwrap() error { return e.err }

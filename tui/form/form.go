@@ -25,7 +25,9 @@ import (
 // Store is what the form needs from the store.
 type Store interface {
 	Create(actor store.Actor, in store.NewToken) (store.Created, error)
-	Edit(actor store.Actor, name string, e store.Edit) (store.Token, error)
+	// EditID edits the token being edited by its ID, never another one that
+	// took its name meanwhile.
+	EditID(actor store.Actor, id string, e store.Edit) (store.Token, error)
 }
 
 // CreatedMsg is sent when a token was created: the root shows its secret once.
@@ -445,7 +447,7 @@ func (m *Model) submit() tea.Cmd {
 	if m.editing != nil {
 		// Send only what the admin changed: the store rewrites (and audits)
 		// every field it is given.
-		n := m.editing.Name
+		id, n := m.editing.ID, m.editing.Name
 		var e store.Edit
 		if m.desc.Value() != m.descField && d != m.editing.Description {
 			e.Description = &d
@@ -458,8 +460,8 @@ func (m *Model) submit() tea.Cmd {
 		}
 		m.busy = true
 		return func() tea.Msg {
-			_, err := st.Edit(actor, n, e)
-			return submittedMsg{edited: n, err: err}
+			_, err := st.EditID(actor, id, e)
+			return submittedMsg{edited: n, err: common.Picked(err, []string{id}, []string{n})}
 		}
 	}
 	m.busy = true

@@ -3,6 +3,7 @@
 package recent
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // feed, whose ChangeUsed carries each write's hourly increments.
 type Source interface {
 	EachRecentHour(since time.Time, fn func(tokenID string, h store.HourCount) error) error
-	UsageSeries(name, ip string, since time.Time) ([]store.HourCount, error)
+	UsageSeriesID(id, ip string, since time.Time) ([]store.HourCount, error)
 	Subscribe() *store.Subscription
 }
 
@@ -170,11 +171,14 @@ func (r *Counts) load(sub *store.Subscription) error {
 	for _, c := range changes {
 		switch c.Kind {
 		case store.ChangeUsed:
-			hours, err := r.src.UsageSeries(c.Name, "", since)
+			hours, err := r.src.UsageSeriesID(c.TokenID, "", since)
+			delete(tokens, c.TokenID)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // deleted since: its ChangeDeleted follows
+			}
 			if err != nil {
 				return err
 			}
-			delete(tokens, c.TokenID)
 			for _, h := range hours {
 				fresh.add(c.TokenID, hourOf(h.Hour), h.Allowed+h.Denied, now)
 			}

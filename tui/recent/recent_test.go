@@ -41,9 +41,9 @@ func (s *countingStore) EachRecentHour(since time.Time, fn func(string, store.Ho
 	return s.Store.EachRecentHour(since, fn)
 }
 
-func (s *countingStore) UsageSeries(name, ip string, since time.Time) ([]store.HourCount, error) {
+func (s *countingStore) UsageSeriesID(id, ip string, since time.Time) ([]store.HourCount, error) {
 	s.series.Add(1)
-	return s.Store.UsageSeries(name, ip, since)
+	return s.Store.UsageSeriesID(id, ip, since)
 }
 
 // wait waits until the counts changed since ch was taken.

@@ -20,11 +20,13 @@ import (
 	"github.com/apptokens/apptokens/tui/tokenset"
 )
 
-// Store is what the tokens table needs from the store: its actions. The tokens
-// themselves come from the process's shared token set (common.ChangesMsg).
+// Store is what the tokens table needs from the store: its actions, on the
+// tokens it picked, by ID (a token deleted and re-created under the same name
+// between a question and its answer is another token, never touched). The
+// tokens themselves come from the process's shared token set (common.ChangesMsg).
 type Store interface {
-	SetActive(actor store.Actor, names []string, active bool) (int, error)
-	Delete(actor store.Actor, names []string) (int, error)
+	SetActiveIDs(actor store.Actor, ids []string, active bool) (int, error)
+	DeleteIDs(actor store.Actor, ids []string) (int, error)
 }
 
 // Model is the tokens screen.
@@ -401,9 +403,9 @@ func (m *Model) open(row int) tea.Cmd {
 func (m *Model) setActive(names, ids []string, active bool) tea.Cmd {
 	st, actor := m.store, m.ctx.Actor
 	return func() tea.Msg {
-		n, err := st.SetActive(actor, names, active)
+		n, err := st.SetActiveIDs(actor, ids, active)
 		if err != nil {
-			return actedMsg{err: err}
+			return actedMsg{err: common.Picked(err, ids, names)}
 		}
 		verb := "deactivated"
 		if active {
@@ -497,9 +499,9 @@ func (m *Model) askDelete() tea.Cmd {
 	}
 	st, actor := m.store, m.ctx.Actor
 	yes := func() tea.Msg {
-		n, err := st.Delete(actor, names)
+		n, err := st.DeleteIDs(actor, ids)
 		if err != nil {
-			return actedMsg{err: err}
+			return actedMsg{err: common.Picked(err, ids, names)}
 		}
 		return actedMsg{text: common.Plural(n, "token", "tokens") + " deleted", ids: ids}
 	}

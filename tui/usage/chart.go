@@ -16,7 +16,7 @@ import (
 // SeriesStore is what the chart needs from the store: the token's requests
 // per hour since a time, of one address or ("" ) of all.
 type SeriesStore interface {
-	UsageSeries(name, ip string, since time.Time) ([]store.HourCount, error)
+	UsageSeriesID(id, ip string, since time.Time) ([]store.HourCount, error)
 }
 
 // usageChart is the chart of requests per hour above the address table. It
@@ -60,9 +60,9 @@ func (m *Model) loadSeries() tea.Cmd {
 	c := &m.chart
 	c.seq++
 	c.loading, c.dirty = true, false
-	st, id, seq, name, ip, since := m.store, m.id, c.seq, m.tok.Name, c.ip, c.win.Since(m.ctx.Now())
+	st, id, seq, ip, since := m.store, m.id, c.seq, c.ip, c.win.Since(m.ctx.Now())
 	return func() tea.Msg {
-		hours, err := st.UsageSeries(name, ip, since)
+		hours, err := st.UsageSeriesID(id, ip, since)
 		return seriesMsg{id: id, seq: seq, hours: hours, err: err}
 	}
 }

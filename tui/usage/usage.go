@@ -21,8 +21,10 @@ import (
 // Store is what the usage screen needs from the store.
 type Store interface {
 	GetByID(id string) (store.Token, error)
-	Usage(name string) ([]store.Usage, error)
-	SetBlocked(actor store.Actor, name string, ips []string, blocked bool) (int, error)
+	// The screen reads and acts on its token by ID, never on another one
+	// that took its name meanwhile.
+	UsageID(id string) ([]store.Usage, error)
+	SetBlockedID(actor store.Actor, id string, ips []string, blocked bool) (int, error)
 	InactiveAfter() time.Duration
 	SeriesStore
 }
@@ -86,7 +88,7 @@ func (m *Model) load() tea.Cmd {
 		msg := loadedMsg{id: id, inactiveAfter: st.InactiveAfter()}
 		msg.tok, msg.err = st.GetByID(id)
 		if msg.err == nil {
-			msg.rows, msg.err = st.Usage(msg.tok.Name)
+			msg.rows, msg.err = st.UsageID(id)
 		}
 		return msg
 	}
@@ -269,11 +271,11 @@ func (m *Model) setBlocked(blocked bool) tea.Cmd {
 
 // block blocks or unblocks ips for the token.
 func (m *Model) block(ips []string, blocked bool) tea.Cmd {
-	st, actor, name := m.store, m.ctx.Actor, m.tok.Name
+	st, actor, id, name := m.store, m.ctx.Actor, m.id, m.tok.Name
 	return func() tea.Msg {
-		n, err := st.SetBlocked(actor, name, ips, blocked)
+		n, err := st.SetBlockedID(actor, id, ips, blocked)
 		if err != nil {
-			return blockedMsg{err: err}
+			return blockedMsg{err: common.Picked(err, []string{id}, []string{name})}
 		}
 		verb := "unblocked"
 		if blocked {

@@ -91,6 +91,8 @@ type Gate struct {
 	// sweeps counts the inactivity sweeps run, for tests.
 	sweeps atomic.Uint64
 
+	healthCache healthCache
+
 	warnMu       sync.Mutex
 	lastDropWarn int64 // when dropped usage was last logged, unix nanoseconds on the gate's clock
 
@@ -258,13 +260,20 @@ func (g *Gate) nudgeSweep() {
 
 // Run keeps the gate current and its usage flowing until ctx is done: it applies
 // the change feed as it comes, flushes usage every FlushInterval, and runs the
-// inactivity sweep every SweepInterval. When ctx is done it flushes usage one
-// last time and returns that flush's error: stop serving requests first, and
-// close the store only after Run has returned.
+// inactivity sweep every SweepInterval while this node leads the sweeps
+// (store.Store.Lead: always, on an engine of one process). When ctx is done it
+// flushes usage one last time and returns that flush's error: stop serving
+// requests first, and close the store only after Run has returned.
 func (g *Gate) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.follow(ctx) })
-	wg.Go(func() { g.sweepLoop(ctx) })
+	// The sweeps change tokens for every node: one node of a cluster runs
+	// them at a time (the store's election; with one process, this one).
+	wg.Go(func() {
+		if err := g.store.Lead(ctx, "sweep", g.sweepLoop); err != nil {
+			g.log.Error("gate: the sweeps' election failed; this node will not sweep", "err", err)
+		}
+	})
 	tick := time.NewTicker(g.flushEvery)
 	defer tick.Stop()
 	noSpace := false // flushes refused for a full disk: said once, not every second

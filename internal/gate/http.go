@@ -315,12 +315,12 @@ func (g *Gate) Middleware(access store.Access) func(http.Handler) http.Handler {
 
 // health answers /healthz: 200 "ok", or 503 "degraded: <cause>" while the
 // store refuses changes (a full disk, a shared engine without quorum: its
-// Health); verification goes on meanwhile.
+// Health, at most healthTTL old); verification goes on meanwhile.
 func (g *Gate) health(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	if err := g.store.Health(); err != nil {
+	if err := g.storeHealth(); err != nil {
 		h[headerReason] = []string{"degraded"}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = io.WriteString(w, "degraded: "+store.Printable(err.Error())+"\n")

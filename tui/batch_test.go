@@ -37,3 +37,22 @@ func TestSelectionOverBatchLimitRefusedUpFront(t *testing.T) {
 		t.Fatalf("the refused selection changed the store: %d tokens, %d active", len(toks), active)
 	}
 }
+
+// limitedStore is the real store on an engine that takes fewer tokens in one
+// change (etcd takes about 18): the screen asks the store its bound.
+type limitedStore struct {
+	*store.Store
+	most int
+}
+
+func (s limitedStore) MaxBatch() int { return s.most }
+
+func TestSelectionOverTheEnginesBatchLimitRefusedUpFront(t *testing.T) {
+	st, c := newStore(t)
+	seedActive(t, st, "alpha", "beta", "gamma", "delta")
+	d := drive(t, newModel(limitedStore{st, 3}, c, nil), 120, 30)
+	d.keys(runes("A"), runes("d"))
+	if v := d.view(); strings.Contains(v, "Deactivate 4 tokens?") || !strings.Contains(v, "at most 3 tokens at once (4 selected)") {
+		t.Fatalf("a selection over the engine's bound was not refused up front:\n%s", v)
+	}
+}

@@ -44,6 +44,7 @@ type Store interface {
 	EditID(actor store.Actor, id string, e store.Edit) (store.Token, error)
 	SetActiveIDs(actor store.Actor, ids []string, active bool) (int, error)
 	DeleteIDs(actor store.Actor, ids []string) (int, error)
+	MaxBatch() int
 	UsageID(id string) ([]store.Usage, error)
 	SetBlockedID(actor store.Actor, id string, ips []string, blocked bool) (int, error)
 	Audit(limit int) ([]store.Event, error)

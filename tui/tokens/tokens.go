@@ -27,6 +27,8 @@ import (
 type Store interface {
 	SetActiveIDs(actor store.Actor, ids []string, active bool) (int, error)
 	DeleteIDs(actor store.Actor, ids []string) (int, error)
+	// MaxBatch is the most tokens one action takes on this store's engine.
+	MaxBatch() int
 }
 
 // Model is the tokens screen.
@@ -424,7 +426,7 @@ func (m *Model) activate() tea.Cmd {
 	if len(names) == 0 {
 		return nil
 	}
-	if cmd := tooMany(names); cmd != nil {
+	if cmd := m.tooMany(names); cmd != nil {
 		return cmd
 	}
 	return m.setActive(names, ids, true)
@@ -435,7 +437,7 @@ func (m *Model) askDeactivate() tea.Cmd {
 	if len(names) == 0 {
 		return nil
 	}
-	if cmd := tooMany(names); cmd != nil {
+	if cmd := m.tooMany(names); cmd != nil {
 		return cmd
 	}
 	what := common.Plural(len(names), "token", "tokens")
@@ -467,12 +469,13 @@ func itOrThem(n int) string {
 }
 
 // tooMany refuses, before asking anything, a selection larger than the store
-// changes in one transaction.
-func tooMany(names []string) tea.Cmd {
-	if len(names) <= store.MaxBatch {
+// changes in one transaction (fewer on etcd than on Badger).
+func (m *Model) tooMany(names []string) tea.Cmd {
+	most := m.store.MaxBatch()
+	if len(names) <= most {
 		return nil
 	}
-	err := fmt.Errorf("at most %d tokens at once (%d selected): narrow the selection, e.g. with / filter", store.MaxBatch, len(names))
+	err := fmt.Errorf("at most %d tokens at once (%d selected): narrow the selection, e.g. with / filter", most, len(names))
 	return func() tea.Msg { return actedMsg{err: err} }
 }
 
@@ -484,7 +487,7 @@ func (m *Model) askDelete() tea.Cmd {
 	if len(names) == 0 {
 		return nil
 	}
-	if cmd := tooMany(names); cmd != nil {
+	if cmd := m.tooMany(names); cmd != nil {
 		return cmd
 	}
 	what := common.Plural(len(names), "token", "tokens")

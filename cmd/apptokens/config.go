@@ -36,7 +36,7 @@ func withConfig(root, serve *cobra.Command) *settings {
 			s.path = filepath.Join(configDir(), config.FileName)
 		}
 		list, err := config.Apply(s.path, file != "", []config.Table{
-			{Flags: root.PersistentFlags(), Env: map[string]string{"db": "APPTOKENS_DB"}, Skip: []string{"config"}},
+			{Flags: root.PersistentFlags(), Env: map[string]string{"db": "APPTOKENS_DB", "store": "APPTOKENS_STORE"}, Skip: []string{"config"}},
 			{Flags: tuiFlags},
 			{Name: "serve", Flags: serve.Flags()},
 		}, os.Getenv)

@@ -121,6 +121,7 @@ type server struct {
 	t        *testing.T
 	cmd      *exec.Cmd
 	db       string
+	store    string // --store instead of --db when set
 	home     string
 	sshAddr  string
 	sshPort  string
@@ -155,9 +156,16 @@ var startedRe = regexp.MustCompile(`apptokens serve started.* ssh=(\S+) http=(\S
 // given one), with one authorized admin key.
 func startServe(t *testing.T, extra ...string) *server {
 	t.Helper()
+	return startServeOn(t, "", extra...)
+}
+
+// startServeOn is startServe on the store at url (--store) instead of a
+// fresh database; "" is startServe.
+func startServeOn(t *testing.T, url string, extra ...string) *server {
+	t.Helper()
 	requireTool(t, "ssh")
 	home := t.TempDir()
-	s := &server{t: t, home: home, db: filepath.Join(home, "db"),
+	s := &server{t: t, home: home, db: filepath.Join(home, "db"), store: url,
 		hostKey: filepath.Join(home, "host_key"), authKeys: filepath.Join(home, "authorized_keys")}
 	s.admin = newClientKey(t, home, "admin_key")
 	content := "# admins\n\n" + `no-port-forwarding,from="127.0.0.1,::1" ` + s.admin.public + "\n"
@@ -172,8 +180,12 @@ func startServe(t *testing.T, extra ...string) *server {
 func (s *server) start(extra ...string) {
 	t := s.t
 	t.Helper()
-	args := append([]string{"--db", s.db, "serve", "--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0",
-		"--host-key", s.hostKey, "--authorized-keys", s.authKeys}, extra...)
+	where := []string{"--db", s.db}
+	if s.store != "" {
+		where = []string{"--store", s.store}
+	}
+	args := append(append(where, "serve", "--ssh", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--host-key", s.hostKey, "--authorized-keys", s.authKeys), extra...)
 	s.cmd = exec.Command(binPath, args...)
 	s.cmd.Env = cleanEnv(s.home)
 	s.logs = &syncBuffer{}

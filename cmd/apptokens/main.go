@@ -11,21 +11,22 @@ import (
 	"github.com/apptokens/apptokens/internal/cli"
 	"github.com/apptokens/apptokens/internal/config"
 	"github.com/apptokens/apptokens/store"
-	"github.com/apptokens/apptokens/store/badger"
 )
 
 func main() {
 	var cfg *settings // read before any command runs
+	where := &storeFlags{}
 	env := cli.Env{
 		Stdin:  os.Stdin,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
 		Actor:  store.Actor{User: localUser()},
-		Open:   openLocal,
+		Open:   func(db string) (*store.Store, func(), error) { return openLocal(where, db) },
 		RunTUI: func(st *store.Store) error { return runTUI(st, cfg.tui) },
 	}
 	root := cli.NewRoot(env)
-	serve := serveCmd(root, func() config.TUI { return cfg.tui })
+	where.register(root.PersistentFlags())
+	serve := serveCmd(root, where, func() config.TUI { return cfg.tui })
 	root.AddCommand(serve)
 	cfg = withConfig(root, serve)
 	if err := root.Execute(); err != nil {
@@ -34,24 +35,16 @@ func main() {
 	}
 }
 
-// openStore opens the store at dir: the Badger engine in that directory,
-// and the domain over it. Every command opens its store here.
-func openStore(dir string) (*store.Store, error) {
-	eng, err := badger.Open(badger.Options{Dir: dir})
-	if err != nil {
-		return nil, err
-	}
-	return store.New(eng, store.Options{})
-}
-
-func openLocal(dir string) (*store.Store, func(), error) {
-	st, err := openStore(dir)
+// openLocal opens the store of a command run here: --store, else the
+// database directory db (--db).
+func openLocal(where *storeFlags, db string) (*store.Store, func(), error) {
+	st, err := where.openStore(where.location(db), hostNode())
 	if err != nil {
 		return nil, nil, err
 	}
 	return st, func() {
 		if err := st.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "apptokens: close database: "+store.Printable(err.Error()))
+			fmt.Fprintln(os.Stderr, "apptokens: close the store: "+store.Printable(err.Error()))
 		}
 	}, nil
 }

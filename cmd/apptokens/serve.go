@@ -45,11 +45,13 @@ type serveFlags struct {
 	routes            []string
 	passAuthorization bool
 	metricsAddr       string
+	// node names this serve among the nodes sharing an etcd store.
+	node string
 }
 
 // serveCmd is `serve`; look gives config.toml's TUI settings once they are
 // read (columns and chart window apply to every SSH session's TUI too).
-func serveCmd(root *cobra.Command, look func() config.TUI) *cobra.Command {
+func serveCmd(root *cobra.Command, where *storeFlags, look func() config.TUI) *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve [--ssh ADDR] [--http ADDR] [--authorized-keys FILE] [--host-key FILE] [--trusted-proxy CIDR]... [--inactive-after DURATION] [--ssh-login-grace 30s] [--max-ssh-sessions-per-conn 4] [--upstream URL [--access ACCESS] | --route PREFIX=URL[,ACCESS]...] [--pass-authorization]",
@@ -60,7 +62,7 @@ func serveCmd(root *cobra.Command, look func() config.TUI) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), db, f, look(), cmd.Flags().Changed("inactive-after"))
+			return serve(cmd.Context(), where, where.location(db), f, look(), cmd.Flags().Changed("inactive-after"))
 		},
 	}
 	fl := cmd.Flags()
@@ -81,6 +83,7 @@ func serveCmd(root *cobra.Command, look func() config.TUI) *cobra.Command {
 	fl.StringArrayVar(&f.routes, "route", nil, "proxy mode for several APIs: PREFIX=URL[,ACCESS] (repeatable; longest prefix wins)")
 	fl.BoolVar(&f.passAuthorization, "pass-authorization", false, "proxy mode: forward the client's Authorization header to the upstream")
 	fl.StringVar(&f.metricsAddr, "metrics", "", "serve Prometheus /metrics on this address instead of the gate's listener")
+	fl.StringVar(&f.node, "node", "", "with an etcd store: this node's name among the gates sharing it, kept across restarts (default: host name and --http port)")
 	return cmd
 }
 
@@ -187,7 +190,8 @@ func newLogger(format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-func serve(ctx context.Context, db string, f serveFlags, set config.TUI, setPolicy bool) error {
+// serve runs on the store at loc (storeFlags.location), opened through where.
+func serve(ctx context.Context, where *storeFlags, loc string, f serveFlags, set config.TUI, setPolicy bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -210,18 +214,25 @@ func serve(ctx context.Context, db string, f serveFlags, set config.TUI, setPoli
 	if err != nil {
 		return err
 	}
+	node := f.node
+	if node == "" {
+		node = serveNode(f.httpAddr)
+	}
+	if err := checkNode(node); err != nil {
+		return err
+	}
 	// Logs go to stderr, often a pipe (serve 2>&1 | tee log). When its reader
 	// dies first (Ctrl-C reaches tee too), a write would raise SIGPIPE, and Go
 	// exits on SIGPIPE for fd 1 and 2 unless it is handled: ignored, the write
 	// fails with EPIPE, the log line is lost, and the shutdown goes on.
 	signal.Ignore(syscall.SIGPIPE)
-	st, err := openStore(db)
+	st, err := where.openStore(loc, node)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if err := st.Close(); err != nil {
-			logger.Error("close database", "err", err.Error())
+			logger.Error("close the store", "err", err.Error())
 		}
 	}()
 	if err := st.Writable(); err != nil {
@@ -328,7 +339,7 @@ func serve(ctx context.Context, db string, f serveFlags, set config.TUI, setPoli
 		metricsAt = metricsLn.Addr().String()
 	}
 	logger.Info("apptokens serve started", "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(), "metrics", metricsAt,
-		"db", db, "inactive_after", st.InactiveAfter().String(), "trusted_proxies", len(trusted))
+		"store", loc, "node", node, "inactive_after", st.InactiveAfter().String(), "trusted_proxies", len(trusted))
 	for _, r := range routes {
 		logger.Info("proxy mode: forwarding", "prefix", r.Prefix, "upstream", r.Upstream.Redacted(), "access", string(r.Access))
 	}

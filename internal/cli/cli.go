@@ -123,11 +123,11 @@ func sshHint(addr string, args []string) (hint string, ok bool) {
 	}
 	var rest []string
 	for i := 0; i < len(args); i++ {
-		if args[i] == "--db" {
+		if localFlag(args[i]) {
 			i++
 			continue
 		}
-		if strings.HasPrefix(args[i], "--db=") {
+		if name, _, ok := strings.Cut(args[i], "="); ok && localFlag(name) {
 			continue
 		}
 		rest = append(rest, shellQuote(args[i]))
@@ -137,6 +137,17 @@ func sshHint(addr string, args []string) (hint string, ok bool) {
 		return cmd, true // the TUI
 	}
 	return cmd + " " + strings.Join(rest, " "), true
+}
+
+// localFlag reports whether arg is a flag that says where the local store is
+// (its value follows): the server has its own, so a command run over SSH
+// leaves them out.
+func localFlag(arg string) bool {
+	switch arg {
+	case "--db", "--store", "--etcd-cacert", "--etcd-cert", "--etcd-key":
+		return true
+	}
+	return false
 }
 
 func shellQuote(s string) string {

@@ -432,4 +432,9 @@ func TestSSHHint(t *testing.T) {
 	if got, ok := sshHint("", []string{"list"}); ok {
 		t.Fatalf("hint without an address: %q", got)
 	}
+	// --store names the local directory as --db does: the server has its own.
+	got, _ = sshHint("127.0.0.1:23234", []string{"--store", "/x", "deactivate", "--store=/y", "feed"})
+	if want := "ssh -p 23234 127.0.0.1 deactivate feed"; got != want {
+		t.Fatalf("hint with --store:\ngot  %s\nwant %s", got, want)
+	}
 }

@@ -364,6 +364,11 @@ func readBackupLines(br *bufio.Reader) (*BackupFile, error) {
 	lr := lineReader{r: br}
 	line, err := lr.next()
 	if err != nil {
+		// Whatever is wrong with it, a first line that is no header says
+		// more: the file is not a backup at all.
+		if len(lr.buf) > 0 && checkHeader(bytes.TrimSuffix(lr.buf, []byte("\n"))) != nil {
+			return nil, checkHeader(lr.buf)
+		}
 		return nil, err
 	}
 	if err := checkHeader(line); err != nil {
@@ -674,7 +679,7 @@ func (c *backupChecker) checkRef(what, id, ip string, anyIP bool) error {
 	if n, err := ClientIP(ip); err != nil {
 		return fmt.Errorf("%s of token %s: %w", what, id, err)
 	} else if n != ip {
-		return fmt.Errorf("%s of token %s: %w", what, id, fieldErr("ip", ErrInvalidIP, "%s is written %s in a backup", quote(ip), n))
+		return fmt.Errorf("%s of token %s: %w", what, id, fieldErr("ip", ErrInvalidIP, "%s is written %s in a backup", quote(ip), quote(n)))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,9 +37,15 @@ type keyCollector struct {
 	blocks    map[[2]string]bool
 	oldBlocks []string // usage keys with a blocked flag (layout 1)
 	hours     map[hourID]*[2]uint64
-	events    []Event
+	events    []keyedEvent
 	policy    *time.Duration
 	layout    string
+}
+
+// keyedEvent is an audit event and its key, which orders events of one time.
+type keyedEvent struct {
+	key string
+	e   Event
 }
 
 type hourID struct {
@@ -153,7 +160,7 @@ func (k *keyCollector) addKey(key string, v []byte) error {
 			return fmt.Errorf("audit event: %w", err)
 		}
 		e.Time = e.Time.UTC()
-		k.events = append(k.events, e)
+		k.events = append(k.events, keyedEvent{key, e})
 	case key == keyPolicy:
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil || n < 0 {
@@ -250,7 +257,11 @@ func (k *keyCollector) file() (*BackupFile, error) {
 			b.hours = append(b.hours, hourRecord{TokenID: id.id, IP: id.ip, Hour: hourTime(id.h), Allowed: c[0], Denied: c[1]})
 		}
 	}
-	b.events = k.events
+	slices.SortFunc(k.events, func(x, y keyedEvent) int { return strings.Compare(x.key, y.key) })
+	b.events = make([]Event, len(k.events))
+	for i, ke := range k.events {
+		b.events[i] = ke.e
+	}
 	b.sort()
 	return b, nil
 }

@@ -126,7 +126,7 @@ func TestReadBackupRefusesCrafted(t *testing.T) {
 		{"hour not on the hour", replace(hr, `"hour":"2026-03-01T13:00:00Z"`, `"hour":"2026-03-01T13:30:00Z"`),
 			`backup line 16: hour of token 5a14a0003642ec34: 2026-03-01T13:30:00Z is not the start of an hour between 1970 and 2261`, nil},
 		{"escape in audit actor", replace(ev, `"actor":"alice"`, `"actor":"mallory\u001b[31m"`),
-			`backup line 25: event of 2026-03-01T09:00:00Z: actor holds control characters: "mallory\x1b[31m"`, nil},
+			`backup line 25: audit event of 2026-03-01T09:00:00Z: actor holds control characters: "mallory\x1b[31m"`, nil},
 		{"token after usage", strings.Join(g[:use], "") + g[feed-1] + strings.Join(g[use:], ""),
 			`backup line 11: a token record after the usage records (records go in the order policy, token, block, usage, hour, event)`, nil},
 		{"unknown record type", replace(2, `"type":"policy"`, `"type":"secret"`),

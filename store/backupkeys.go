@@ -410,3 +410,20 @@ func (b *BackupFile) writeKeys(w Writer) error {
 	}
 	return nil
 }
+
+// backupOf gathers every key r sees (one snapshot) into a backup. Keys that
+// hold no record of a backup (the engine's own, the change key) are skipped.
+func backupOf(r Reader) (*BackupFile, error) {
+	k := newKeyCollector(false)
+	it := r.Scan(nil, ScanOptions{})
+	defer it.Close()
+	for it.Next() {
+		if err := k.add(it.Key(), it.Value()); err != nil {
+			return nil, err
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	return k.file()
+}

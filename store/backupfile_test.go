@@ -253,3 +253,42 @@ func TestBackupKeysRoundTrip(t *testing.T) {
 		t.Errorf("through the store's keys:\n%s\nwant\n%s", out.String(), all)
 	}
 }
+
+// FuzzReadBackup: whatever the file, ReadBackup either refuses it with one
+// clean line matching ErrInvalidBackup, or accepts it; what it accepted,
+// written out, reads back and writes out as the same bytes.
+func FuzzReadBackup(f *testing.F) {
+	g, err := os.ReadFile("testdata/legacy-v2.jsonl")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(g)
+	lines := bytes.SplitAfter(g, []byte("\n"))
+	f.Add(bytes.Join(lines[:3], nil))
+	f.Add(append(append([]byte(nil), lines[0]...), lines[len(lines)-2]...))
+	f.Add([]byte(`{"format":"apptokens-backup","version":1}` + "\n" + `{"type":"hour","token_id":"a","hour":"2026-01-01T00:00:00Z","allowed":1,"denied":0}` + "\n"))
+	f.Add([]byte("\x08\x00\x00\x00\x00\x00\x00\x00garbage!"))
+	f.Fuzz(func(t *testing.T, file []byte) {
+		b, err := ReadBackup(bytes.NewReader(file), nil)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidBackup) || strings.ContainsFunc(err.Error(), isControl) {
+				t.Fatalf("refusal %q is not one clean line matching ErrInvalidBackup", err)
+			}
+			return
+		}
+		var once, twice bytes.Buffer
+		if _, err := b.WriteTo(&once); err != nil {
+			t.Fatal(err)
+		}
+		again, err := ReadBackup(bytes.NewReader(once.Bytes()), nil)
+		if err != nil {
+			t.Fatalf("what it accepted, written out, is refused: %v\n%s", err, once.Bytes())
+		}
+		if _, err := again.WriteTo(&twice); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(once.Bytes(), twice.Bytes()) {
+			t.Fatalf("written twice differs:\n%s\n%s", once.Bytes(), twice.Bytes())
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // goldenBackup is a backup file made from the previous release's backup in
@@ -291,4 +292,98 @@ func FuzzReadBackup(f *testing.F) {
 			t.Fatalf("written twice differs:\n%s\n%s", once.Bytes(), twice.Bytes())
 		}
 	})
+}
+
+// TestBackupMergesNodes: the keys of a shared engine, where each node keeps
+// its own usage rows, last uses and hourly buckets (base/<node>), gather into
+// the same backup as one node's: counts added, first use the earliest, last
+// use the latest. An old backup (one process's keys) holds no such key.
+func TestBackupMergesNodes(t *testing.T) {
+	all := strings.Join(goldenBackup(t), "")
+	b, err := ReadBackup(strings.NewReader(all), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := mapWriter{}
+	if err := b.writeKeys(one); err != nil {
+		t.Fatal(err)
+	}
+	// Split every row over nodes n1 and n2 (and the plain key a restore
+	// writes), in a way whose merge is the row again.
+	many := mapWriter{}
+	split := 0
+	for key, v := range one {
+		switch {
+		case strings.HasPrefix(key, pfxUsage):
+			var u Usage
+			if err := strictJSON(v, &u); err != nil {
+				t.Fatal(err)
+			}
+			if u.Allowed+u.Denied < 2 {
+				many[key] = v
+				continue
+			}
+			a, c := u, u
+			a.Allowed, a.Denied = u.Allowed/2, u.Denied/2
+			c.Allowed, c.Denied = u.Allowed-a.Allowed, u.Denied-a.Denied
+			a.LastUsedAt = u.FirstUsedAt // n1 saw the first request only
+			c.FirstUsedAt = u.LastUsedAt // n2 the last
+			if err := setJSON(many, []byte(key+"/n1"), a); err != nil {
+				t.Fatal(err)
+			}
+			if err := setJSON(many, []byte(key+"/n2"), c); err != nil {
+				t.Fatal(err)
+			}
+			split++
+		case strings.HasPrefix(key, pfxLastUsed):
+			at, err := decodeLastUsed(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			many[key+"/n1"] = encodeLastUsed(at.Add(-time.Hour))
+			many[key+"/n2"] = v
+			split++
+		case strings.HasPrefix(key, pfxHourToken), strings.HasPrefix(key, pfxHourIP):
+			a, d, err := decodeHour(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			many[key] = encodeHour(a/2, d/2)
+			many[key+"/n1"] = encodeHour(a-a/2, 0)
+			many[key+"/n2"] = encodeHour(0, d-d/2)
+			split++
+		default:
+			many[key] = v
+		}
+	}
+	if split < 10 {
+		t.Fatalf("only %d rows split", split)
+	}
+	k := newKeyCollector(false)
+	for key, v := range many {
+		if err := k.add([]byte(key), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	merged, err := k.file()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := merged.WriteTo(&out); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != all {
+		t.Errorf("many nodes' keys gathered as\n%s\nwant\n%s", out.String(), all)
+	}
+
+	legacy := newKeyCollector(true)
+	for key, v := range many {
+		if strings.HasSuffix(key, "/n1") {
+			err := legacy.add([]byte(key), v)
+			if !errors.Is(err, ErrInvalidBackup) {
+				t.Errorf("old backup with node key %q: %v, want it refused", key, err)
+			}
+		}
+	}
 }

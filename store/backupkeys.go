@@ -111,7 +111,7 @@ func (k *keyCollector) addKey(key string, v []byte) error {
 		}
 		if ip, err := ParseIP(u.IP); err != nil {
 			return fmt.Errorf("usage: %w", err)
-		} else if ip != u.IP || !validID(u.TokenID) || key != string(usageKey(u.TokenID, u.IP)) {
+		} else if ip != u.IP || !validID(u.TokenID) || !k.ofNode(key, string(usageKey(u.TokenID, u.IP))) {
 			return errors.New("usage: does not match its key")
 		}
 		if u.Blocked {
@@ -128,15 +128,15 @@ func (k *keyCollector) addKey(key string, v []byte) error {
 		k.blocks[[2]string{id, ip}] = true
 	case strings.HasPrefix(key, pfxLastUsed):
 		at, err := decodeLastUsed(v)
-		id := key[len(pfxLastUsed):]
-		if err != nil || !validID(id) {
+		id, _, _ := strings.Cut(key[len(pfxLastUsed):], "/")
+		if err != nil || !validID(id) || !k.ofNode(key, string(lastUsedKey(id))) {
 			return errors.New("last use: is malformed")
 		}
 		if at.After(k.lastUsed[id]) {
 			k.lastUsed[id] = at
 		}
 	case strings.HasPrefix(key, pfxHourToken), strings.HasPrefix(key, pfxHourIP):
-		h, err := parseHourKey(key)
+		h, err := k.parseHourKey(key)
 		if err != nil {
 			return fmt.Errorf("usage history: %w", err)
 		}
@@ -181,6 +181,16 @@ func (k *keyCollector) addKey(key string, v []byte) error {
 	return nil
 }
 
+// ofNode reports whether key is base, or (not in an old backup) base as one
+// node of a shared engine writes it: base/<node>.
+func (k *keyCollector) ofNode(key, base string) bool {
+	if key == base {
+		return true
+	}
+	node, ok := strings.CutPrefix(key, base+"/")
+	return ok && !k.legacy && node != "" && !strings.Contains(node, "/")
+}
+
 // addUsage merges one usage row into the one of its (token, address).
 func (k *keyCollector) addUsage(u Usage) {
 	id := [2]string{u.TokenID, u.IP}
@@ -200,23 +210,27 @@ func (k *keyCollector) addUsage(u Usage) {
 	m.Denied += u.Denied
 }
 
-// parseHourKey splits ht/<id>/<hour> and hi/<id>/<ip>/<hour> (hour: 4 bytes).
-func parseHourKey(key string) (hourID, error) {
+// parseHourKey splits ht/<id>/<hour> and hi/<id>/<ip>/<hour> (hour: 4
+// bytes, which may hold a '/'), each maybe with a node's /<node> after it.
+func (k *keyCollector) parseHourKey(key string) (hourID, error) {
 	bad := errors.New("key is malformed")
-	if len(key) < len(pfxHourIP)+6 || key[len(key)-5] != '/' {
-		return hourID{}, bad
-	}
-	h := hourID{h: binary.BigEndian.Uint32([]byte(key[len(key)-4:]))}
-	body := key[:len(key)-5]
-	if strings.HasPrefix(body, pfxHourToken) {
-		h.id = body[len(pfxHourToken):]
+	var h hourID
+	var rest string
+	var ok bool
+	if body, isToken := strings.CutPrefix(key, pfxHourToken); isToken {
+		h.id, rest, ok = strings.Cut(body, "/")
 	} else {
-		var ok bool
-		if h.id, h.ip, ok = strings.Cut(body[len(pfxHourIP):], "/"); !ok || h.ip == "" {
-			return hourID{}, bad
+		h.id, rest, ok = strings.Cut(key[len(pfxHourIP):], "/")
+		if ok {
+			h.ip, rest, ok = strings.Cut(rest, "/")
+			ok = ok && h.ip != ""
 		}
 	}
-	if !validID(h.id) {
+	if !ok || !validID(h.id) || len(rest) < 4 {
+		return hourID{}, bad
+	}
+	h.h = binary.BigEndian.Uint32([]byte(rest[:4]))
+	if len(rest) > 4 && !k.ofNode(rest, rest[:4]) {
 		return hourID{}, bad
 	}
 	return h, nil

@@ -279,15 +279,15 @@ func (c *backupChecker) addHour(h hourRecord) error {
 	if err := c.enter(recHour); err != nil {
 		return err
 	}
-	if err := c.checkRef("hour", h.TokenID, h.IP, true); err != nil {
+	if err := c.checkRef("usage history", h.TokenID, h.IP, true); err != nil {
 		return err
 	}
 	if _, ok := hourNum(h.Hour); !ok || h.Hour.IsZero() || !h.Hour.Equal(h.Hour.Truncate(time.Hour)) || checkTimes(namedTime{"hour", h.Hour}) != nil {
-		return fmt.Errorf("hour of token %s: %s is not the start of an hour between 1970 and 2261", h.TokenID, h.Hour.Format(time.RFC3339Nano))
+		return fmt.Errorf("usage history of token %s: %s is not the start of an hour between 1970 and 2261", h.TokenID, h.Hour.Format(time.RFC3339Nano))
 	}
 	if n := len(c.b.hours); n > 0 {
 		if p := c.b.hours[n-1]; cmpHour(p, h) >= 0 {
-			return fmt.Errorf("hour %s of token %s out of order: hours go in ascending order of token id, address (none first), then hour, each once", h.Hour.Format(time.RFC3339), h.TokenID)
+			return fmt.Errorf("usage history: hour %s of token %s out of order: hours go in ascending order of token id, address (none first), then hour, each once", h.Hour.Format(time.RFC3339), h.TokenID)
 		}
 	}
 	c.b.hours = append(c.b.hours, h)

@@ -125,7 +125,7 @@ func TestReadBackupRefusesCrafted(t *testing.T) {
 		{"first use after last", replace(use, `"first_used_at":"2026-03-01T13:30:00Z"`, `"first_used_at":"2026-03-01T15:30:00Z"`),
 			`backup line 10: usage of token 5a14a0003642ec34 from 192.0.2.1: first_used_at is not at or before last_used_at`, nil},
 		{"hour not on the hour", replace(hr, `"hour":"2026-03-01T13:00:00Z"`, `"hour":"2026-03-01T13:30:00Z"`),
-			`backup line 16: hour of token 5a14a0003642ec34: 2026-03-01T13:30:00Z is not the start of an hour between 1970 and 2261`, nil},
+			`backup line 16: usage history of token 5a14a0003642ec34: 2026-03-01T13:30:00Z is not the start of an hour between 1970 and 2261`, nil},
 		{"escape in audit actor", replace(ev, `"actor":"alice"`, `"actor":"mallory\u001b[31m"`),
 			`backup line 25: audit event of 2026-03-01T09:00:00Z: actor holds control characters: "mallory\x1b[31m"`, nil},
 		{"token after usage", strings.Join(g[:use], "") + g[feed-1] + strings.Join(g[use:], ""),

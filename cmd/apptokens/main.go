@@ -41,7 +41,7 @@ func openStore(dir string) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return store.New(eng, store.Options{})
+	return store.New(eng, store.Options{LegacyBackup: badger.ReadLegacyBackup})
 }
 
 func openLocal(dir string) (*store.Store, func(), error) {

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	bdb "github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 )
 
 // ReadLegacyBackup reads a backup written by the previous release of
@@ -25,19 +24,7 @@ import (
 // allocates it before reading, so a crafted size would take all memory. A
 // stream that is not one is an error saying what is wrong with it.
 func ReadLegacyBackup(r io.Reader, fn func(key, value []byte) error) error {
-	opts := bdb.DefaultOptions("").
-		WithInMemory(true).
-		WithLogger(nil).
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(4).
-		WithBlockCacheSize(8 << 20).
-		WithIndexCacheSize(4 << 20).
-		WithValueThreshold(1 << 20). // in memory there is no value log
-		WithCompression(options.None).
-		WithNumCompactors(2)
-	db, err := bdb.Open(opts)
+	db, err := bdb.Open(badgerOptions(""))
 	if err != nil {
 		return fmt.Errorf("open a scratch database: %w", err)
 	}

@@ -88,8 +88,10 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 		if err := b.writeKeys(hw); err != nil {
 			return err
 		}
+		// The restore's own event comes after every event it restored, also
+		// those of the same nanosecond.
 		now := s.now().UTC()
-		return s.addEvent(w, now, actor, ActionRestore, "", "")
+		return setJSON(w, restoredEventKey(now, len(b.events)), Event{Time: now, Actor: actor.String(), Action: ActionRestore})
 	}
 	if replace {
 		if err := s.eng.Replace(write); err != nil {

@@ -246,7 +246,7 @@ func (c *backupChecker) addBlock(r blockRecord) error {
 	}
 	if n := len(c.b.blocks); n > 0 {
 		if p := c.b.blocks[n-1]; cmpPair(p.TokenID, p.IP, r.TokenID, r.IP) >= 0 {
-			return fmt.Errorf("block of token %s at %s after that of %s at %s: blocks go in ascending order of token id, then address, each once", r.TokenID, r.IP, p.TokenID, p.IP)
+			return fmt.Errorf("block of token %s at %s out of order (after token %s at %s): blocks go in ascending order of token id, then address, each once", r.TokenID, r.IP, p.TokenID, p.IP)
 		}
 	}
 	c.b.blocks = append(c.b.blocks, r)
@@ -262,7 +262,7 @@ func (c *backupChecker) addUsage(u Usage) error {
 	}
 	if n := len(c.b.usage); n > 0 {
 		if p := c.b.usage[n-1]; cmpPair(p.TokenID, p.IP, u.TokenID, u.IP) >= 0 {
-			return fmt.Errorf("usage of token %s from %s after that from %s of %s: usage goes in ascending order of token id, then address, each once", u.TokenID, u.IP, p.IP, p.TokenID)
+			return fmt.Errorf("usage of token %s from %s out of order (after token %s from %s): usage goes in ascending order of token id, then address, each once", u.TokenID, u.IP, p.TokenID, p.IP)
 		}
 	}
 	if err := checkTimes(namedTime{"first_used_at", u.FirstUsedAt}, namedTime{"last_used_at", u.LastUsedAt}); err != nil {

@@ -214,3 +214,19 @@ func TestRestoreLegacyFixture(t *testing.T) {
 		}
 	})
 }
+
+// TestBackupOfDamagedRecord: a record of the store that cannot be read (here
+// a usage row that is not JSON) fails the backup with one line naming it,
+// rather than leaving it out: a backup holds everything or is not made.
+func TestBackupOfDamagedRecord(t *testing.T) {
+	s := openMem(t, nil)
+	tok := mustCreate(t, s, "damaged").Token
+	if err := s.PutRaw(store.UsageKey(tok.ID, "192.0.2.1"), []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Backup(&bytes.Buffer{})
+	want := `backup: record "u/` + tok.ID + `/192.0.2.1": usage: invalid character 'n' looking for beginning of object key string`
+	if err == nil || err.Error() != want || errors.Is(err, store.ErrInvalidBackup) {
+		t.Errorf("Backup = %v\nwant %s", err, want)
+	}
+}

@@ -121,7 +121,7 @@ func TestReadBackupRefusesCrafted(t *testing.T) {
 		{"usage from no address", replace(use, `"ip":"192.0.2.1"`, `"ip":"not-an-ip"`),
 			`backup line 10: usage of token 5a14a0003642ec34: "not-an-ip" is not an IP address`, ErrInvalidIP},
 		{"usage twice", edit(g, use+1, func(string) string { return g[use-1] }),
-			`backup line 11: usage of token 5a14a0003642ec34 from 192.0.2.1 after that from 192.0.2.1 of 5a14a0003642ec34: usage goes in ascending order of token id, then address, each once`, nil},
+			`backup line 11: usage of token 5a14a0003642ec34 from 192.0.2.1 out of order (after token 5a14a0003642ec34 from 192.0.2.1): usage goes in ascending order of token id, then address, each once`, nil},
 		{"first use after last", replace(use, `"first_used_at":"2026-03-01T13:30:00Z"`, `"first_used_at":"2026-03-01T15:30:00Z"`),
 			`backup line 10: usage of token 5a14a0003642ec34 from 192.0.2.1: first_used_at is not at or before last_used_at`, nil},
 		{"hour not on the hour", replace(hr, `"hour":"2026-03-01T13:00:00Z"`, `"hour":"2026-03-01T13:30:00Z"`),

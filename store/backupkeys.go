@@ -74,10 +74,14 @@ func keyError(key []byte, err error) error {
 // add takes one key and its value.
 func (k *keyCollector) add(key, v []byte) error {
 	err := k.addKey(string(key), v)
-	if err != nil {
+	switch {
+	case err == nil:
+		return nil
+	case k.legacy:
 		return keyError(key, err)
+	default: // the store's own record is damaged: no backup's fault
+		return fmt.Errorf("record %s: %w", quote(string(key)), err)
 	}
-	return nil
 }
 
 func (k *keyCollector) addKey(key string, v []byte) error {

@@ -152,7 +152,7 @@ func TestRestoreRefusesRuleBreakingBackup(t *testing.T) {
 			r["x/payload"] = []byte("?")
 			return craftedBackup(t, r)
 		}, nil, "x/payload"},
-		{"not a backup", func() []byte { return []byte("hello, I am not a backup at all") }, nil, "read"},
+		{"not a backup", func() []byte { return []byte("hello, I am not a backup at all") }, nil, "not an apptokens backup"},
 	}
 	for _, tc := range cases {
 		backup := tc.backup() // crafted with the parent's t

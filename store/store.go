@@ -36,6 +36,9 @@ var ErrNoSpace = errors.New("no space left")
 type Options struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// LegacyBackup reads the previous release's backups (Badger's stream) for
+	// Restore: store/badger.ReadLegacyBackup. nil: they are refused.
+	LegacyBackup LegacyReader
 }
 
 // Store is the token store, written over an Engine. It is safe for concurrent
@@ -54,6 +57,8 @@ type Store struct {
 	echoes echoes
 	now    func() time.Time
 	feed   feed
+	// legacy reads the previous release's backups (Options.LegacyBackup).
+	legacy LegacyReader
 
 	// restoreHook, when set (tests only), is called before each record a
 	// restore writes, with how many it has written: an error it returns fails
@@ -85,7 +90,7 @@ type Store struct {
 // SharedEngine, starts watching ChangesKey. From the call on, eng is the
 // Store's: Close closes it, and New closes it when it fails.
 func New(eng Engine, opts Options) (*Store, error) {
-	s := &Store{eng: eng, now: opts.Now, inactiveAfter: DefaultInactiveAfter}
+	s := &Store{eng: eng, now: opts.Now, legacy: opts.LegacyBackup, inactiveAfter: DefaultInactiveAfter}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -76,7 +76,7 @@ func (f *storeFlags) openStore(loc, node string) (*store.Store, error) {
 		eng = e
 	}
 	// New closes the engine when it fails.
-	return store.New(eng, store.Options{})
+	return store.New(eng, store.Options{LegacyBackup: badger.ReadLegacyBackup})
 }
 
 // hostNode is the node name of a command run on this machine: its host name.

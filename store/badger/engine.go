@@ -31,8 +31,7 @@ type Options struct {
 
 // Engine is a Badger database implementing store.Engine. It is safe for
 // concurrent use. Besides the Engine methods it offers Writable (why writes
-// are refused now: a full disk), Announce (who holds the directory) and the
-// Badger backup stream (BackupStream, ReadStream).
+// are refused now: a full disk) and Announce (who holds the directory).
 type Engine struct {
 	db   *bdb.DB
 	lock *os.File

@@ -34,7 +34,7 @@ func OpenWith(o Options) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return store.New(eng, store.Options{Now: o.Now})
+	return store.New(eng, store.Options{Now: o.Now, LegacyBackup: badger.ReadLegacyBackup})
 }
 
 // Open opens a store over an in-memory Badger engine, with opts (at most one)
@@ -64,6 +64,9 @@ func (e Engine) Open(t testing.TB, opts ...store.Options) *store.Store {
 	var o store.Options
 	if len(opts) > 0 {
 		o = opts[0]
+	}
+	if o.LegacyBackup == nil {
+		o.LegacyBackup = badger.ReadLegacyBackup // as cmd opens stores
 	}
 	s, err := store.New(e.New(t), o)
 	if err != nil {

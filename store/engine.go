@@ -62,6 +62,14 @@ type Reader interface {
 	// Get returns the value of key, or an error matching ErrNoKey when there is
 	// none. The value is the caller's (a copy): it may be kept and modified.
 	Get(key []byte) ([]byte, error)
+	// GetMany is Get of every key of keys at once, in as few round trips as
+	// the engine needs (one on etcd for up to Limits.MaxOps keys; Badger
+	// reads them one by one, which costs no round trip): values[i] is the
+	// value of keys[i], a copy, or nil when it is absent (no error for an
+	// absent key). In an Update each key counts as one Get: toward the
+	// conflict check and Limits, and a key the transaction wrote reads as
+	// written. An error is a failed read, as Get's.
+	GetMany(keys [][]byte) (values [][]byte, err error)
 	// Scan returns an iterator over the keys with prefix, in key order
 	// (descending when opts.Reverse), starting at opts.Start when it is set
 	// (inclusive; a key at or after it ascending, at or before it descending).
@@ -69,7 +77,19 @@ type Reader interface {
 	// and does not see the transaction's own writes: read a key with Get when
 	// its change must abort the transaction.
 	Scan(prefix []byte, opts ScanOptions) Iterator
+	// ScanMany is a Scan (ascending, from the start, with values) of every
+	// prefix of prefixes at once, in as few round trips as the engine needs
+	// (one on etcd for up to Limits.MaxOps prefixes of up to a page of keys
+	// each; a longer one is read on page by page): kvs[i] are the keys and
+	// values under prefixes[i], in key order, the caller's. As with Scan, in
+	// an Update the keys read do not count toward the conflict check nor
+	// Limits. Meant for many small prefixes (every node's rows of one key):
+	// all of it is held in memory.
+	ScanMany(prefixes [][]byte) (kvs [][]KV, err error)
 }
+
+// KV is one key and its value, as ScanMany returns them.
+type KV struct{ Key, Value []byte }
 
 // ScanOptions tune a Scan.
 type ScanOptions struct {

@@ -362,6 +362,42 @@ func (r reader) Get(key []byte) ([]byte, error) {
 	return item.ValueCopy(nil)
 }
 
+// GetMany reads the keys one by one: Badger reads cost no round trip.
+func (r reader) GetMany(keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		v, err := r.Get(k)
+		if errors.Is(err, store.ErrNoKey) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// ScanMany scans the prefixes one by one: Badger reads cost no round trip.
+func (r reader) ScanMany(prefixes [][]byte) ([][]store.KV, error) {
+	out := make([][]store.KV, len(prefixes))
+	for i, p := range prefixes {
+		it := r.Scan(p, store.ScanOptions{})
+		for it.Next() {
+			out[i] = append(out[i], store.KV{Key: bytes.Clone(it.Key()), Value: bytes.Clone(it.Value())})
+		}
+		err := it.Err()
+		it.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 func (r reader) Scan(prefix []byte, opts store.ScanOptions) store.Iterator {
 	o := bdb.DefaultIteratorOptions
 	o.Prefix = prefix

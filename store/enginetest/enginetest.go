@@ -33,11 +33,31 @@ func Run(t *testing.T, open func(t *testing.T) store.Engine) {
 		{"DeletedKeyAborts", testDeletedKeyAborts},
 		{"CreatedKeyAborts", testCreatedKeyAborts},
 		{"Limits", testLimits},
+		{"GetMany", testGetMany},
+		{"GetManyAborts", testGetManyAborts},
+		{"GetManyLimits", testGetManyLimits},
+		{"ScanMany", testScanMany},
 		{"Load", testLoad},
 		{"ReplaceAtomic", testReplaceAtomic},
 		{"ReplaceFailureKeepsOld", testReplaceFailureKeepsOld},
 	}
 	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+}
+
+// RunBatchReads runs the suite's tests of GetMany and ScanMany alone (part of
+// Run): an engine whose other promises are tested elsewhere.
+func RunBatchReads(t *testing.T, open func(t *testing.T) store.Engine) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, store.Engine)
+	}{
+		{"GetMany", testGetMany},
+		{"GetManyAborts", testGetManyAborts},
+		{"GetManyLimits", testGetManyLimits},
+		{"ScanMany", testScanMany},
+	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
 }
@@ -657,5 +677,182 @@ func testHealthAndNode(t *testing.T, es []store.SharedEngine) {
 	}
 	if es[0].Node() == "" || es[0].Node() == es[1].Node() {
 		t.Errorf("nodes %q and %q: want two distinct names", es[0].Node(), es[1].Node())
+	}
+}
+
+// vals shows GetMany's values: "<none>" for an absent key.
+func vals(vs [][]byte) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = "<none>"
+		if v != nil {
+			out[i] = string(v)
+		}
+	}
+	return out
+}
+
+func testGetMany(t *testing.T, e store.Engine) {
+	set(t, e, "a", "1", "b", "2", "e", "")
+	keys := [][]byte{[]byte("b"), []byte("missing"), []byte("a"), []byte("e"), []byte("b")}
+	var got []string
+	if err := e.View(func(r store.Reader) error {
+		vs, err := r.GetMany(keys)
+		if err != nil {
+			return err
+		}
+		got = vals(vs)
+		if len(vs) == 5 && vs[0] != nil {
+			vs[0][0] = 'X' // the caller's copy
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"2", "<none>", "1", "", "2"}; fmt.Sprint(got) != fmt.Sprint(want) || get(t, e, "b") != "2" {
+		t.Fatalf("GetMany in a View = %q (b now %q), want %q", got, get(t, e, "b"), want)
+	}
+	// In an Update, the transaction's own writes read as written.
+	if err := e.Update(func(tx store.Txn) error {
+		if err := tx.Set([]byte("a"), []byte("9")); err != nil {
+			return err
+		}
+		if err := tx.Delete([]byte("b")); err != nil {
+			return err
+		}
+		vs, err := tx.GetMany(keys)
+		if err != nil {
+			return err
+		}
+		got = vals(vs)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"<none>", "<none>", "9", "", "<none>"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("GetMany in an Update after its writes = %q, want %q", got, want)
+	}
+	if err := e.View(func(r store.Reader) error {
+		vs, err := r.GetMany(nil)
+		if err == nil && len(vs) != 0 {
+			err = fmt.Errorf("%d values of no keys", len(vs))
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("GetMany of no keys: %v", err)
+	}
+}
+
+// A key read with GetMany counts as a Get: another writer's change of it
+// between the read and the commit aborts the commit, and fn runs again.
+func testGetManyAborts(t *testing.T, e store.Engine) {
+	set(t, e, "k1", "1", "k2", "2")
+	runs := 0
+	var seen []string
+	if err := e.Update(func(tx store.Txn) error {
+		runs++
+		vs, err := tx.GetMany([][]byte{[]byte("k1"), []byte("k2"), []byte("k3")})
+		if err != nil {
+			return err
+		}
+		seen = append(seen, fmt.Sprint(vals(vs)))
+		// (A run may also end at a read an engine retries: count the reads.)
+		if len(seen) == 1 { // another writer changes k2 between the read and the commit
+			set(t, e, "k2", "other")
+		}
+		return tx.Set([]byte("copy"), vs[1])
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 || get(t, e, "copy") != "other" {
+		t.Fatalf("runs %d, reads %q, copy %q: want the commit aborted and fn run again", runs, seen, get(t, e, "copy"))
+	}
+	reads := 0
+	if err := e.Update(func(tx store.Txn) error {
+		if _, err := tx.GetMany([][]byte{[]byte("k1"), []byte("k3")}); err != nil {
+			return err
+		}
+		reads++
+		if reads == 1 { // another writer creates k3, read as absent
+			set(t, e, "k3", "new")
+		}
+		return tx.Set([]byte("k4"), []byte("v"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if reads != 2 {
+		t.Fatalf("fn read %d times; a key created after GetMany read it absent must abort the commit", reads)
+	}
+}
+
+// Keys read with GetMany count toward Limits as Gets.
+func testGetManyLimits(t *testing.T, e store.Engine) {
+	l := e.Limits()
+	if l.MaxOps <= 0 {
+		return
+	}
+	keys := make([][]byte, l.MaxOps+1)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "r/%04d", i)
+	}
+	set(t, e, "r/0000", "first", fmt.Sprintf("r/%04d", l.MaxOps), "last")
+	var got []string
+	if err := e.View(func(r store.Reader) error {
+		vs, err := r.GetMany(keys)
+		if err == nil {
+			got = vals(vs)
+		}
+		return err
+	}); err != nil || len(got) != len(keys) || got[0] != "first" || got[len(got)-1] != "last" {
+		t.Fatalf("GetMany of MaxOps+1 = %d keys in a View: %v, %d values", len(keys), err, len(got))
+	}
+	err := e.Update(func(tx store.Txn) error {
+		if _, err := tx.GetMany(keys); err != nil {
+			return err
+		}
+		return tx.Set([]byte("after reads"), []byte("v"))
+	})
+	if !errors.Is(err, store.ErrTooMany) {
+		t.Errorf("Update of MaxOps+1 reads by GetMany: %v, want ErrTooMany", err)
+	}
+	if got := get(t, e, "after reads"); got != "<none>" {
+		t.Errorf("a refused Update wrote %q", got)
+	}
+}
+
+func testScanMany(t *testing.T, e store.Engine) {
+	set(t, e, "p/a/1", "x", "p/a/2", "y", "p/ab", "z", "p/c", "w", "q", "v")
+	// A prefix of more keys than a page of any engine reads.
+	const many = 600
+	if err := e.Load(fill("m", "v", many)); err != nil {
+		t.Fatal(err)
+	}
+	prefixes := [][]byte{[]byte("p/a"), []byte("none/"), []byte("p/c"), []byte("m/"), []byte("p/a/")}
+	var got [][]string
+	show := func(kvs [][]store.KV) {
+		got = nil
+		for _, p := range kvs {
+			var row []string
+			for _, kv := range p {
+				row = append(row, string(kv.Key)+"="+string(kv.Value))
+			}
+			got = append(got, row)
+		}
+	}
+	if err := e.View(func(r store.Reader) error {
+		kvs, err := r.ScanMany(prefixes)
+		if err != nil {
+			return err
+		}
+		show(kvs)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := scan(t, e, "m/", store.ScanOptions{})
+	if len(got) != 5 || fmt.Sprint(got[0]) != "[p/a/1=x p/a/2=y p/ab=z]" || len(got[1]) != 0 ||
+		fmt.Sprint(got[2]) != "[p/c=w]" || fmt.Sprint(got[3]) != fmt.Sprint(want) || len(got[3]) != many ||
+		fmt.Sprint(got[4]) != "[p/a/1=x p/a/2=y]" {
+		t.Fatalf("ScanMany = %d prefixes: %q", len(got), got)
 	}
 }

@@ -61,6 +61,91 @@ func (s *snapshot) get(key []byte) ([]byte, int64, error) {
 	return v, r.Kvs[0].ModRevision, nil
 }
 
+// getMany reads keys at the snapshot in read-only Txns of at most maxOps
+// serializable Gets each (one round trip per maxOps keys): each key's value
+// (nil when absent) and mod revision (0 when absent).
+func (s *snapshot) getMany(keys [][]byte) ([][]byte, []int64, error) {
+	vals, revs := make([][]byte, len(keys)), make([]int64, len(keys))
+	for lo := 0; lo < len(keys); lo += maxOps {
+		hi := min(lo+maxOps, len(keys))
+		ops := make([]clientv3.Op, 0, hi-lo)
+		for _, k := range keys[lo:hi] {
+			ops = append(ops, clientv3.OpGet(s.dp+string(k), clientv3.WithRev(s.rev), clientv3.WithSerializable()))
+		}
+		ctx, cancel := s.e.reqCtx()
+		r, err := s.e.cli.Txn(ctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return nil, nil, s.noteErr(err)
+		}
+		for i, resp := range r.Responses {
+			kvs := resp.GetResponseRange().GetKvs()
+			if len(kvs) == 0 {
+				continue
+			}
+			v := kvs[0].Value
+			if v == nil {
+				v = []byte{}
+			}
+			vals[lo+i], revs[lo+i] = v, kvs[0].ModRevision
+		}
+	}
+	return vals, revs, nil
+}
+
+// ScanMany reads the prefixes at the snapshot in read-only Txns of at most
+// maxOps ranges of up to pageSize keys each; a prefix with more keys is read
+// on page by page (Scan) from after its first page.
+func (s *snapshot) ScanMany(prefixes [][]byte) ([][]store.KV, error) {
+	out := make([][]store.KV, len(prefixes))
+	for lo := 0; lo < len(prefixes); lo += maxOps {
+		hi := min(lo+maxOps, len(prefixes))
+		ops := make([]clientv3.Op, 0, hi-lo)
+		for _, p := range prefixes[lo:hi] {
+			pk := s.dp + string(p)
+			ops = append(ops, clientv3.OpGet(pk, clientv3.WithRange(clientv3.GetPrefixRangeEnd(pk)),
+				clientv3.WithRev(s.rev), clientv3.WithLimit(pageSize),
+				clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithSerializable()))
+		}
+		ctx, cancel := s.e.reqCtx()
+		r, err := s.e.cli.Txn(ctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return nil, s.noteErr(err)
+		}
+		for j, resp := range r.Responses {
+			rr := resp.GetResponseRange()
+			kvs := make([]store.KV, 0, len(rr.GetKvs()))
+			for _, kv := range rr.GetKvs() {
+				v := kv.Value
+				if v == nil {
+					v = []byte{}
+				}
+				kvs = append(kvs, store.KV{Key: kv.Key[len(s.dp):], Value: v})
+			}
+			if rr.GetMore() && len(kvs) > 0 {
+				it := s.Scan(prefixes[lo+j], store.ScanOptions{Start: append(bytes.Clone(kvs[len(kvs)-1].Key), 0)})
+				for it.Next() {
+					kvs = append(kvs, store.KV{Key: bytes.Clone(it.Key()), Value: bytes.Clone(it.Value())})
+				}
+				err := it.Err()
+				it.Close()
+				if err != nil {
+					return nil, err
+				}
+			}
+			out[lo+j] = kvs
+		}
+	}
+	return out, nil
+}
+
+// GetMany reads keys at the snapshot, maxOps to a round trip.
+func (s *snapshot) GetMany(keys [][]byte) ([][]byte, error) {
+	vals, _, err := s.getMany(keys)
+	return vals, err
+}
+
 func (s *snapshot) Get(key []byte) ([]byte, error) {
 	v, _, err := s.get(key)
 	if err != nil {
@@ -205,6 +290,33 @@ func (t *txn) Get(key []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%q: %w", key, store.ErrNoKey)
 	}
 	return v, nil
+}
+
+// GetMany is Get of each key: what t wrote reads as written, the rest is
+// read at the snapshot, maxOps keys to a round trip, and remembered for the
+// conflict check.
+func (t *txn) GetMany(keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	var read [][]byte
+	var at []int
+	for i, k := range keys {
+		if w, ok := t.writes[string(k)]; ok {
+			if *w != nil {
+				out[i] = bytes.Clone(*w)
+			}
+			continue
+		}
+		read, at = append(read, k), append(at, i)
+	}
+	vals, revs, err := t.getMany(read)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range at {
+		out[i] = vals[j]
+		t.reads[string(read[j])] = revs[j]
+	}
+	return out, nil
 }
 
 func (t *txn) write(key []byte, v *[]byte) {

@@ -174,6 +174,11 @@ func (t *countingTxn) Get(key []byte) ([]byte, error) {
 	return v, err
 }
 
+func (t *countingTxn) GetMany(keys [][]byte) ([][]byte, error) {
+	t.gets += len(keys)
+	return t.Txn.GetMany(keys)
+}
+
 func (t *countingTxn) Set(key, value []byte) error {
 	t.writes++
 	t.bytes += len(key) + len(value)

@@ -24,26 +24,44 @@ func (s *Store) EachToken(fn func(Token) error) error {
 		batch = batch[:0]
 		more := false
 		err := s.view(func(txn Reader) error {
+			// The batch's IDs first, then their tokens read at once (one
+			// round trip on etcd, not one a token).
+			// fn may run again (an engine retries a read): it starts over
+			// from last, which moves only when it is done.
+			batch, more = batch[:0], false
+			var ids []string
+			next := last
 			it := txn.Scan([]byte(pfxName), ScanOptions{Start: last})
 			defer it.Close()
 			for it.Next() {
 				if last != nil && bytes.Equal(it.Key(), last) {
 					continue
 				}
-				if len(batch) == eachBatch {
+				if len(ids) == eachBatch {
 					more = true
-					return nil
+					break
 				}
-				last = append(last[:0], it.Key()...)
+				next = bytes.Clone(it.Key())
+				ids = append(ids, string(it.Value()))
+			}
+			if err := it.Err(); err != nil {
+				return err
+			}
+			ptx, err := s.prefetchTokens(txn, ids, nil, nil)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
 				var t Token
-				if err := s.getToken(txn, string(it.Value()), &t); errors.Is(err, ErrNoKey) {
+				if err := s.getToken(ptx, id, &t); errors.Is(err, ErrNoKey) {
 					continue // a name index without its token: nothing to show
 				} else if err != nil {
 					return err
 				}
 				batch = append(batch, t)
 			}
-			return it.Err()
+			last = next
+			return nil
 		})
 		if err != nil {
 			return err

@@ -183,11 +183,7 @@ func (hb *hourBuckets) record(txn Txn, d UsageDelta) (UsageHour, bool, error) {
 	if !ok || d.Allowed+d.Denied == 0 {
 		return UsageHour{}, false, nil
 	}
-	key := hourIPKey(d.TokenID, d.IP, h)
-	if hb.s.node != "" {
-		key = hb.s.myHourKey(hourIPPrefix(d.TokenID, d.IP), h)
-	}
-	if err := addHour(txn, key, d.Allowed, d.Denied); err != nil {
+	if err := addHour(txn, hb.ipKey(d, h), d.Allowed, d.Denied); err != nil {
 		return UsageHour{}, false, err
 	}
 	k := tokenHour{d.TokenID, h}
@@ -203,6 +199,24 @@ func (hb *hourBuckets) record(txn Txn, d UsageDelta) (UsageHour, bool, error) {
 	c[0] += d.Allowed
 	c[1] += d.Denied
 	return UsageHour{IP: d.IP, Hour: hourTime(h), Allowed: d.Allowed, Denied: d.Denied}, true, nil
+}
+
+// ipKey is the per-address bucket of d in hour h that this process writes.
+func (hb *hourBuckets) ipKey(d UsageDelta, h uint32) []byte {
+	if hb.s.node != "" {
+		return hb.s.myHourKey(hourIPPrefix(d.TokenID, d.IP), h)
+	}
+	return hourIPKey(d.TokenID, d.IP, h)
+}
+
+// keys are the buckets record and flush read for d: its per-address and
+// per-token ones (none when record counts nothing).
+func (hb *hourBuckets) keys(d UsageDelta) [][]byte {
+	h, ok := hourNum(d.LastUsedAt)
+	if !ok || d.Allowed+d.Denied == 0 {
+		return nil
+	}
+	return [][]byte{hb.ipKey(d, h), hb.s.myHourKey(hourTokenPrefix(d.TokenID), h)}
 }
 
 // flush writes the noted per-token buckets in txn.

@@ -315,8 +315,12 @@ func (s *Store) setActive(actor Actor, refs []tokenRef, active bool) (int, error
 	now := s.now().UTC()
 	after := s.InactiveAfter()
 	var changed []Change
-	err := s.commit(func(txn Txn) ([]Change, error) {
+	err := s.commit(func(tx Txn) ([]Change, error) {
 		changed = changed[:0]
+		txn, err := s.prefetchRefs(tx, refs) // one round trip, not one a token
+		if err != nil {
+			return nil, err
+		}
 		for _, ref := range refs {
 			t, err := s.getRef(txn, ref)
 			if err != nil {
@@ -377,8 +381,12 @@ func (s *Store) Delete(actor Actor, names []string) (int, error) {
 func (s *Store) delete(actor Actor, refs []tokenRef) (int, error) {
 	now := s.now().UTC()
 	var changed []Change
-	err := s.commit(func(txn Txn) ([]Change, error) {
+	err := s.commit(func(tx Txn) ([]Change, error) {
 		changed = changed[:0]
+		txn, err := s.prefetchRefs(tx, refs) // one round trip, not one a token
+		if err != nil {
+			return nil, err
+		}
 		for _, ref := range refs {
 			t, err := s.getRef(txn, ref)
 			if err != nil {
@@ -478,8 +486,12 @@ func (s *Store) ExpireStale(actor Actor) ([]string, error) {
 		chunk := ids[:min(size, len(ids))]
 		ids = ids[len(chunk):]
 		var changed []Change
-		err := s.commit(func(txn Txn) ([]Change, error) {
+		err := s.commit(func(tx Txn) ([]Change, error) {
 			changed = changed[:0]
+			txn, err := s.prefetchTokens(tx, chunk, nil, nil) // one round trip, not one a token
+			if err != nil {
+				return nil, err
+			}
 			for _, id := range chunk {
 				// Read again inside the transaction: an admin may have activated
 				// or deleted the token since the scan.

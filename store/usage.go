@@ -287,11 +287,34 @@ func cleanDeltas(deltas []UsageDelta) (valid []UsageDelta, pos []int, refused er
 // (see layout.go). Each node reads (Get) and writes its own keys only; the
 // change carries the rows with every node's counts merged (otherRows).
 func (s *Store) recordUsageChunk(deltas []UsageDelta) error {
-	return s.commit(func(txn Txn) ([]Change, error) {
+	return s.commit(func(tx Txn) ([]Change, error) {
+		hours := hourBuckets{s: s}
+		// Every key the chunk reads with Get, read at once (one round trip
+		// on etcd instead of one per key).
+		var keys, others [][]byte
+		var ids []string
+		seen := map[string]bool{}
+		for _, d := range deltas {
+			if !seen[d.TokenID] {
+				seen[d.TokenID] = true
+				ids = append(ids, d.TokenID)
+			}
+			keys = append(keys, s.myUsageKey(d.TokenID, d.IP), blockKey(d.TokenID, d.IP))
+			if !s.noHistory {
+				keys = append(keys, hours.keys(d)...)
+			}
+			others = append(others, usageKey(d.TokenID, d.IP))
+		}
+		if s.node == "" {
+			others = nil // the rows other nodes wrote: otherRows
+		}
+		txn, err := s.prefetchTokens(tx, ids, keys, others)
+		if err != nil {
+			return nil, err
+		}
 		toks := map[string]*Change{} // nil: deleted meanwhile, its deltas are dropped
 		var order []*Change
 		moved := map[string]bool{}
-		hours := hourBuckets{s: s}
 		for _, d := range deltas {
 			c, seen := toks[d.TokenID]
 			if !seen {

@@ -112,3 +112,8 @@ func (s *Store) HistoryBytes() (n int, err error) {
 
 // UsageChunk is how many deltas RecordUsage writes in one transaction.
 func (s *Store) UsageChunk() int { return s.chunk(opsPerDelta, bytesPerDelta) }
+
+// SetPendingBound makes n the most changes a subscriber's queue holds (see
+// maxPending), for subscriptions made after it: a test of the bound passes
+// it in n+1 writes, not thousands.
+func (s *Store) SetPendingBound(n int) { s.feed.pending = n }

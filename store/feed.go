@@ -87,10 +87,22 @@ type feed struct {
 	mu     sync.Mutex
 	subs   map[*Subscription]struct{}
 	closed bool
+	// pending bounds each subscriber's queue: maxPending when 0 (a test sets
+	// a smaller one before subscribing, so that it need not make thousands
+	// of writes to pass it).
+	pending int
 	// version counts publications. It moves after the changes are queued to every
 	// subscriber, so a subscriber that reads version v and then calls Take has
 	// received every change published up to v.
 	version atomic.Uint64
+}
+
+// bound is the most changes a subscriber's queue holds.
+func (f *feed) bound() int {
+	if f.pending > 0 {
+		return f.pending
+	}
+	return maxPending
 }
 
 // FeedVersion is the number of publications so far, a cheap atomic read. A reader
@@ -168,7 +180,7 @@ func (s *Subscription) enqueue(changes []Change) {
 			}
 			s.used[c.TokenID] = len(s.queue)
 		}
-		if len(s.queue) >= maxPending {
+		if len(s.queue) >= s.feed.bound() {
 			s.queue, s.used, s.reload = nil, nil, true
 			return
 		}

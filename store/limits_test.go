@@ -72,17 +72,20 @@ func usageKeys(t *testing.T, s *store.Store) int {
 	return n
 }
 
-// TestRecordUsageManyPairs: a flush far larger than one Badger transaction
-// (10,000 token/IP pairs) is written whole, and every token's last use moves.
+// TestRecordUsageManyPairs: a flush of token/IP pairs two and a half times
+// what one transaction of the engine holds is written whole, and every
+// token's last use moves.
 func TestRecordUsageManyPairs(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, eng storetest.Engine) {
 		c := newClock()
 		s := openOn(t, eng, c)
-		toks := seedTokens(t, s, "gate", 100, c.Now(), "", 0)
+		const tokens = 10
+		ips := (5*s.UsageChunk()/2)/tokens + 1 // per token
+		toks := seedTokens(t, s, "gate", tokens, c.Now(), "", 0)
 		at := c.Now().Add(time.Hour)
 		var deltas []store.UsageDelta
 		for i, tok := range toks {
-			for j := range 100 {
+			for j := range ips {
 				deltas = append(deltas, store.UsageDelta{
 					TokenID: tok.ID, IP: fmt.Sprintf("10.0.%d.%d", j, i),
 					FirstUsedAt: at, LastUsedAt: at.Add(time.Duration(j) * time.Second),
@@ -99,8 +102,8 @@ func TestRecordUsageManyPairs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(rows) != 100 {
-				t.Fatalf("%s: %d usage rows, want 100", tok.Name, len(rows))
+			if len(rows) != ips {
+				t.Fatalf("%s: %d usage rows, want %d", tok.Name, len(rows), ips)
 			}
 			for _, u := range rows {
 				var j int
@@ -115,7 +118,7 @@ func TestRecordUsageManyPairs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := at.Add(99 * time.Second); !got.LastUsedAt.Equal(want) {
+			if want := at.Add(time.Duration(ips-1) * time.Second); !got.LastUsedAt.Equal(want) {
 				t.Fatalf("%s: LastUsedAt %v, want %v", tok.Name, got.LastUsedAt, want)
 			}
 		}
@@ -162,13 +165,13 @@ func TestRecordUsageStopsAtFailedChunk(t *testing.T) {
 	})
 }
 
-// TestExpireStaleMany: a sweep over 10,000 stale tokens, more than one
-// transaction holds, deactivates and audits every one.
+// TestExpireStaleMany: a sweep over stale tokens, two and a half times what
+// one transaction of the engine holds, deactivates and audits every one.
 func TestExpireStaleMany(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, eng storetest.Engine) {
 		c := newClock()
 		s := openOn(t, eng, c)
-		const n = 10000
+		n := 5*s.MaxBatch()/2 + 1 // a sweep's chunk is MaxBatch tokens
 		toks := seedTokens(t, s, "idle", n, c.Now().Add(-60*day), "long idle", 0)
 		fresh := mustCreate(t, s, "fresh")
 		sub := s.Subscribe()

@@ -5,7 +5,6 @@
 package storetest
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -110,16 +109,10 @@ func Etcd() Engine {
 
 // Engines is the table of engines the store's tests and benchmarks run
 // against, in order: Badger in memory, a Cluster node (the shared path with
-// etcd's limits), and etcd when APPTOKENS_TEST_ETCD=1 (the domain suite
-// passes on it, but takes minutes more under -race: see the report of
-// issue 10). More engines join here: an engine's test harness must not
-// import storetest.
+// etcd's limits) and etcd (the test process's shared member, etcdtest). More
+// engines join here: an engine's test harness must not import storetest.
 func Engines() []Engine {
-	out := []Engine{Badger(), Shared()}
-	if os.Getenv("APPTOKENS_TEST_ETCD") == "1" {
-		out = append(out, Etcd())
-	}
-	return out
+	return []Engine{Badger(), Shared(), Etcd()}
 }
 
 // Each runs fn as a subtest for every engine of Engines.

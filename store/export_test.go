@@ -117,3 +117,7 @@ func (s *Store) UsageChunk() int { return s.chunk(opsPerDelta, bytesPerDelta) }
 // maxPending), for subscriptions made after it: a test of the bound passes
 // it in n+1 writes, not thousands.
 func (s *Store) SetPendingBound(n int) { s.feed.pending = n }
+
+// ClearChunk is how many keys of a deleted token's records one transaction
+// clears (deletePrefix).
+func (s *Store) ClearChunk() int { return s.chunk(1, 128) }

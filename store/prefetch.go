@@ -14,10 +14,14 @@ import (
 // conflict check and Limits as a Get does. A key written through prefetched
 // is forgotten: later Gets of it ask the transaction, which sees its writes.
 //
-// Over a Reader (a View) it is a Txn whose writes fail.
+// Over a Reader (a View) it is a Txn whose writes fail. On an engine whose
+// reads cost no round trip (a plain engine, Badger in this process) it reads
+// nothing ahead: each Get goes to the transaction as it comes, which costs
+// less than gathering the keys.
 type prefetched struct {
 	Reader
 	w     Writer            // nil in a View
+	off   bool              // read nothing ahead
 	got   map[string][]byte // key → value read; nil: absent
 	scans map[string][]KV   // prefix → what ScanMany read (see scanAhead)
 }
@@ -28,6 +32,9 @@ type prefetched struct {
 // what the transaction writes under a prefix afterwards is not seen: use it
 // for prefixes the transaction does not write (other nodes' keys).
 func (p *prefetched) scanAhead(prefixes [][]byte) error {
+	if p.off {
+		return nil
+	}
 	if p.scans == nil {
 		p.scans = make(map[string][]KV, len(prefixes))
 	}
@@ -70,9 +77,10 @@ func (it *kvIterator) Value() []byte { return it.kvs[it.i].Value }
 func (it *kvIterator) Err() error    { return nil }
 func (it *kvIterator) Close()        {}
 
-// prefetch reads keys (duplicates read once) through txn in one GetMany.
-func prefetch(txn Reader, keys [][]byte) (*prefetched, error) {
-	p := &prefetched{Reader: txn, got: make(map[string][]byte, len(keys))}
+// prefetch reads keys (duplicates read once) through txn in one GetMany,
+// on a shared engine (see prefetched).
+func (s *Store) prefetch(txn Reader, keys [][]byte) (*prefetched, error) {
+	p := &prefetched{Reader: txn, off: !s.readsAhead(), got: make(map[string][]byte, len(keys))}
 	if w, ok := txn.(Writer); ok {
 		p.w = w
 	}
@@ -85,6 +93,9 @@ func prefetch(txn Reader, keys [][]byte) (*prefetched, error) {
 // getAhead reads keys (duplicates and keys read before once) with one
 // GetMany; later Gets of them are answered from memory.
 func (p *prefetched) getAhead(keys [][]byte) error {
+	if p.off {
+		return nil
+	}
 	uniq := make([][]byte, 0, len(keys))
 	for _, k := range keys {
 		if _, ok := p.got[string(k)]; !ok {
@@ -109,7 +120,7 @@ func (p *prefetched) getAhead(keys [][]byte) error {
 // this node's last use; every node's on a shared engine) through txn, with
 // keys and prefixes besides: one GetMany and one ScanMany in all.
 func (s *Store) prefetchTokens(txn Reader, ids []string, keys, prefixes [][]byte) (*prefetched, error) {
-	p, err := prefetch(txn, nil)
+	p, err := s.prefetch(txn, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +130,9 @@ func (s *Store) prefetchTokens(txn Reader, ids []string, keys, prefixes [][]byte
 // tokensAhead reads ahead what getToken reads of each of ids, and keys and
 // prefixes besides.
 func (p *prefetched) tokensAhead(s *Store, ids []string, keys, prefixes [][]byte) error {
+	if p.off {
+		return nil
+	}
 	for _, id := range ids {
 		keys = append(keys, tokenKey(id), s.myLastUsedKey(id))
 		if s.node != "" {
@@ -130,6 +144,10 @@ func (p *prefetched) tokensAhead(s *Store, ids []string, keys, prefixes [][]byte
 	}
 	return p.scanAhead(prefixes)
 }
+
+// readsAhead is whether operations over many keys read them ahead: on a
+// shared engine, where each read is a round trip to the cluster.
+func (s *Store) readsAhead() bool { return s.shared != nil }
 
 // prefetchRefs reads ahead what getRef reads of each of refs: the name
 // index keys of those by name in one GetMany, then the tokens (tokensAhead).
@@ -143,7 +161,7 @@ func (s *Store) prefetchRefs(txn Reader, refs []tokenRef) (*prefetched, error) {
 			keys = append(keys, nameKey(r.name))
 		}
 	}
-	p, err := prefetch(txn, keys)
+	p, err := s.prefetch(txn, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -155,6 +173,9 @@ func (s *Store) prefetchRefs(txn Reader, refs []tokenRef) (*prefetched, error) {
 	return p, p.tokensAhead(s, ids, nil, nil)
 }
 
+// Get answers a key read ahead from memory. The value is handed over (the
+// caller's, as Get promises) and forgotten: the domain reads a key once, and
+// a second Get asks the transaction.
 func (p *prefetched) Get(key []byte) ([]byte, error) {
 	v, ok := p.got[string(key)]
 	if !ok {
@@ -163,7 +184,8 @@ func (p *prefetched) Get(key []byte) ([]byte, error) {
 	if v == nil {
 		return nil, fmt.Errorf("%q: %w", key, ErrNoKey)
 	}
-	return bytes.Clone(v), nil
+	delete(p.got, string(key))
+	return v, nil
 }
 
 func (p *prefetched) GetMany(keys [][]byte) ([][]byte, error) {

@@ -161,10 +161,23 @@ func (s *Store) setBlocked(actor Actor, ref tokenRef, ips []string, blocked bool
 	}
 	now := s.now().UTC()
 	var changed []Change
-	err := s.commit(func(txn Txn) ([]Change, error) {
+	err := s.commit(func(tx Txn) ([]Change, error) {
 		changed = changed[:0]
+		txn, err := s.prefetchRefs(tx, []tokenRef{ref})
+		if err != nil {
+			return nil, err
+		}
 		tok, err := s.getRef(txn, ref)
 		if err != nil {
+			return nil, err
+		}
+		// Every address's block and usage row at once, not two round trips
+		// an address on etcd.
+		keys := make([][]byte, 0, 2*len(norm))
+		for _, ip := range norm {
+			keys = append(keys, blockKey(tok.ID, ip), s.myUsageKey(tok.ID, ip))
+		}
+		if err := txn.getAhead(keys); err != nil {
 			return nil, err
 		}
 		var done []string
@@ -289,12 +302,14 @@ func cleanDeltas(deltas []UsageDelta) (valid []UsageDelta, pos []int, refused er
 func (s *Store) recordUsageChunk(deltas []UsageDelta) error {
 	return s.commit(func(tx Txn) ([]Change, error) {
 		hours := hourBuckets{s: s}
-		// Every key the chunk reads with Get, read at once (one round trip
-		// on etcd instead of one per key).
+		// Every key the chunk reads with Get, and the other nodes' rows the
+		// change carries merged (otherRows), read at once: one round trip on
+		// etcd instead of one or two a key (nothing ahead on Badger).
 		var keys, others [][]byte
 		var ids []string
 		seen := map[string]bool{}
-		for _, d := range deltas {
+		for i := 0; i < len(deltas) && s.readsAhead(); i++ {
+			d := deltas[i]
 			if !seen[d.TokenID] {
 				seen[d.TokenID] = true
 				ids = append(ids, d.TokenID)
@@ -303,10 +318,9 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) error {
 			if !s.noHistory {
 				keys = append(keys, hours.keys(d)...)
 			}
-			others = append(others, usageKey(d.TokenID, d.IP))
-		}
-		if s.node == "" {
-			others = nil // the rows other nodes wrote: otherRows
+			if s.node != "" {
+				others = append(others, usageKey(d.TokenID, d.IP))
+			}
 		}
 		txn, err := s.prefetchTokens(tx, ids, keys, others)
 		if err != nil {

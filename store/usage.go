@@ -136,10 +136,16 @@ func listUsage(txn Reader, id string) ([]Usage, error) {
 // SetBlocked blocks or unblocks IP addresses for the named token. An IP that never
 // used the token can be blocked in advance. Invalid IPs change nothing. It
 // returns how many addresses changed; each is published as its own ChangeUsage.
+// It is SetBlockedID for the token named name.
 func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool) (int, error) {
 	return s.setBlocked(actor, byName(name), ips, blocked)
 }
 
+// setBlocked blocks or unblocks addresses and CIDRs for the token ref finds,
+// in one transaction: a blocked range covers every address in it. Each entry
+// is read by cidr.Canonical (host bits refused, a /32 or /128 is the address,
+// IPv4-mapped is IPv4; a single address must be a client's); one bad entry
+// changes nothing.
 func (s *Store) setBlocked(actor Actor, ref tokenRef, ips []string, blocked bool) (int, error) {
 	if len(ips) == 0 {
 		return 0, errors.New("no IP addresses given")
@@ -147,21 +153,13 @@ func (s *Store) setBlocked(actor Actor, ref tokenRef, ips []string, blocked bool
 	if max := s.chunk(opsPerAddress, bytesPerDelta); len(ips) > max {
 		return 0, tooMany(max, "IP addresses", len(ips))
 	}
-	norm := make([]string, 0, len(ips))
-	seen := make(map[string]bool, len(ips))
-	for _, ip := range ips {
-		n, err := ClientIP(ip)
-		if err != nil {
-			return 0, err
-		}
-		if !seen[n] {
-			seen[n] = true
-			norm = append(norm, n)
-		}
+	norm, err := canonicalRanges("ip", ips)
+	if err != nil {
+		return 0, err
 	}
 	now := s.now().UTC()
 	var changed []Change
-	err := s.commit(func(txn Txn) ([]Change, error) {
+	err = s.commit(func(txn Txn) ([]Change, error) {
 		changed = changed[:0]
 		tok, err := s.getRef(txn, ref)
 		if err != nil {
@@ -178,14 +176,11 @@ func (s *Store) setBlocked(actor Actor, ref tokenRef, ips []string, blocked bool
 			}
 			if blocked {
 				// An address blocked before any use gets its (empty) usage row,
-				// so that it stays listed once unblocked.
-				key := s.myUsageKey(tok.ID, ip)
-				if _, gerr := txn.Get(key); errors.Is(gerr, ErrNoKey) {
-					if err := setJSON(txn, key, Usage{TokenID: tok.ID, IP: ip}); err != nil {
+				// so that it stays listed once unblocked (a range has none).
+				if !strings.Contains(ip, "/") {
+					if err := s.ensureUsageRow(txn, tok.ID, ip); err != nil {
 						return nil, err
 					}
-				} else if gerr != nil {
-					return nil, gerr
 				}
 				err = txn.Set(blockKey(tok.ID, ip), nil)
 			} else {
@@ -370,8 +365,13 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) error {
 // GateEntry is what the gate needs to verify one token: the token and the IPs
 // blocked for it.
 type GateEntry struct {
-	Token   Token
+	Token Token
+	// Blocked are the addresses and CIDRs blocked for the token (canonical,
+	// as cidr.Canonical gives them).
 	Blocked []string
+	// Allowed is the token's allow-list (Token.Allowed): empty allows any
+	// address.
+	Allowed []string
 }
 
 // GateEntries returns every token with its blocked IPs, for building the gate's
@@ -387,6 +387,7 @@ func (s *Store) GateEntries() ([]GateEntry, error) {
 		out = make([]GateEntry, len(toks))
 		for i, t := range toks {
 			out[i].Token = t
+			out[i].Allowed = t.Allowed
 			byID[t.ID] = i
 		}
 		it := txn.Scan([]byte(pfxBlock), ScanOptions{KeysOnly: true})
@@ -403,4 +404,13 @@ func (s *Store) GateEntries() ([]GateEntry, error) {
 		return it.Err()
 	})
 	return out, err
+}
+
+// ensureUsageRow writes an empty usage row of (id, ip) when there is none.
+func (s *Store) ensureUsageRow(txn Txn, id, ip string) error {
+	key := s.myUsageKey(id, ip)
+	if _, err := txn.Get(key); !errors.Is(err, ErrNoKey) {
+		return err
+	}
+	return setJSON(txn, key, Usage{TokenID: id, IP: ip})
 }

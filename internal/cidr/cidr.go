@@ -25,11 +25,20 @@ var (
 // address, and only they know which; the error names both. Zones (fe80::1%eth0)
 // are refused: no peer address carries one.
 //
+// An IPv4-mapped IPv6 prefix of at least /96 is its IPv4 prefix
+// (::ffff:192.0.2.0/120 is 192.0.2.0/24).
+//
 // Errors wrap ErrInvalid or ErrHostBits and do not repeat s.
 func Parse(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
+			return netip.Prefix{}, ErrInvalid
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			// ::ffff:192.0.2.0/120 is 192.0.2.0/24: the same addresses.
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		} else if a.Zone() != "" {
 			return netip.Prefix{}, ErrInvalid
 		}
 		if m := p.Masked(); m != p {
@@ -44,4 +53,38 @@ func Parse(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Canonical is the one text of what Parse reads: a prefix of one address
+// (a /32 or /128) is that address alone ("192.0.2.7"), any other prefix is
+// the network in CIDR form ("192.0.2.0/24", "2001:db8::/32"). Two inputs
+// that cover the same addresses have the same Canonical text. Errors as Parse.
+func Canonical(s string) (string, error) {
+	p, err := Parse(strings.TrimSpace(s))
+	if err != nil {
+		return "", err
+	}
+	return String(p), nil
+}
+
+// String is the canonical text of p (see Canonical).
+func String(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// Contains reports whether the address or range inner (canonical text, as
+// Canonical gives) lies wholly inside outer; false when either does not parse.
+func Contains(outer, inner string) bool {
+	o, err := Parse(outer)
+	if err != nil {
+		return false
+	}
+	i, err := Parse(inner)
+	if err != nil {
+		return false
+	}
+	return o.Bits() <= i.Bits() && o.Contains(i.Addr())
 }

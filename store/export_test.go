@@ -112,3 +112,18 @@ func (s *Store) HistoryBytes() (n int, err error) {
 
 // UsageChunk is how many deltas RecordUsage writes in one transaction.
 func (s *Store) UsageChunk() int { return s.chunk(opsPerDelta, bytesPerDelta) }
+
+// RawKV is every key and value as they are (not hex), for tests that look
+// for a token's keys.
+func (s *Store) RawKV() (map[string]string, error) {
+	out := map[string]string{}
+	err := s.view(func(txn Reader) error {
+		it := txn.Scan(nil, ScanOptions{})
+		defer it.Close()
+		for it.Next() {
+			out[string(it.Key())] = string(it.Value())
+		}
+		return it.Err()
+	})
+	return out, err
+}

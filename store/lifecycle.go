@@ -621,11 +621,12 @@ func (s *Store) sweepToken(txn Txn, actor Actor, t *Token, now time.Time, inAfte
 		}
 	case t.Expired(now, inAfter):
 		details := "unused for " + formatDays(inAfter)
+		at := t.InactiveAt(inAfter)
 		t.Active = false
 		if err := s.addEvent(txn, now, actor, ActionExpire, t.Name, details); err != nil {
 			return nil, err
 		}
-		if err := s.queue(txn, now, EventInactivated, t, t.InactiveAt(inAfter), details); err != nil {
+		if err := s.queue(txn, now, EventInactivated, t, at, details); err != nil {
 			return nil, err
 		}
 		res.Inactivated = append(res.Inactivated, t.Name)

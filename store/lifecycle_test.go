@@ -2,11 +2,13 @@ package store_test
 
 import (
 	"errors"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apptokens/apptokens/internal/cidr"
 	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/store/storetest"
@@ -231,6 +233,29 @@ func TestAllowAndBlockRanges(t *testing.T) {
 		if len(ge) != 1 || !reflect.DeepEqual(ge[0].Allowed, tok.Allowed) || !reflect.DeepEqual(ge[0].Blocked, []string{"203.0.113.0/24", "203.0.113.9"}) {
 			t.Errorf("gate entries %+v", ge)
 		}
+		now := time.Now()
+		if _, err := s.RecordUsage([]store.UsageDelta{
+			{TokenID: tok.ID, IP: "203.0.113.77", FirstUsedAt: now, LastUsedAt: now, Denied: 1},
+			{TokenID: tok.ID, IP: "203.0.114.0", FirstUsedAt: now, LastUsedAt: now, Allowed: 1},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := s.Usage("feed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, u := range rows {
+			got[u.IP] = u.Blocked
+		}
+		// A range is no row; an address inside it is blocked, the next one past it is not.
+		if want := map[string]bool{"203.0.113.77": true, "203.0.114.0": false, "203.0.113.9": true}; !reflect.DeepEqual(got, want) {
+			t.Errorf("usage rows %v, want %v", got, want)
+		}
+		rules, err := s.NetworkRulesID(tok.ID)
+		if err != nil || !reflect.DeepEqual(rules, store.NetworkRules{Allowed: tok.Allowed, Blocked: []string{"203.0.113.0/24", "203.0.113.9"}}) {
+			t.Errorf("NetworkRulesID = %+v, %v", rules, err)
+		}
 		before := takeSnapshot(t, s)
 		for _, bad := range [][]string{{"10.0.0.1/8"}, {"10.0.0.0/8", "nonsense"}, {"0.0.0.0"}} {
 			if _, err := s.SetAllowed(admin, "feed", bad, true); err == nil || strings.Contains(err.Error(), "\n") {
@@ -241,5 +266,78 @@ func TestAllowAndBlockRanges(t *testing.T) {
 			}
 		}
 		assertUnchanged(t, before, takeSnapshot(t, s))
+	})
+}
+
+// TestNetworkRuleEdges: what the store keeps, read into a cidr.Set as the
+// gate does, decides addresses at the edges of ranges, IPv4-mapped IPv6 as
+// IPv4, and overlapping ranges as their union; removing one of two
+// overlapping ranges leaves the other whole.
+func TestNetworkRuleEdges(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, e storetest.Engine) {
+		s := openOn(t, e, nil)
+		mustCreate(t, s, "feed")
+		if _, err := s.SetAllowed(admin, "feed", []string{"10.0.0.0/8", "10.1.0.0/16", "::ffff:172.16.0.0/108", "2001:db8::/48"}, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SetBlocked(admin, "feed", []string{"10.1.2.0/24", "::ffff:10.1.3.4"}, true); err != nil {
+			t.Fatal(err)
+		}
+		sets := func() (allowed, blocked cidr.Set) {
+			ge, err := s.GateEntries()
+			if err != nil || len(ge) != 1 {
+				t.Fatal(ge, err)
+			}
+			if allowed, err = cidr.NewSet(ge[0].Allowed); err != nil {
+				t.Fatal(err)
+			}
+			if blocked, err = cidr.NewSet(ge[0].Blocked); err != nil {
+				t.Fatal(err)
+			}
+			return allowed, blocked
+		}
+		allowed, blocked := sets()
+		for _, tc := range []struct {
+			ip               string
+			allowed, blocked bool
+		}{
+			{"9.255.255.255", false, false},
+			{"10.0.0.0", true, false},
+			{"10.255.255.255", true, false},
+			{"11.0.0.0", false, false},
+			{"::ffff:10.0.0.0", true, false},
+			{"172.15.255.255", false, false},
+			{"172.16.0.0", true, false},
+			{"172.31.255.255", true, false},
+			{"::ffff:172.31.255.255", true, false},
+			{"172.32.0.0", false, false},
+			{"10.1.1.255", true, false},
+			{"10.1.2.0", true, true},
+			{"10.1.2.255", true, true},
+			{"10.1.3.0", true, false},
+			{"10.1.3.4", true, true},
+			{"::ffff:10.1.3.4", true, true},
+			{"2001:db8::", true, false},
+			{"2001:db8:0:ffff:ffff:ffff:ffff:ffff", true, false},
+			{"2001:db8:1::", false, false},
+		} {
+			a := netip.MustParseAddr(tc.ip)
+			if got := allowed.Contains(a); got != tc.allowed {
+				t.Errorf("%s allowed: %v, want %v", tc.ip, got, tc.allowed)
+			}
+			if got := blocked.Contains(a); got != tc.blocked {
+				t.Errorf("%s blocked: %v, want %v", tc.ip, got, tc.blocked)
+			}
+		}
+		// Of two overlapping ranges, taking away the wider leaves the narrower.
+		if n, err := s.SetAllowed(admin, "feed", []string{"10.0.0.0/8"}, false); n != 1 || err != nil {
+			t.Fatal(n, err)
+		}
+		allowed, _ = sets()
+		for ip, want := range map[string]bool{"10.0.0.1": false, "10.1.0.0": true, "10.1.255.255": true, "10.2.0.0": false} {
+			if got := allowed.Contains(netip.MustParseAddr(ip)); got != want {
+				t.Errorf("after disallowing 10.0.0.0/8: %s allowed %v, want %v", ip, got, want)
+			}
+		}
 	})
 }

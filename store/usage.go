@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/apptokens/apptokens/internal/cidr"
 )
 
 // Usage rows: u/<id>/<ip> on a plain engine (Badger); on a shared engine each
@@ -93,16 +96,26 @@ func sortUsage(u []Usage) {
 }
 
 // listUsage returns the token's usage rows with its blocks merged in: the
-// Blocked flag lives in b/ keys, and a blocked address that was never used
-// gets a row with no use.
+// Blocked flag lives in b/ keys (an address inside a blocked range is
+// Blocked too), and a blocked address that was never used gets a row with no
+// use; a blocked range is no row (NetworkRules).
 func listUsage(txn Reader, id string) ([]Usage, error) {
 	blocks, err := listBlocks(txn, id)
 	if err != nil {
 		return nil, err
 	}
 	blocked := make(map[string]bool, len(blocks))
+	var ranges []string
 	for _, ip := range blocks {
+		if strings.Contains(ip, "/") {
+			ranges = append(ranges, ip) // not a row: NetworkRules lists them
+			continue
+		}
 		blocked[ip] = true
+	}
+	inRange, err := cidr.NewSet(ranges)
+	if err != nil {
+		return nil, fmt.Errorf("blocked range of token %s: %w", id, err)
 	}
 	it := txn.Scan(usagePrefix(id), ScanOptions{})
 	defer it.Close()
@@ -119,6 +132,9 @@ func listUsage(txn Reader, id string) ([]Usage, error) {
 		}
 		row[u.IP] = len(out)
 		u.Blocked = blocked[u.IP]
+		if a, err := netip.ParseAddr(u.IP); err == nil && inRange.Contains(a) {
+			u.Blocked = true
+		}
 		delete(blocked, u.IP)
 		out = append(out, u)
 	}
@@ -126,7 +142,7 @@ func listUsage(txn Reader, id string) ([]Usage, error) {
 		return nil, err
 	}
 	for _, ip := range blocks {
-		if blocked[ip] {
+		if blocked[ip] && !strings.Contains(ip, "/") {
 			out = append(out, Usage{TokenID: id, IP: ip, Blocked: true})
 		}
 	}
@@ -413,4 +429,28 @@ func (s *Store) ensureUsageRow(txn Txn, id, ip string) error {
 		return err
 	}
 	return setJSON(txn, key, Usage{TokenID: id, IP: ip})
+}
+
+// NetworkRules are a token's network rules, canonical (cidr.Canonical) and
+// in string order: the allow-list (empty: any address) and the blocked
+// addresses and ranges.
+type NetworkRules struct {
+	Allowed []string
+	Blocked []string
+}
+
+// NetworkRulesID returns the network rules of the token id (ErrNotFound when
+// there is none).
+func (s *Store) NetworkRulesID(id string) (NetworkRules, error) {
+	var r NetworkRules
+	err := s.view(func(txn Reader) error {
+		t, err := s.getTokenByID(txn, id)
+		if err != nil {
+			return err
+		}
+		r.Allowed = t.Allowed
+		r.Blocked, err = listBlocks(txn, id)
+		return err
+	})
+	return r, err
 }

@@ -79,27 +79,9 @@ func (s *Store) getTokenByID(txn Reader, id string) (Token, error) {
 	return t, err
 }
 
-// idOf is the ID of the token named name.
-func (s *Store) idOf(name string) (string, error) {
-	var id string
-	err := s.view(func(txn Reader) error {
-		v, err := txn.Get(nameKey(name))
-		if errors.Is(err, ErrNoKey) {
-			return notFound(name)
-		}
-		id = string(v)
-		return err
-	})
-	return id, err
-}
-
 // Rotate is RotateID for the token named name.
 func (s *Store) Rotate(actor Actor, name string, grace time.Duration) (Created, error) {
-	id, err := s.idOf(name)
-	if err != nil {
-		return Created{}, err
-	}
-	return s.RotateID(actor, id, grace)
+	return s.rotate(actor, byName(name), grace)
 }
 
 // RotateID gives the token a new secret, returned once in Created (only its
@@ -107,8 +89,16 @@ func (s *Store) Rotate(actor Actor, name string, grace time.Duration) (Created, 
 // grace (its digest becomes OldDigest until now+grace; 0 refuses it at once);
 // an older secret still in its window is dropped at once, so a token has at
 // most one old secret. Name, access, rules, state and usage stay. A negative
-// grace is refused. Audit "rotate" with details grace=….
+// grace is refused. Audit "rotate" with details grace=…. A token deleted
+// since it was picked is a *GoneError (ErrNotFound).
 func (s *Store) RotateID(actor Actor, id string, grace time.Duration) (Created, error) {
+	if id == "" {
+		return Created{}, fmt.Errorf("empty token id: %w", ErrNotFound)
+	}
+	return s.rotate(actor, tokenRef{id: id}, grace)
+}
+
+func (s *Store) rotate(actor Actor, ref tokenRef, grace time.Duration) (Created, error) {
 	if grace < 0 {
 		return Created{}, fieldErr("grace", ErrInvalidGrace, "grace must not be negative")
 	}
@@ -119,7 +109,7 @@ func (s *Store) RotateID(actor Actor, id string, grace time.Duration) (Created, 
 	now := s.now().UTC()
 	var tok Token
 	err = s.commit(func(txn Txn) ([]Change, error) {
-		t, err := s.getTokenByID(txn, id)
+		t, err := s.getRef(txn, ref)
 		if err != nil {
 			return nil, err
 		}
@@ -196,11 +186,7 @@ func canonicalRanges(field string, in []string) ([]string, error) {
 
 // SetAllowed is SetAllowedID for the token named name.
 func (s *Store) SetAllowed(actor Actor, name string, cidrs []string, allow bool) (int, error) {
-	id, err := s.idOf(name)
-	if err != nil {
-		return 0, err
-	}
-	return s.SetAllowedID(actor, id, cidrs, allow)
+	return s.setAllowed(actor, byName(name), cidrs, allow)
 }
 
 // SetAllowedID adds (allow) or removes addresses and CIDRs to or from the
@@ -210,8 +196,15 @@ func (s *Store) SetAllowed(actor Actor, name string, cidrs []string, allow bool)
 // entry, an empty list, more than fit one transaction, or a list growing past
 // MaxAllowed changes nothing. It returns how many entries changed; when any
 // did, one ChangeAllowed carries the whole list. Audit "allow"/"disallow"
-// with details cidr=….
+// with details cidr=…. A token deleted since it was picked is a *GoneError.
 func (s *Store) SetAllowedID(actor Actor, id string, cidrs []string, allow bool) (int, error) {
+	if id == "" {
+		return 0, fmt.Errorf("empty token id: %w", ErrNotFound)
+	}
+	return s.setAllowed(actor, tokenRef{id: id}, cidrs, allow)
+}
+
+func (s *Store) setAllowed(actor Actor, ref tokenRef, cidrs []string, allow bool) (int, error) {
 	if len(cidrs) == 0 {
 		return 0, errors.New("no CIDRs given")
 	}
@@ -226,10 +219,11 @@ func (s *Store) SetAllowedID(actor Actor, id string, cidrs []string, allow bool)
 	var n int
 	err = s.commit(func(txn Txn) ([]Change, error) {
 		n = 0
-		t, err := s.getTokenByID(txn, id)
+		t, err := s.getRef(txn, ref)
 		if err != nil {
 			return nil, err
 		}
+		id := t.ID
 		have := make(map[string]bool, len(t.Allowed))
 		for _, c := range t.Allowed {
 			have[c] = true

@@ -26,9 +26,14 @@ const (
 
 var errBadToken = errors.New("stored token record is corrupt")
 
-func encodeToken(t *Token) []byte {
+func encodeToken(t *Token) []byte { return encodeTokenVersion(t, tokenCodecV2) }
+
+// encodeTokenVersion encodes t in the codec version given: version 1 has no
+// lifecycle fields (a v1 record decoded and encoded again at v1 is the same
+// bytes, which is how a backup of the previous release is checked).
+func encodeTokenVersion(t *Token, version byte) []byte {
 	b := make([]byte, 0, 64+len(t.ID)+len(t.Name)+len(t.Description)+len(t.Hint))
-	b = append(b, tokenCodecV2)
+	b = append(b, version)
 	for _, s := range [...]string{t.ID, t.Name, t.Description, t.Hint} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
@@ -54,6 +59,9 @@ func encodeToken(t *Token) []byte {
 			n = tm.UnixNano()
 		}
 		b = binary.AppendVarint(b, n)
+	}
+	if version == tokenCodecV1 {
+		return b
 	}
 	for _, tm := range [...]time.Time{t.ExpiresAt, t.OldValidUntil, t.RotatedAt} {
 		b = binary.AppendVarint(b, unixNanos(tm))

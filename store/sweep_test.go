@@ -411,3 +411,39 @@ func TestLifecycleRefusals(t *testing.T) {
 		assertUnchanged(t, before, takeSnapshot(t, s))
 	})
 }
+
+// TestSweepChunks: a sweep with more tokens to change than one transaction of
+// the engine holds (etcd's 128 operations on the shared engine) does them all,
+// in chunks, each event queued once.
+func TestSweepChunks(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, e storetest.Engine) {
+		c := newClock()
+		s := openHooks(t, e, c)
+		const n = 40
+		names := make([]string, n)
+		for i := range names {
+			names[i] = "tok-" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+			if _, err := s.Create(admin, store.NewToken{Name: names[i], Access: []store.Access{store.AccessThirdPartyFeeds}, ExpiresAt: c.Now().Add(40 * day)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Add(31 * day)
+		res := sweep(t, s)
+		if len(res.Inactivated) != n {
+			t.Fatalf("inactivated %d of %d", len(res.Inactivated), n)
+		}
+		count := map[string]int{}
+		for _, p := range pending(t, s) {
+			count[strings.Fields(p)[0]]++
+		}
+		// The expiry 9 d ahead: its 7 d warning is not due yet; a token that
+		// has already become inactive gets token.inactivated, and no late
+		// warning that it will.
+		if want := map[string]int{store.EventInactivated: n}; !reflect.DeepEqual(count, want) {
+			t.Errorf("outbox %v, want %v", count, want)
+		}
+		if res := sweep(t, s); res.Changed() || res.Warned != 0 {
+			t.Errorf("second sweep: %+v", res)
+		}
+	})
+}

@@ -24,6 +24,11 @@ func (s *Store) EachToken(fn func(Token) error) error {
 		batch = batch[:0]
 		more := false
 		err := s.view(func(txn Reader) error {
+			// Every allow-list in one scan, not one scan per token.
+			allowed, err := allAllowed(txn)
+			if err != nil {
+				return err
+			}
 			it := txn.Scan([]byte(pfxName), ScanOptions{Start: last})
 			defer it.Close()
 			for it.Next() {
@@ -36,11 +41,12 @@ func (s *Store) EachToken(fn func(Token) error) error {
 				}
 				last = append(last[:0], it.Key()...)
 				var t Token
-				if err := s.getToken(txn, string(it.Value()), &t); errors.Is(err, ErrNoKey) {
+				if err := s.getTokenBare(txn, string(it.Value()), &t); errors.Is(err, ErrNoKey) {
 					continue // a name index without its token: nothing to show
 				} else if err != nil {
 					return err
 				}
+				t.Allowed = allowed[t.ID]
 				batch = append(batch, t)
 			}
 			return it.Err()

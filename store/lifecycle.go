@@ -689,6 +689,20 @@ func (s *Store) clearTokenRecords(id string) error {
 	return nil
 }
 
+// allAllowed is every token's allow-list, by token ID, in one scan.
+func allAllowed(txn Reader) (map[string][]string, error) {
+	out := map[string][]string{}
+	it := txn.Scan([]byte(pfxAllow), ScanOptions{KeysOnly: true})
+	defer it.Close()
+	for it.Next() {
+		id, c, ok := strings.Cut(string(it.Key()[len(pfxAllow):]), "/")
+		if ok {
+			out[id] = append(out[id], c)
+		}
+	}
+	return out, it.Err()
+}
+
 // mergeAllowed sets t.Allowed from its a/ keys.
 func mergeAllowed(txn Reader, t *Token) error {
 	var err error
@@ -698,8 +712,9 @@ func mergeAllowed(txn Reader, t *Token) error {
 
 // allowedWalk reads the a/ keys alongside a walk of tokens in ID order.
 type allowedWalk struct {
-	it Iterator
-	ok bool
+	it     Iterator
+	ok     bool
+	closed bool
 }
 
 func newAllowedWalk(txn Reader) *allowedWalk {
@@ -725,7 +740,13 @@ func (w *allowedWalk) fill(t *Token) {
 	}
 }
 
+// close closes the scan once (it may be called again: a deferred close
+// after the one that reads the error).
 func (w *allowedWalk) close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
 	err := w.it.Err()
 	w.it.Close()
 	return err

@@ -229,8 +229,24 @@ func TestAllowAndBlockRanges(t *testing.T) {
 		if _, err := s.SetBlocked(admin, "feed", []string{"203.0.113.0/24", "203.0.113.9"}, true); err != nil {
 			t.Fatal(err)
 		}
+		mustCreate(t, s, "plain")
+		// Every way of reading tokens has the allow-list (list --json shows it).
+		var each []store.Token
+		if err := s.EachToken(func(t store.Token) error { each = append(each, t); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		list, _ := s.List()
+		byID, _ := s.GetByID(tok.ID)
+		for _, got := range [][]store.Token{each, list, {byID}} {
+			if !reflect.DeepEqual(got[0].Allowed, tok.Allowed) || len(got) > 1 && got[1].Allowed != nil {
+				t.Errorf("allow-lists read: %+v", got)
+			}
+		}
 		ge, _ := s.GateEntries()
-		if len(ge) != 1 || !reflect.DeepEqual(ge[0].Allowed, tok.Allowed) || !reflect.DeepEqual(ge[0].Blocked, []string{"203.0.113.0/24", "203.0.113.9"}) {
+		if len(ge) == 2 && ge[0].Token.ID != tok.ID {
+			ge[0], ge[1] = ge[1], ge[0]
+		}
+		if len(ge) != 2 || ge[1].Allowed != nil || !reflect.DeepEqual(ge[0].Allowed, tok.Allowed) || !reflect.DeepEqual(ge[0].Blocked, []string{"203.0.113.0/24", "203.0.113.9"}) {
 			t.Errorf("gate entries %+v", ge)
 		}
 		now := time.Now()

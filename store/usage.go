@@ -307,7 +307,7 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) error {
 			c, seen := toks[d.TokenID]
 			if !seen {
 				var tok Token
-				if err := s.getToken(txn, d.TokenID, &tok); errors.Is(err, ErrNoKey) {
+				if err := s.getTokenBare(txn, d.TokenID, &tok); errors.Is(err, ErrNoKey) {
 					toks[d.TokenID] = nil
 					continue
 				} else if err != nil {

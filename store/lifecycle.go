@@ -168,6 +168,9 @@ func canonicalRanges(field string, in []string) ([]string, error) {
 	seen := make(map[string]bool, len(in))
 	for _, s := range in {
 		c, err := cidr.Canonical(s)
+		if errors.Is(err, cidr.ErrInvalid) {
+			return nil, fieldErr(field, ErrInvalidIP, "%s is not an IP address or a CIDR (such as 192.0.2.7 or 192.0.2.0/24)", quote(s))
+		}
 		if err != nil {
 			return nil, fieldErr(field, ErrInvalidIP, "%s: %v", quote(s), err)
 		}

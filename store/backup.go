@@ -100,7 +100,7 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 	} else if err := s.eng.Load(write); err != nil {
 		return fmt.Errorf("restore: %w (what was written stays; restore again with --replace)", err)
 	}
-	s.setPolicy(b.inactiveAfter)
+	s.setPolicy(b.inactiveAfter, b.deleteAfter)
 	s.prunedHour.Store(0) // the backup's history may be older: the next sweep prunes it
 	switch {
 	case s.shared == nil:
@@ -109,7 +109,7 @@ func (s *Store) Restore(actor Actor, r io.Reader, replace bool) error {
 	case replace:
 		return nil // a shared engine's Replace resets every process's watch: all reload
 	default:
-		return s.announce(Change{Kind: ChangePolicy, InactiveAfter: b.inactiveAfter}, Change{Kind: ChangeReload})
+		return s.announce(Change{Kind: ChangePolicy, InactiveAfter: b.inactiveAfter, DeleteAfter: b.deleteAfter}, Change{Kind: ChangeReload})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apptokens/apptokens/internal/cidr"
 	"github.com/apptokens/apptokens/internal/secret"
 )
 
@@ -24,7 +25,7 @@ type backupChecker struct {
 
 func newBackupChecker() *backupChecker {
 	return &backupChecker{
-		b:       &BackupFile{inactiveAfter: DefaultInactiveAfter},
+		b:       &BackupFile{inactiveAfter: DefaultInactiveAfter, deleteAfter: DefaultDeleteAfter},
 		section: -1,
 		tokens:  map[string]bool{},
 		names:   map[string]string{},
@@ -73,7 +74,17 @@ func (c *backupChecker) addLine(line []byte) error {
 		if err != nil || d < 0 {
 			return fmt.Errorf("policy record: inactive_after %s is not a duration of 0 or more (such as 720h0m0s)", quote(l.InactiveAfter))
 		}
-		return c.addPolicy(d)
+		del := DefaultDeleteAfter
+		if _, ok := m["delete_after"]; ok {
+			if del, err = time.ParseDuration(l.DeleteAfter); err != nil || del < 0 {
+				return fmt.Errorf("policy record: delete_after %s is not a duration of 0 or more (such as 2160h0m0s)", quote(l.DeleteAfter))
+			}
+		}
+		if err := c.addPolicy(d); err != nil {
+			return err
+		}
+		c.b.deleteAfter = del
+		return nil
 	case recToken:
 		var l tokenLine
 		if err := strictJSON(line, &l); err != nil {
@@ -86,6 +97,20 @@ func (c *backupChecker) addLine(line []byte) error {
 		if err := t.Digest.UnmarshalText([]byte(l.Digest)); err != nil {
 			return fmt.Errorf("token %s: digest %s is not 64 hex digits (the SHA-256 of the secret)", quote(l.ID), quote(l.Digest))
 		}
+		for _, f := range [...]struct {
+			src *jsonTime
+			dst *time.Time
+		}{{l.ExpiresAt, &t.ExpiresAt}, {l.RotatedAt, &t.RotatedAt}, {l.OldValidUntil, &t.OldValidUntil}} {
+			if f.src != nil {
+				*f.dst = f.src.Time
+			}
+		}
+		t.OldHint = l.OldHint
+		if _, ok := m["old_digest"]; ok {
+			if err := t.OldDigest.UnmarshalText([]byte(l.OldDigest)); err != nil || isZeroDigest(t.OldDigest) {
+				return fmt.Errorf("token %s: old_digest %s is not 64 hex digits (the SHA-256 of the previous secret)", quote(l.ID), quote(l.OldDigest))
+			}
+		}
 		return c.addToken(t)
 	case recBlock:
 		var l blockLine
@@ -93,6 +118,18 @@ func (c *backupChecker) addLine(line []byte) error {
 			return fmt.Errorf("block record: %w", jsonError(err))
 		}
 		return c.addBlock(blockRecord{TokenID: l.TokenID, IP: l.IP})
+	case recAllow:
+		var l allowLine
+		if err := strictJSON(line, &l); err != nil {
+			return fmt.Errorf("allow record: %w", jsonError(err))
+		}
+		return c.addAllow(blockRecord{TokenID: l.TokenID, IP: l.CIDR})
+	case recWarned:
+		var l warnedLine
+		if err := strictJSON(line, &l); err != nil {
+			return fmt.Errorf("warned record: %w", jsonError(err))
+		}
+		return c.addWarned(warnedRecord{TokenID: l.TokenID, Event: l.Event, At: l.At.Time})
 	case recUsage:
 		var l usageLine
 		if err := strictJSON(line, &l); err != nil {
@@ -174,8 +211,17 @@ func (c *backupChecker) addToken(t Token) error {
 	if other, ok := c.digests[t.Digest]; ok {
 		return fmt.Errorf("token %s: its secret's digest is token %s's too", t.ID, other)
 	}
+	if other, ok := c.digests[t.OldDigest]; ok && !isZeroDigest(t.OldDigest) {
+		return fmt.Errorf("token %s: its previous secret's digest is token %s's too", t.ID, other)
+	}
+	if t.OldDigest == t.Digest {
+		return fmt.Errorf("token %s: its previous secret's digest is its current one", t.ID)
+	}
 	c.names[low] = t.ID
 	c.digests[t.Digest] = t.ID
+	if !isZeroDigest(t.OldDigest) {
+		c.digests[t.OldDigest] = t.ID
+	}
 	c.tokens[t.ID] = true
 	t.Access = normalizeAccess(t.Access)
 	c.b.tokens = append(c.b.tokens, t)
@@ -196,9 +242,17 @@ func checkTokenFields(t Token) error {
 	if t.UpdatedAt.IsZero() {
 		return errors.New("updated_at is missing")
 	}
+	// A previous secret comes whole: its digest, hint and end, or none of them.
+	if old := !isZeroDigest(t.OldDigest); old != (t.OldHint != "") || old != !t.OldValidUntil.IsZero() {
+		return errors.New("old_digest, old_hint and old_valid_until go together: all three or none")
+	}
+	if t.OldHint != "" && !validHint(t.OldHint) {
+		return fmt.Errorf("old_hint %s is not a token hint (%s… and the secret's last 4 characters)", quote(t.OldHint), secret.Prefix)
+	}
 	return checkTimes(
 		namedTime{"created_at", t.CreatedAt}, namedTime{"updated_at", t.UpdatedAt},
-		namedTime{"activated_at", t.ActivatedAt}, namedTime{"last_used_at", t.LastUsedAt})
+		namedTime{"activated_at", t.ActivatedAt}, namedTime{"last_used_at", t.LastUsedAt},
+		namedTime{"expires_at", t.ExpiresAt}, namedTime{"rotated_at", t.RotatedAt}, namedTime{"old_valid_until", t.OldValidUntil})
 }
 
 type namedTime struct {
@@ -237,11 +291,77 @@ func (c *backupChecker) checkRef(what, id, ip string, anyIP bool) error {
 	return nil
 }
 
+// checkRange checks that a block or allow record refers to a token given
+// before it, and an address or CIDR written as the store keeps it
+// (cidr.Canonical; a single address a client's).
+func (c *backupChecker) checkRange(what, id, r string) error {
+	if !strings.Contains(r, "/") {
+		return c.checkRef(what, id, r, false)
+	}
+	if !c.tokens[id] {
+		return fmt.Errorf("%s of token %s: no token with that id before it", what, quote(id))
+	}
+	if n, err := cidr.Canonical(r); err != nil {
+		return fmt.Errorf("%s of token %s: %w", what, id, fieldErr("ip", ErrInvalidIP, "%s: %v", quote(r), err))
+	} else if n != r {
+		return fmt.Errorf("%s of token %s: %w", what, id, fieldErr("ip", ErrInvalidIP, "%s is written %s in a backup", quote(r), quote(n)))
+	}
+	return nil
+}
+
+func (c *backupChecker) addAllow(r blockRecord) error {
+	if err := c.enter(recAllow); err != nil {
+		return err
+	}
+	if err := c.checkRange("allow-list", r.TokenID, r.IP); err != nil {
+		return err
+	}
+	if n := len(c.b.allows); n > 0 {
+		if p := c.b.allows[n-1]; cmpPair(p.TokenID, p.IP, r.TokenID, r.IP) >= 0 {
+			return fmt.Errorf("allow-list of token %s at %s out of order (after token %s at %s): allow records go in ascending order of token id, then cidr, each once", r.TokenID, r.IP, p.TokenID, p.IP)
+		}
+		if k := len(c.b.allows); k >= MaxAllowed && c.b.allows[k-MaxAllowed].TokenID == r.TokenID {
+			return fmt.Errorf("allow-list of token %s: more than %d entries", r.TokenID, MaxAllowed)
+		}
+	}
+	c.b.allows = append(c.b.allows, r)
+	return nil
+}
+
+// warnedEvents are the events a warned record may name.
+func warnedEvents() [4]string {
+	return [...]string{EventExpiring, EventInactivating, EventExpired, EventInactivated}
+}
+
+func (c *backupChecker) addWarned(r warnedRecord) error {
+	if err := c.enter(recWarned); err != nil {
+		return err
+	}
+	if !c.tokens[r.TokenID] {
+		return fmt.Errorf("warned of token %s: no token with that id before it", quote(r.TokenID))
+	}
+	events := warnedEvents()
+	if !slices.Contains(events[:], r.Event) {
+		return fmt.Errorf("warned of token %s: event %s is not one of %s", r.TokenID, quote(r.Event), strings.Join(events[:], ", "))
+	}
+	if r.At.IsZero() {
+		return fmt.Errorf("warned of token %s: at is missing", r.TokenID)
+	}
+	if err := checkTimes(namedTime{"at", r.At}); err != nil {
+		return fmt.Errorf("warned of token %s: %w", r.TokenID, err)
+	}
+	if n := len(c.b.warned); n > 0 && cmpWarned(c.b.warned[n-1], r) >= 0 {
+		return fmt.Errorf("warned of token %s out of order: warned records go in ascending order of token id, event, then time, each once", r.TokenID)
+	}
+	c.b.warned = append(c.b.warned, r)
+	return nil
+}
+
 func (c *backupChecker) addBlock(r blockRecord) error {
 	if err := c.enter(recBlock); err != nil {
 		return err
 	}
-	if err := c.checkRef("block", r.TokenID, r.IP, false); err != nil {
+	if err := c.checkRange("block", r.TokenID, r.IP); err != nil {
 		return err
 	}
 	if n := len(c.b.blocks); n > 0 {

@@ -129,7 +129,7 @@ func TestRestoreRefusesCraftedFile(t *testing.T) {
 		{"usage of no token", sub(`{"type":"usage","token_id":"b25a45533150c86b"`, `{"type":"usage","token_id":"b25a45533150c86c"`),
 			`backup line 12: usage of token "b25a45533150c86c": no token with that id before it`},
 		{"unknown record", g + `{"type":"secret","token":"aptk_x"}` + "\n",
-			`backup line 36: unknown record type "secret" (this apptokens knows policy, token, block, usage, hour, event)`},
+			`backup line 36: unknown record type "secret" (this apptokens knows policy, token, block, allow, warned, usage, hour, event)`},
 	}
 	storetest.Each(t, func(t *testing.T, e storetest.Engine) {
 		c := newClock()

@@ -22,11 +22,16 @@ import (
 // is, in this order (a type's records in ascending order of what identifies
 // them, each once):
 //
-//	policy  {"type":"policy","inactive_after":"720h0m0s"}           (Go duration; 0s: off)
+//	policy  {"type":"policy","inactive_after":"720h0m0s"             (Go duration; 0s: off)
+//	         [,"delete_after":"2160h0m0s"]}                            (absent: 2160h0m0s, 90 days)
 //	token   {"type":"token","id","name","description","access":[…],"active",
 //	         "digest" (hex SHA-256 of the secret: never the secret),"hint",
-//	         "created_at","updated_at","activated_at","last_used_at"}  by id
-//	block   {"type":"block","token_id","ip"}                          by token, ip
+//	         "created_at","updated_at","activated_at","last_used_at"
+//	         [,"expires_at"][,"rotated_at"]
+//	         [,"old_digest","old_hint","old_valid_until"]}             by id
+//	block   {"type":"block","token_id","ip"} (an address or a CIDR)   by token, ip
+//	allow   {"type":"allow","token_id","cidr"} (an address or a CIDR) by token, cidr
+//	warned  {"type":"warned","token_id","event","at"}                 by token, event, at
 //	usage   {"type":"usage","token_id","ip","first_used_at","last_used_at",
 //	         "allowed","denied"}                                      by token, ip
 //	hour    {"type":"hour","token_id","ip" (absent: the token's bucket over all
@@ -38,6 +43,17 @@ import (
 // merged: one usage record per (token, address), counts added, first use the
 // earliest, last use the latest; hours likewise. Records that refer to a token
 // come after it. A backup read back and written again is the same bytes.
+//
+// The lifecycle (issue 11) added, within version 1, only what a reader of
+// version 1 before it never saw in a file of a store without lifecycle data:
+// the optional fields above (written only when set: delete_after when not
+// the default, a token's expiry, rotation and old secret when it has them) and
+// the allow and warned records (a token's allow-list; the lifecycle events
+// done once, so that a restored store does not audit or send them again).
+// A backup of a store that uses none of it is the same bytes as before; one
+// that does is refused by an older reader with a line naming the field or
+// record type, never read in part. The webhook outbox is not backed up: it
+// holds deliveries of the store's past, not its data.
 
 // BackupVersion is the version of the backup format this code writes and the
 // newest it reads.
@@ -62,13 +78,15 @@ const (
 	recPolicy = "policy"
 	recToken  = "token"
 	recBlock  = "block"
+	recAllow  = "allow"
+	recWarned = "warned"
 	recUsage  = "usage"
 	recHour   = "hour"
 	recEvent  = "event"
 )
 
-func recordTypes() [6]string {
-	return [...]string{recPolicy, recToken, recBlock, recUsage, recHour, recEvent}
+func recordTypes() [8]string {
+	return [...]string{recPolicy, recToken, recBlock, recAllow, recWarned, recUsage, recHour, recEvent}
 }
 
 // BackupError is a refused backup: Where it is refused ("line 17", or "" for
@@ -95,14 +113,23 @@ func (e *BackupError) Unwrap() []error { return []error{ErrInvalidBackup, e.Err}
 // data rules (when read) and in the file's order.
 type BackupFile struct {
 	inactiveAfter time.Duration
+	deleteAfter   time.Duration
 	tokens        []Token // LastUsedAt is the token's latest use
 	blocks        []blockRecord
+	allows        []blockRecord // IP is the allowed address or CIDR
+	warned        []warnedRecord
 	usage         []Usage // Blocked unused: blocks are their own records
 	hours         []hourRecord
 	events        []Event
 }
 
 type blockRecord struct{ TokenID, IP string }
+
+// warnedRecord is a lifecycle event done once (a w/ key): Event at At.
+type warnedRecord struct {
+	TokenID, Event string
+	At             time.Time
+}
 
 // hourRecord is an hourly bucket: of the token over all addresses when IP is "".
 type hourRecord struct {
@@ -118,6 +145,8 @@ func (b *BackupFile) Tokens() int { return len(b.tokens) }
 func (b *BackupFile) sort() {
 	slices.SortFunc(b.tokens, func(x, y Token) int { return strings.Compare(x.ID, y.ID) })
 	slices.SortFunc(b.blocks, func(x, y blockRecord) int { return cmpPair(x.TokenID, x.IP, y.TokenID, y.IP) })
+	slices.SortFunc(b.allows, func(x, y blockRecord) int { return cmpPair(x.TokenID, x.IP, y.TokenID, y.IP) })
+	slices.SortFunc(b.warned, cmpWarned)
 	slices.SortFunc(b.usage, func(x, y Usage) int { return cmpPair(x.TokenID, x.IP, y.TokenID, y.IP) })
 	slices.SortFunc(b.hours, cmpHour)
 	slices.SortStableFunc(b.events, func(x, y Event) int { return x.Time.Compare(y.Time) })
@@ -128,6 +157,13 @@ func cmpPair(a1, a2, b1, b2 string) int {
 		return c
 	}
 	return strings.Compare(a2, b2)
+}
+
+func cmpWarned(x, y warnedRecord) int {
+	if c := cmpPair(x.TokenID, x.Event, y.TokenID, y.Event); c != 0 {
+		return c
+	}
+	return x.At.Compare(y.At)
 }
 
 func cmpHour(x, y hourRecord) int {
@@ -142,6 +178,7 @@ type (
 	policyLine struct {
 		Type          string `json:"type"`
 		InactiveAfter string `json:"inactive_after"`
+		DeleteAfter   string `json:"delete_after,omitempty"`
 	}
 	tokenLine struct {
 		Type        string   `json:"type"`
@@ -156,6 +193,23 @@ type (
 		UpdatedAt   jsonTime `json:"updated_at"`
 		ActivatedAt jsonTime `json:"activated_at"`
 		LastUsedAt  jsonTime `json:"last_used_at"`
+		// Lifecycle: absent when not set.
+		ExpiresAt     *jsonTime `json:"expires_at,omitempty"`
+		RotatedAt     *jsonTime `json:"rotated_at,omitempty"`
+		OldDigest     string    `json:"old_digest,omitempty"`
+		OldHint       string    `json:"old_hint,omitempty"`
+		OldValidUntil *jsonTime `json:"old_valid_until,omitempty"`
+	}
+	allowLine struct {
+		Type    string `json:"type"`
+		TokenID string `json:"token_id"`
+		CIDR    string `json:"cidr"`
+	}
+	warnedLine struct {
+		Type    string   `json:"type"`
+		TokenID string   `json:"token_id"`
+		Event   string   `json:"event"`
+		At      jsonTime `json:"at"`
 	}
 	blockLine struct {
 		Type    string `json:"type"`
@@ -194,10 +248,16 @@ type (
 func recordFields(typ string) (fields []string, nullable, optional map[string]bool) {
 	switch typ {
 	case recPolicy:
-		return []string{"inactive_after"}, nil, nil
+		return []string{"inactive_after", "delete_after"}, nil, map[string]bool{"delete_after": true}
 	case recToken:
-		return []string{"id", "name", "description", "access", "active", "digest", "hint", "created_at", "updated_at", "activated_at", "last_used_at"},
-			map[string]bool{"activated_at": true, "last_used_at": true}, nil
+		return []string{"id", "name", "description", "access", "active", "digest", "hint", "created_at", "updated_at", "activated_at", "last_used_at",
+				"expires_at", "rotated_at", "old_digest", "old_hint", "old_valid_until"},
+			map[string]bool{"activated_at": true, "last_used_at": true, "expires_at": true, "rotated_at": true, "old_valid_until": true},
+			map[string]bool{"expires_at": true, "rotated_at": true, "old_digest": true, "old_hint": true, "old_valid_until": true}
+	case recAllow:
+		return []string{"token_id", "cidr"}, nil, nil
+	case recWarned:
+		return []string{"token_id", "event", "at"}, nil, nil
 	case recBlock:
 		return []string{"token_id", "ip"}, nil, nil
 	case recUsage:
@@ -258,21 +318,46 @@ func (b *BackupFile) encode(enc *json.Encoder) error {
 	if err := enc.Encode(backupHeader{Format: backupFormat, Version: BackupVersion}); err != nil {
 		return err
 	}
-	if err := enc.Encode(policyLine{Type: recPolicy, InactiveAfter: b.inactiveAfter.String()}); err != nil {
+	pl := policyLine{Type: recPolicy, InactiveAfter: b.inactiveAfter.String()}
+	if b.deleteAfter != DefaultDeleteAfter {
+		pl.DeleteAfter = b.deleteAfter.String()
+	}
+	if err := enc.Encode(pl); err != nil {
 		return err
 	}
+	optTime := func(t time.Time) *jsonTime {
+		if t.IsZero() {
+			return nil
+		}
+		return &jsonTime{t}
+	}
 	for _, t := range b.tokens {
-		if err := enc.Encode(tokenLine{
+		l := tokenLine{
 			Type: recToken, ID: t.ID, Name: t.Name, Description: t.Description,
 			Access: normalizeAccess(t.Access), Active: t.Active, Digest: fmt.Sprintf("%x", t.Digest[:]), Hint: t.Hint,
 			CreatedAt: jsonTime{t.CreatedAt}, UpdatedAt: jsonTime{t.UpdatedAt},
 			ActivatedAt: jsonTime{t.ActivatedAt}, LastUsedAt: jsonTime{t.LastUsedAt},
-		}); err != nil {
+			ExpiresAt: optTime(t.ExpiresAt), RotatedAt: optTime(t.RotatedAt),
+		}
+		if !isZeroDigest(t.OldDigest) {
+			l.OldDigest, l.OldHint, l.OldValidUntil = fmt.Sprintf("%x", t.OldDigest[:]), t.OldHint, &jsonTime{t.OldValidUntil}
+		}
+		if err := enc.Encode(l); err != nil {
 			return err
 		}
 	}
 	for _, r := range b.blocks {
 		if err := enc.Encode(blockLine{Type: recBlock, TokenID: r.TokenID, IP: r.IP}); err != nil {
+			return err
+		}
+	}
+	for _, r := range b.allows {
+		if err := enc.Encode(allowLine{Type: recAllow, TokenID: r.TokenID, CIDR: r.IP}); err != nil {
+			return err
+		}
+	}
+	for _, r := range b.warned {
+		if err := enc.Encode(warnedLine{Type: recWarned, TokenID: r.TokenID, Event: r.Event, At: jsonTime{r.At}}); err != nil {
 			return err
 		}
 	}

@@ -35,10 +35,13 @@ type keyCollector struct {
 	lastUsed  map[string]time.Time
 	usage     map[[2]string]*Usage
 	blocks    map[[2]string]bool
+	allows    map[[2]string]bool
+	warned    map[warnedRecord]bool
 	oldBlocks []string // usage keys with a blocked flag (layout 1)
 	hours     map[hourID]*[2]uint64
 	events    []keyedEvent
 	policy    *time.Duration
+	delAfter  *time.Duration
 	layout    string
 }
 
@@ -62,6 +65,8 @@ func newKeyCollector(legacy bool) *keyCollector {
 		lastUsed: map[string]time.Time{},
 		usage:    map[[2]string]*Usage{},
 		blocks:   map[[2]string]bool{},
+		allows:   map[[2]string]bool{},
+		warned:   map[warnedRecord]bool{},
 		hours:    map[hourID]*[2]uint64{},
 	}
 }
@@ -91,7 +96,7 @@ func (k *keyCollector) addKey(key string, v []byte) error {
 		if err := decodeToken(v, &t); err != nil {
 			return err
 		}
-		if !bytes.Equal(encodeToken(&t), v) {
+		if !bytes.Equal(encodeTokenVersion(&t, v[0]), v) {
 			return errBadToken
 		}
 		if id := key[len(pfxToken):]; t.ID != id || !validID(id) {
@@ -130,6 +135,32 @@ func (k *keyCollector) addKey(key string, v []byte) error {
 			return errors.New("block: is malformed")
 		}
 		k.blocks[[2]string{id, ip}] = true
+	case strings.HasPrefix(key, pfxAllow):
+		id, c, ok := strings.Cut(key[len(pfxAllow):], "/")
+		if !ok || !validID(id) || len(v) != 0 {
+			return errors.New("allow-list: is malformed")
+		}
+		k.allows[[2]string{id, c}] = true
+	case strings.HasPrefix(key, pfxWarned):
+		// w/<id>/<event>/<unix nanos>
+		parts := strings.Split(key[len(pfxWarned):], "/")
+		if len(parts) != 3 || !validID(parts[0]) || len(v) != 0 {
+			return errors.New("warned: is malformed")
+		}
+		n, err := strconv.ParseInt(parts[2], 10, 64)
+		if err != nil {
+			return errors.New("warned: is malformed")
+		}
+		k.warned[warnedRecord{TokenID: parts[0], Event: parts[1], At: time.Unix(0, n).UTC()}] = true
+	case strings.HasPrefix(key, pfxOutbox):
+		// Deliveries of the store's past: not backed up (backupfile.go).
+	case key == keyDeleteAfter:
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil || n < 0 {
+			return errors.New("policy: is not a duration")
+		}
+		d := time.Duration(n)
+		k.delAfter = &d
 	case strings.HasPrefix(key, pfxLastUsed):
 		at, err := decodeLastUsed(v)
 		id, _, _ := strings.Cut(key[len(pfxLastUsed):], "/")
@@ -245,9 +276,12 @@ func (k *keyCollector) parseHourKey(key string) (hourID, error) {
 // clearing a deleted token's usage failed) are harmless and left out. For an
 // old backup it checks that the indexes agree with the tokens.
 func (k *keyCollector) file() (*BackupFile, error) {
-	b := &BackupFile{inactiveAfter: DefaultInactiveAfter}
+	b := &BackupFile{inactiveAfter: DefaultInactiveAfter, deleteAfter: DefaultDeleteAfter}
 	if k.policy != nil {
 		b.inactiveAfter = *k.policy
+	}
+	if k.delAfter != nil {
+		b.deleteAfter = *k.delAfter
 	}
 	if k.legacy {
 		if err := k.checkIndexes(); err != nil {
@@ -263,6 +297,16 @@ func (k *keyCollector) file() (*BackupFile, error) {
 	for id := range k.blocks {
 		if _, ok := k.tokens[id[0]]; ok {
 			b.blocks = append(b.blocks, blockRecord{TokenID: id[0], IP: id[1]})
+		}
+	}
+	for id := range k.allows {
+		if _, ok := k.tokens[id[0]]; ok {
+			b.allows = append(b.allows, blockRecord{TokenID: id[0], IP: id[1]})
+		}
+	}
+	for w := range k.warned {
+		if _, ok := k.tokens[w.TokenID]; ok {
+			b.warned = append(b.warned, w)
 		}
 	}
 	for id, u := range k.usage {
@@ -304,7 +348,7 @@ func (k *keyCollector) checkIndexes() error {
 		}
 	}
 	for dk, id := range k.digests {
-		if t, ok := k.tokens[id]; !ok || string(digestKey(t.Digest)) != dk {
+		if t, ok := k.tokens[id]; !ok || string(digestKey(t.Digest)) != dk && (isZeroDigest(t.OldDigest) || string(digestKey(t.OldDigest)) != dk) {
 			return keyError([]byte(dk), errors.New("points at no token with that digest"))
 		}
 	}
@@ -337,6 +381,7 @@ func recheck(b *BackupFile, where string) (*BackupFile, error) {
 	if err := c.addPolicy(b.inactiveAfter); err != nil {
 		return nil, wrap(err)
 	}
+	c.b.deleteAfter = b.deleteAfter
 	for _, t := range b.tokens {
 		if err := c.addToken(t); err != nil {
 			return nil, wrap(err)
@@ -344,6 +389,16 @@ func recheck(b *BackupFile, where string) (*BackupFile, error) {
 	}
 	for _, r := range b.blocks {
 		if err := c.addBlock(r); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	for _, r := range b.allows {
+		if err := c.addAllow(r); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	for _, r := range b.warned {
+		if err := c.addWarned(r); err != nil {
 			return nil, wrap(err)
 		}
 	}
@@ -383,6 +438,9 @@ func (b *BackupFile) writeKeys(w Writer) error {
 	if err := w.Set([]byte(keyPolicy), []byte(strconv.FormatInt(int64(b.inactiveAfter), 10))); err != nil {
 		return err
 	}
+	if err := w.Set([]byte(keyDeleteAfter), []byte(strconv.FormatInt(int64(b.deleteAfter), 10))); err != nil {
+		return err
+	}
 	for i := range b.tokens {
 		t := &b.tokens[i]
 		if err := putToken(w, t); err != nil {
@@ -394,6 +452,11 @@ func (b *BackupFile) writeKeys(w Writer) error {
 		if err := w.Set(digestKey(t.Digest), []byte(t.ID)); err != nil {
 			return err
 		}
+		if !isZeroDigest(t.OldDigest) {
+			if err := w.Set(digestKey(t.OldDigest), []byte(t.ID)); err != nil {
+				return err
+			}
+		}
 		if !t.LastUsedAt.IsZero() {
 			if err := w.Set(lastUsedKey(t.ID), encodeLastUsed(t.LastUsedAt)); err != nil {
 				return err
@@ -402,6 +465,16 @@ func (b *BackupFile) writeKeys(w Writer) error {
 	}
 	for _, r := range b.blocks {
 		if err := w.Set(blockKey(r.TokenID, r.IP), nil); err != nil {
+			return err
+		}
+	}
+	for _, r := range b.allows {
+		if err := w.Set(allowKey(r.TokenID, r.IP), nil); err != nil {
+			return err
+		}
+	}
+	for _, r := range b.warned {
+		if err := w.Set(warnedKey(r.TokenID, r.Event, r.At), nil); err != nil {
 			return err
 		}
 	}

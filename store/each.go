@@ -31,6 +31,11 @@ func (s *Store) EachToken(fn func(Token) error) error {
 			batch, more = batch[:0], false
 			var ids []string
 			next := last
+			// Every allow-list in one scan, not one scan per token.
+			allowed, err := allAllowed(txn)
+			if err != nil {
+				return err
+			}
 			it := txn.Scan([]byte(pfxName), ScanOptions{Start: last})
 			defer it.Close()
 			for it.Next() {
@@ -53,11 +58,12 @@ func (s *Store) EachToken(fn func(Token) error) error {
 			}
 			for _, id := range ids {
 				var t Token
-				if err := s.getToken(ptx, id, &t); errors.Is(err, ErrNoKey) {
+				if err := s.getTokenBare(ptx, id, &t); errors.Is(err, ErrNoKey) {
 					continue // a name index without its token: nothing to show
 				} else if err != nil {
 					return err
 				}
+				t.Allowed = allowed[t.ID]
 				batch = append(batch, t)
 			}
 			last = next

@@ -121,3 +121,18 @@ func (s *Store) SetPendingBound(n int) { s.feed.pending = n }
 // ClearChunk is how many keys of a deleted token's records one transaction
 // clears (deletePrefix).
 func (s *Store) ClearChunk() int { return s.chunk(1, 128) }
+
+// RawKV is every key and value as they are (not hex), for tests that look
+// for a token's keys.
+func (s *Store) RawKV() (map[string]string, error) {
+	out := map[string]string{}
+	err := s.view(func(txn Reader) error {
+		it := txn.Scan(nil, ScanOptions{})
+		defer it.Close()
+		for it.Next() {
+			out[string(it.Key())] = string(it.Value())
+		}
+		return it.Err()
+	})
+	return out, err
+}

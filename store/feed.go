@@ -21,6 +21,10 @@ const (
 	// carries the token's new last-used time and Usage the rows written, so no
 	// subscriber needs to read the store for them. Blocks never change with it.
 	ChangeUsed
+	// ChangeAllowed: a token's allow-list changed (SetAllowed); Allowed is the
+	// whole list after the change and Token the token with it, so the gate
+	// rebuilds that token's set without reading.
+	ChangeAllowed
 )
 
 // Change is one committed change, published after the commit. Fields beyond
@@ -35,8 +39,9 @@ type Change struct {
 	// Token is the token as committed, for ChangeToken, and as it was before
 	// it went, for ChangeDeleted (last use merged in).
 	Token *Token
-	// IP and Blocked are set for ChangeUsage: one change per address whose
-	// block changed; IP is normalized as ParseIP does.
+	// IP and Blocked are set for ChangeUsage: one change per address or
+	// range whose block changed; IP is an address normalized as ParseIP does,
+	// or a CIDR ("203.0.113.0/24") as cidr.Canonical gives it.
 	IP      string
 	Blocked bool
 	// Usage is set for ChangeUsed: the (token, IP) rows as they are after the
@@ -46,8 +51,12 @@ type Change struct {
 	// bucket of the usage history (increments, not totals; an address and
 	// hour may appear more than once: add them all).
 	Hours []UsageHour
-	// InactiveAfter is set for ChangePolicy: the policy now in force (0: off).
+	// InactiveAfter and DeleteAfter are set for ChangePolicy: both policies
+	// now in force (0: off).
 	InactiveAfter time.Duration
+	DeleteAfter   time.Duration
+	// Allowed is set for ChangeAllowed: the token's whole allow-list.
+	Allowed []string
 }
 
 // maxPending bounds a subscriber's queue; past it the subscriber is told to reload.

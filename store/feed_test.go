@@ -115,7 +115,7 @@ func TestFeedKinds(t *testing.T) {
 			}}},
 			{"unblock", func() error { _, err := s.SetBlocked(admin, "kinds", []string{"::ffff:192.0.2.1"}, false); return err },
 				store.Change{Kind: store.ChangeUsage, TokenID: id, Name: "kinds", IP: "192.0.2.1", Blocked: false}},
-			{"policy", func() error { return s.SetInactiveAfter(time.Hour) }, store.Change{Kind: store.ChangePolicy, InactiveAfter: time.Hour}},
+			{"policy", func() error { return s.SetInactiveAfter(time.Hour) }, store.Change{Kind: store.ChangePolicy, InactiveAfter: time.Hour, DeleteAfter: store.DefaultDeleteAfter}},
 			{"delete", func() error { _, err := s.Delete(admin, []string{"kinds"}); return err },
 				store.Change{Kind: store.ChangeDeleted, TokenID: id, Name: "kinds", Token: func() *store.Token {
 					t := tok(false, "x")

@@ -120,7 +120,7 @@ func (s *Store) applyRemote(value []byte) {
 	}
 	for _, c := range changes {
 		if c.Kind == ChangePolicy {
-			s.setPolicy(c.InactiveAfter)
+			s.setPolicy(c.InactiveAfter, c.DeleteAfter)
 		}
 	}
 	s.feed.publish(changes...)

@@ -26,6 +26,12 @@ const (
 	pfxUsage  = "u/" // u/<id>/<ip>[/<node>] → Usage (usage.go)
 	pfxEvent  = "e/" // e/<nanos><seq>    → Event
 	keyPolicy = "m/inactive_after"
+	// keyDeleteAfter holds the auto-delete policy as keyPolicy holds the
+	// inactivity one (decimal nanoseconds; absent: DefaultDeleteAfter).
+	keyDeleteAfter = "m/delete_after"
+	pfxAllow       = "a/" // a/<id>/<cidr>         → empty: the token's allow-list
+	pfxWarned      = "w/" // w/<id>/<event>/<at>   → empty: a lifecycle event done once (lifecycle.go)
+	pfxOutbox      = "o/" // o/<nanos><seq>        → WebhookEvent, until acked
 )
 
 // ErrNoSpace is wrapped by the error of an Open or a write refused because the
@@ -39,6 +45,11 @@ type Options struct {
 	// LegacyBackup reads the previous release's backups (Badger's stream) for
 	// Restore: store/badger.ReadLegacyBackup. nil: they are refused.
 	LegacyBackup LegacyReader
+	// Webhooks makes the sweep and RevokeByReport queue WebhookEvents in the
+	// outbox (PendingWebhooks); without it nothing is queued (nobody would
+	// take them), but each warning is still marked done, so that turning
+	// webhooks on later does not send old warnings.
+	Webhooks bool
 }
 
 // Store is the token store, written over an Engine. It is safe for concurrent
@@ -68,8 +79,11 @@ type Store struct {
 	// eventSeq orders audit events written at the same time.
 	eventSeq atomic.Uint64
 
+	webhooks bool
+
 	mu            sync.RWMutex
 	inactiveAfter time.Duration
+	deleteAfter   time.Duration
 
 	// writeMu is held shared by every transactional write and exclusively by
 	// BulkLoad and Restore, which write outside transactions: a Create of this
@@ -90,7 +104,7 @@ type Store struct {
 // SharedEngine, starts watching ChangesKey. From the call on, eng is the
 // Store's: Close closes it, and New closes it when it fails.
 func New(eng Engine, opts Options) (*Store, error) {
-	s := &Store{eng: eng, now: opts.Now, legacy: opts.LegacyBackup, inactiveAfter: DefaultInactiveAfter}
+	s := &Store{eng: eng, now: opts.Now, legacy: opts.LegacyBackup, webhooks: opts.Webhooks, inactiveAfter: DefaultInactiveAfter, deleteAfter: DefaultDeleteAfter}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -199,46 +213,88 @@ func (s *Store) SetInactiveAfter(d time.Duration) error {
 	if d < 0 {
 		return errors.New("inactive-after must not be negative")
 	}
+	return s.setPolicyKey(keyPolicy, d, func(c *Change) { c.InactiveAfter = d })
+}
+
+// DeleteAfter is the auto-delete policy in force (0: off): a token unused
+// for that long (since Since) is deleted by the sweep.
+func (s *Store) DeleteAfter() time.Duration {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.deleteAfter
+}
+
+// SetDeleteAfter changes and persists the auto-delete policy (0 turns it off).
+func (s *Store) SetDeleteAfter(d time.Duration) error {
+	if d < 0 {
+		return errors.New("delete-after must not be negative")
+	}
+	return s.setPolicyKey(keyDeleteAfter, d, func(c *Change) { c.DeleteAfter = d })
+}
+
+// setPolicyKey writes one policy key; the ChangePolicy carries both policies
+// as they are after it (set changes the one written).
+func (s *Store) setPolicyKey(key string, d time.Duration, set func(*Change)) error {
+	var c Change
 	err := s.commit(func(txn Txn) ([]Change, error) {
-		err := txn.Set([]byte(keyPolicy), []byte(strconv.FormatInt(int64(d), 10)))
-		return []Change{{Kind: ChangePolicy, InactiveAfter: d}}, err
+		in, del, err := readPolicy(txn)
+		if err != nil {
+			return nil, err
+		}
+		c = Change{Kind: ChangePolicy, InactiveAfter: in, DeleteAfter: del}
+		set(&c)
+		return []Change{c}, txn.Set([]byte(key), []byte(strconv.FormatInt(int64(d), 10)))
 	})
 	if err != nil {
 		return err
 	}
-	s.setPolicy(d)
+	s.setPolicy(c.InactiveAfter, c.DeleteAfter)
 	return nil
 }
 
-func (s *Store) setPolicy(d time.Duration) {
+func (s *Store) setPolicy(inactive, del time.Duration) {
 	s.mu.Lock()
-	s.inactiveAfter = d
+	s.inactiveAfter, s.deleteAfter = inactive, del
 	s.mu.Unlock()
 }
 
-// loadPolicy reads the stored policy (the default when none is stored, as after
-// restoring a backup that kept the default).
-func (s *Store) loadPolicy() error {
-	d := DefaultInactiveAfter
-	err := s.view(func(txn Reader) error {
-		v, err := txn.Get([]byte(keyPolicy))
+// readPolicy reads both stored policies (the defaults where none is stored).
+func readPolicy(txn Reader) (inactive, del time.Duration, err error) {
+	inactive, del = DefaultInactiveAfter, DefaultDeleteAfter
+	for _, p := range [...]struct {
+		key  string
+		what string
+		dst  *time.Duration
+	}{{keyPolicy, "inactivity", &inactive}, {keyDeleteAfter, "auto-delete", &del}} {
+		v, err := txn.Get([]byte(p.key))
 		if errors.Is(err, ErrNoKey) {
-			return nil
+			continue
 		}
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil {
-			return fmt.Errorf("read inactivity policy: %w", err)
+			return 0, 0, fmt.Errorf("read %s policy: %w", p.what, err)
 		}
-		d = time.Duration(n)
-		return nil
+		*p.dst = time.Duration(n)
+	}
+	return inactive, del, nil
+}
+
+// loadPolicy reads the stored policies (the defaults when none is stored, as
+// after restoring a backup that kept the default).
+func (s *Store) loadPolicy() error {
+	var in, del time.Duration
+	err := s.view(func(txn Reader) error {
+		var err error
+		in, del, err = readPolicy(txn)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	s.setPolicy(d)
+	s.setPolicy(in, del)
 	return nil
 }
 

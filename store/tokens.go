@@ -27,11 +27,14 @@ func (s *Store) Create(actor Actor, in NewToken) (Created, error) {
 	if err := validateFields(in.Name, in.Description, in.Access); err != nil {
 		return Created{}, err
 	}
+	now := s.now().UTC()
+	if err := checkExpires(in.ExpiresAt, now); err != nil {
+		return Created{}, err
+	}
 	sec, err := secret.Generate()
 	if err != nil {
 		return Created{}, err
 	}
-	now := s.now().UTC()
 	tok := Token{
 		ID:          newID(),
 		Name:        in.Name,
@@ -42,6 +45,11 @@ func (s *Store) Create(actor Actor, in NewToken) (Created, error) {
 		Hint:        sec.Hint(),
 		CreatedAt:   now,
 		UpdatedAt:   now,
+	}
+	details := "access=" + tok.AccessNames()
+	if !in.ExpiresAt.IsZero() {
+		tok.ExpiresAt = in.ExpiresAt.UTC()
+		details += " expires=" + tok.ExpiresAt.Format(time.RFC3339)
 	}
 	err = s.commit(func(txn Txn) ([]Change, error) {
 		if _, err := txn.Get(nameKey(tok.Name)); err == nil {
@@ -58,7 +66,7 @@ func (s *Store) Create(actor Actor, in NewToken) (Created, error) {
 		if err := putToken(txn, &tok); err != nil {
 			return nil, err
 		}
-		err := s.addEvent(txn, now, actor, ActionCreate, tok.Name, "access="+tok.AccessNames())
+		err := s.addEvent(txn, now, actor, ActionCreate, tok.Name, details)
 		return []Change{tokenChange(ChangeToken, tok)}, err
 	})
 	if err != nil {
@@ -99,6 +107,8 @@ func (s *Store) listTokens(txn Reader) ([]Token, error) {
 func (s *Store) eachTokenByID(txn Reader, fn func(Token) error) error {
 	it := txn.Scan([]byte(pfxToken), ScanOptions{})
 	defer it.Close()
+	aw := newAllowedWalk(txn)
+	defer aw.close()
 	if s.shared != nil {
 		// Every node's last-use keys, read in one scan first (a walk
 		// alongside would need them in token order, which they are not: a
@@ -115,9 +125,13 @@ func (s *Store) eachTokenByID(txn Reader, fn func(Token) error) error {
 			if at := last[string(it.Key()[len(pfxToken):])]; at.After(t.LastUsedAt) {
 				t.LastUsedAt = at
 			}
+			aw.fill(&t)
 			if err := fn(t); err != nil {
 				return err
 			}
+		}
+		if err := aw.close(); err != nil {
+			return err
 		}
 		return it.Err()
 	}
@@ -139,11 +153,15 @@ func (s *Store) eachTokenByID(txn Reader, fn func(Token) error) error {
 				return err
 			}
 		}
+		aw.fill(&t)
 		if err := fn(t); err != nil {
 			return err
 		}
 	}
 	if err := lit.Err(); err != nil {
+		return err
+	}
+	if err := aw.close(); err != nil {
 		return err
 	}
 	return it.Err()
@@ -227,6 +245,11 @@ func (s *Store) edit(actor Actor, ref tokenRef, e Edit) (Token, error) {
 	}
 	var tok Token
 	now := s.now().UTC()
+	if e.ExpiresAt != nil {
+		if err := checkExpires(*e.ExpiresAt, now); err != nil {
+			return Token{}, err
+		}
+	}
 	err := s.commit(func(txn Txn) ([]Change, error) {
 		t, err := s.getRef(txn, ref)
 		if err != nil {
@@ -242,6 +265,15 @@ func (s *Store) edit(actor Actor, ref tokenRef, e Edit) (Token, error) {
 			if !equalAccess(acc, t.Access) {
 				t.Access = acc
 				details = append(details, "access="+t.AccessNames())
+			}
+		}
+		if e.ExpiresAt != nil && !e.ExpiresAt.Equal(t.ExpiresAt) {
+			t.ExpiresAt = e.ExpiresAt.UTC()
+			if t.ExpiresAt.IsZero() {
+				t.ExpiresAt = time.Time{}
+				details = append(details, "expires=never")
+			} else {
+				details = append(details, "expires="+t.ExpiresAt.Format(time.RFC3339))
 			}
 		}
 		tok = t
@@ -392,14 +424,8 @@ func (s *Store) delete(actor Actor, refs []tokenRef) (int, error) {
 			if err != nil {
 				return nil, err
 			}
-			keys := [][]byte{nameKey(t.Name), digestKey(t.Digest), tokenKey(t.ID), lastUsedKey(t.ID)}
-			if s.node != "" {
-				keys = append(keys, s.myLastUsedKey(t.ID))
-			}
-			for _, k := range keys {
-				if err := txn.Delete(k); err != nil {
-					return nil, err
-				}
+			if err := s.deleteTokenKeys(txn, &t); err != nil {
+				return nil, err
 			}
 			if err := s.addEvent(txn, now, actor, ActionDelete, t.Name, ""); err != nil {
 				return nil, err
@@ -412,10 +438,8 @@ func (s *Store) delete(actor Actor, refs []tokenRef) (int, error) {
 		return 0, err
 	}
 	for _, c := range changed {
-		for _, p := range [...][]byte{lastUsedNodePrefix(c.TokenID), blockPrefix(c.TokenID), usagePrefix(c.TokenID), hourTokenPrefix(c.TokenID), hourIPTokenPrefix(c.TokenID)} {
-			if err := s.deletePrefix(p); err != nil {
-				return len(changed), fmt.Errorf("token %s deleted, but clearing its usage records failed: %w", quote(c.Name), err)
-			}
+		if err := s.clearTokenRecords(c.TokenID); err != nil {
+			return len(changed), fmt.Errorf("token %s deleted, but clearing its usage records failed: %w", quote(c.Name), err)
 		}
 	}
 	return len(changed), nil

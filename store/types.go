@@ -51,12 +51,17 @@ type State string
 const (
 	StateActive   State = "active"
 	StateInactive State = "inactive"
+	// StateExpired: past its ExpiresAt (whatever else holds).
+	StateExpired State = "expired"
 )
 
 // Label is the state as shown on screen.
 func (s State) Label() string {
-	if s == StateActive {
+	switch s {
+	case StateActive:
 		return "Active"
+	case StateExpired:
+		return "Expired"
 	}
 	return "Inactive"
 }
@@ -76,6 +81,26 @@ type Token struct {
 	// clock starts again from it, so a re-activated token is not instantly stale.
 	ActivatedAt time.Time `json:"activated_at"`
 	LastUsedAt  time.Time `json:"last_used_at"`
+	// ExpiresAt is when the token stops working for good (zero: never);
+	// edit can move it.
+	ExpiresAt time.Time `json:"expires_at"`
+	// OldDigest and OldHint are the previous secret's during a rotation's
+	// grace window, which ends at OldValidUntil (all zero: no old secret).
+	// The sweep clears them once the window has ended; until then a lookup
+	// must still compare OldValidUntil with the time (OldValidAt).
+	OldDigest     secret.Digest `json:"old_digest"`
+	OldHint       string        `json:"old_hint"`
+	OldValidUntil time.Time     `json:"old_valid_until"`
+	// RotatedAt is when the secret was last rotated (zero: never).
+	RotatedAt time.Time `json:"rotated_at"`
+	// Allowed is the token's network allow-list: canonical addresses and
+	// CIDRs (cidr.Canonical), sorted as strings; empty allows any address.
+	Allowed []string `json:"allowed"`
+}
+
+// OldValidAt reports whether the previous secret (OldDigest) still works at now.
+func (t Token) OldValidAt(now time.Time) bool {
+	return t.OldDigest != (secret.Digest{}) && now.Before(t.OldValidUntil)
 }
 
 // HasAccess reports whether the token grants a.
@@ -147,7 +172,19 @@ const (
 	ActionBlock      = "block"
 	ActionUnblock    = "unblock"
 	ActionRestore    = "restore"
+	// Lifecycle (issue 11).
+	ActionExpired         = "expired"      // the sweep saw ExpiresAt pass
+	ActionAutoDelete      = "auto-delete"  // the sweep deleted an unused token
+	ActionRotate          = "rotate"       // a new secret; details grace=…
+	ActionRotationEnd     = "rotation-end" // the old secret's grace window ended
+	ActionAllow           = "allow"
+	ActionDisallow        = "disallow"
+	ActionRevokedByReport = "revoked_by_report" // POST /revoke; details ip=…
 )
+
+// SweepUser is the actor of what the store does on its own (auto-delete,
+// rotation-end, expired): Actor{User: SweepUser}.
+const SweepUser = "apptokens"
 
 // Actor is who makes a change, for the audit trail.
 type Actor struct {
@@ -174,12 +211,18 @@ type NewToken struct {
 	Name        string
 	Description string
 	Access      []Access
+	// ExpiresAt is when the token stops working (zero: never); it must be
+	// in the future (ParseExpires reads what users type).
+	ExpiresAt time.Time
 }
 
 // Edit is the input of Store.Edit: nil fields are left as they are.
 type Edit struct {
 	Description *string
 	Access      []Access
+	// ExpiresAt, when not nil, is the new expiry: a future time, or the zero
+	// time for never. A new date revives an expired token.
+	ExpiresAt *time.Time
 }
 
 // Created is the result of Create: the stored token and its secret, which exists

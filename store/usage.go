@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/apptokens/apptokens/internal/cidr"
 )
 
 // Usage rows: u/<id>/<ip> on a plain engine (Badger); on a shared engine each
@@ -93,16 +96,26 @@ func sortUsage(u []Usage) {
 }
 
 // listUsage returns the token's usage rows with its blocks merged in: the
-// Blocked flag lives in b/ keys, and a blocked address that was never used
-// gets a row with no use.
+// Blocked flag lives in b/ keys (an address inside a blocked range is
+// Blocked too), and a blocked address that was never used gets a row with no
+// use; a blocked range is no row (NetworkRules).
 func listUsage(txn Reader, id string) ([]Usage, error) {
 	blocks, err := listBlocks(txn, id)
 	if err != nil {
 		return nil, err
 	}
 	blocked := make(map[string]bool, len(blocks))
+	var ranges []string
 	for _, ip := range blocks {
+		if strings.Contains(ip, "/") {
+			ranges = append(ranges, ip) // not a row: NetworkRules lists them
+			continue
+		}
 		blocked[ip] = true
+	}
+	inRange, err := cidr.NewSet(ranges)
+	if err != nil {
+		return nil, fmt.Errorf("blocked range of token %s: %w", id, err)
 	}
 	it := txn.Scan(usagePrefix(id), ScanOptions{})
 	defer it.Close()
@@ -119,6 +132,9 @@ func listUsage(txn Reader, id string) ([]Usage, error) {
 		}
 		row[u.IP] = len(out)
 		u.Blocked = blocked[u.IP]
+		if a, err := netip.ParseAddr(u.IP); err == nil && inRange.Contains(a) {
+			u.Blocked = true
+		}
 		delete(blocked, u.IP)
 		out = append(out, u)
 	}
@@ -126,7 +142,7 @@ func listUsage(txn Reader, id string) ([]Usage, error) {
 		return nil, err
 	}
 	for _, ip := range blocks {
-		if blocked[ip] {
+		if blocked[ip] && !strings.Contains(ip, "/") {
 			out = append(out, Usage{TokenID: id, IP: ip, Blocked: true})
 		}
 	}
@@ -136,10 +152,16 @@ func listUsage(txn Reader, id string) ([]Usage, error) {
 // SetBlocked blocks or unblocks IP addresses for the named token. An IP that never
 // used the token can be blocked in advance. Invalid IPs change nothing. It
 // returns how many addresses changed; each is published as its own ChangeUsage.
+// It is SetBlockedID for the token named name.
 func (s *Store) SetBlocked(actor Actor, name string, ips []string, blocked bool) (int, error) {
 	return s.setBlocked(actor, byName(name), ips, blocked)
 }
 
+// setBlocked blocks or unblocks addresses and CIDRs for the token ref finds,
+// in one transaction: a blocked range covers every address in it. Each entry
+// is read by cidr.Canonical (host bits refused, a /32 or /128 is the address,
+// IPv4-mapped is IPv4; a single address must be a client's); one bad entry
+// changes nothing.
 func (s *Store) setBlocked(actor Actor, ref tokenRef, ips []string, blocked bool) (int, error) {
 	if len(ips) == 0 {
 		return 0, errors.New("no IP addresses given")
@@ -147,21 +169,13 @@ func (s *Store) setBlocked(actor Actor, ref tokenRef, ips []string, blocked bool
 	if max := s.chunk(opsPerAddress, bytesPerDelta); len(ips) > max {
 		return 0, tooMany(max, "IP addresses", len(ips))
 	}
-	norm := make([]string, 0, len(ips))
-	seen := make(map[string]bool, len(ips))
-	for _, ip := range ips {
-		n, err := ClientIP(ip)
-		if err != nil {
-			return 0, err
-		}
-		if !seen[n] {
-			seen[n] = true
-			norm = append(norm, n)
-		}
+	norm, err := canonicalRanges("ip", ips)
+	if err != nil {
+		return 0, err
 	}
 	now := s.now().UTC()
 	var changed []Change
-	err := s.commit(func(tx Txn) ([]Change, error) {
+	err = s.commit(func(tx Txn) ([]Change, error) {
 		changed = changed[:0]
 		txn, err := s.prefetchRefs(tx, []tokenRef{ref})
 		if err != nil {
@@ -191,14 +205,11 @@ func (s *Store) setBlocked(actor Actor, ref tokenRef, ips []string, blocked bool
 			}
 			if blocked {
 				// An address blocked before any use gets its (empty) usage row,
-				// so that it stays listed once unblocked.
-				key := s.myUsageKey(tok.ID, ip)
-				if _, gerr := txn.Get(key); errors.Is(gerr, ErrNoKey) {
-					if err := setJSON(txn, key, Usage{TokenID: tok.ID, IP: ip}); err != nil {
+				// so that it stays listed once unblocked (a range has none).
+				if !strings.Contains(ip, "/") {
+					if err := s.ensureUsageRow(txn, tok.ID, ip); err != nil {
 						return nil, err
 					}
-				} else if gerr != nil {
-					return nil, gerr
 				}
 				err = txn.Set(blockKey(tok.ID, ip), nil)
 			} else {
@@ -333,7 +344,7 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) error {
 			c, seen := toks[d.TokenID]
 			if !seen {
 				var tok Token
-				if err := s.getToken(txn, d.TokenID, &tok); errors.Is(err, ErrNoKey) {
+				if err := s.getTokenBare(txn, d.TokenID, &tok); errors.Is(err, ErrNoKey) {
 					toks[d.TokenID] = nil
 					continue
 				} else if err != nil {
@@ -407,8 +418,13 @@ func (s *Store) recordUsageChunk(deltas []UsageDelta) error {
 // GateEntry is what the gate needs to verify one token: the token and the IPs
 // blocked for it.
 type GateEntry struct {
-	Token   Token
+	Token Token
+	// Blocked are the addresses and CIDRs blocked for the token (canonical,
+	// as cidr.Canonical gives them).
 	Blocked []string
+	// Allowed is the token's allow-list (Token.Allowed): empty allows any
+	// address.
+	Allowed []string
 }
 
 // GateEntries returns every token with its blocked IPs, for building the gate's
@@ -424,6 +440,7 @@ func (s *Store) GateEntries() ([]GateEntry, error) {
 		out = make([]GateEntry, len(toks))
 		for i, t := range toks {
 			out[i].Token = t
+			out[i].Allowed = t.Allowed
 			byID[t.ID] = i
 		}
 		it := txn.Scan([]byte(pfxBlock), ScanOptions{KeysOnly: true})
@@ -440,4 +457,37 @@ func (s *Store) GateEntries() ([]GateEntry, error) {
 		return it.Err()
 	})
 	return out, err
+}
+
+// ensureUsageRow writes an empty usage row of (id, ip) when there is none.
+func (s *Store) ensureUsageRow(txn Txn, id, ip string) error {
+	key := s.myUsageKey(id, ip)
+	if _, err := txn.Get(key); !errors.Is(err, ErrNoKey) {
+		return err
+	}
+	return setJSON(txn, key, Usage{TokenID: id, IP: ip})
+}
+
+// NetworkRules are a token's network rules, canonical (cidr.Canonical) and
+// in string order: the allow-list (empty: any address) and the blocked
+// addresses and ranges.
+type NetworkRules struct {
+	Allowed []string
+	Blocked []string
+}
+
+// NetworkRulesID returns the network rules of the token id (ErrNotFound when
+// there is none).
+func (s *Store) NetworkRulesID(id string) (NetworkRules, error) {
+	var r NetworkRules
+	err := s.view(func(txn Reader) error {
+		t, err := s.getTokenByID(txn, id)
+		if err != nil {
+			return err
+		}
+		r.Allowed = t.Allowed
+		r.Blocked, err = listBlocks(txn, id)
+		return err
+	})
+	return r, err
 }

@@ -59,23 +59,29 @@ func (p *prefetched) scanAhead(prefixes [][]byte) error {
 }
 
 func (p *prefetched) Scan(prefix []byte, opts ScanOptions) Iterator {
-	if kvs, ok := p.scans[string(prefix)]; ok && opts.Start == nil && !opts.Reverse && !opts.KeysOnly {
-		return &kvIterator{kvs: kvs, i: -1}
+	if kvs, ok := p.scans[string(prefix)]; ok && opts.Start == nil && !opts.Reverse {
+		return &kvIterator{kvs: kvs, i: -1, keysOnly: opts.KeysOnly}
 	}
 	return p.Reader.Scan(prefix, opts)
 }
 
 // kvIterator walks what ScanMany read.
 type kvIterator struct {
-	kvs []KV
-	i   int
+	kvs      []KV
+	i        int
+	keysOnly bool
 }
 
-func (it *kvIterator) Next() bool    { it.i++; return it.i < len(it.kvs) }
-func (it *kvIterator) Key() []byte   { return it.kvs[it.i].Key }
-func (it *kvIterator) Value() []byte { return it.kvs[it.i].Value }
-func (it *kvIterator) Err() error    { return nil }
-func (it *kvIterator) Close()        {}
+func (it *kvIterator) Next() bool  { it.i++; return it.i < len(it.kvs) }
+func (it *kvIterator) Key() []byte { return it.kvs[it.i].Key }
+func (it *kvIterator) Value() []byte {
+	if it.keysOnly {
+		return nil
+	}
+	return it.kvs[it.i].Value
+}
+func (it *kvIterator) Err() error { return nil }
+func (it *kvIterator) Close()     {}
 
 // prefetch reads keys (duplicates read once) through txn in one GetMany,
 // on a shared engine (see prefetched).
@@ -117,7 +123,7 @@ func (p *prefetched) getAhead(keys [][]byte) error {
 }
 
 // prefetchTokens reads ahead what getToken reads of each of ids (the record,
-// this node's last use; every node's on a shared engine) through txn, with
+// this node's last use, every node's on a shared engine, its allow-list) through txn, with
 // keys and prefixes besides: one GetMany and one ScanMany in all.
 func (s *Store) prefetchTokens(txn Reader, ids []string, keys, prefixes [][]byte) (*prefetched, error) {
 	p, err := s.prefetch(txn, nil)
@@ -135,6 +141,8 @@ func (p *prefetched) tokensAhead(s *Store, ids []string, keys, prefixes [][]byte
 	}
 	for _, id := range ids {
 		keys = append(keys, tokenKey(id), s.myLastUsedKey(id))
+		// getToken reads the token's allow-list too (mergeAllowed).
+		prefixes = append(prefixes, allowPrefix(id))
 		if s.node != "" {
 			prefixes = append(prefixes, lastUsedKey(id))
 		}

@@ -43,7 +43,6 @@ func (g *Gate) revoke(w http.ResponseWriter, r *http.Request) {
 		g.answer(w, &v, 0, "")
 		return
 	}
-	g.metrics.count(reasonOK, pathRevoke)
 	r.Body = http.MaxBytesReader(w, r.Body, maxRevokeBody)
 	var tok string
 	if err := r.ParseForm(); err == nil {
@@ -69,6 +68,7 @@ func (g *Gate) revoke(w http.ResponseWriter, r *http.Request) {
 		// applies the feed first), on this node and, through the engine's
 		// feed, on every other.
 	}
+	g.metrics.count(reasonOK, pathRevoke)
 	h := w.Header()
 	h[headerReason] = []string{reasonNames[reasonOK]}
 	h["Cache-Control"] = []string{"no-store"}

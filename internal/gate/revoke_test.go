@@ -183,3 +183,26 @@ func TestReportLimiterBounded(t *testing.T) {
 		t.Error("another /64 was refused")
 	}
 }
+
+// Reports are counted on /metrics under the /revoke path, taken or refused,
+// and no series names the reported token.
+func TestGateRevokeMetrics(t *testing.T) {
+	s := openStore(t, nil)
+	tok := create(t, s, "leak-zq7", store.AccessSecurityDirector)
+	g, _ := newMetricsGate(t, s, true, Config{})
+	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(srv.Close)
+	for range reportBurst + 2 {
+		report(t, srv.Client(), srv.URL, "token="+tok, "")
+	}
+	body, samples := scrape(t, srv.URL+"/metrics")
+	if n := samples[`apptokens_gate_requests_total{path="/revoke",reason="ok"}`]; n != reportBurst {
+		t.Errorf("reports taken: %v, want %d", n, reportBurst)
+	}
+	if n := samples[`apptokens_gate_requests_total{path="/revoke",reason="rate_limited"}`]; n != 2 {
+		t.Errorf("reports refused: %v, want 2", n)
+	}
+	if strings.Contains(body, "leak-zq7") || strings.Contains(body, tok[5:20]) {
+		t.Error("a metric names the token")
+	}
+}

@@ -205,3 +205,37 @@ func TestGateRotatedAfterRebuild(t *testing.T) {
 	}
 	wantDenial(t, call(t, c, srv.URL+"/auth", "Bearer "+r.Secret.Reveal()), 403, "ip_not_allowed", "")
 }
+
+// A request with no client address (the middleware behind a unix socket)
+// passes no allow-list, and is not refused by blocks it cannot match.
+func TestGateAllowListWithoutClientIP(t *testing.T) {
+	s := openStore(t, nil)
+	listed := create(t, s, "listed", store.AccessSecurityDirector)
+	blocked := create(t, s, "blocked", store.AccessSecurityDirector)
+	if _, err := s.SetAllowed(admin, "listed", []string{"0.0.0.0/0", "::/0"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetBlocked(admin, "blocked", []string{"0.0.0.0/0"}, true); err != nil {
+		t.Fatal(err)
+	}
+	g := newGate(t, Config{Store: s})
+	if v := g.verify("Bearer "+listed, 0, netip.Addr{}, g.now()); v.reason != reasonIPNotAllowed {
+		t.Errorf("allow-list, no address: %v", v.reason)
+	}
+	if v := g.verify("Bearer "+blocked, 0, netip.Addr{}, g.now()); v.reason != reasonOK {
+		t.Errorf("blocked range, no address: %v", v.reason)
+	}
+	// Everything is inside 0.0.0.0/0 and ::/0.
+	for _, ip := range []string{"203.0.113.1", "::ffff:203.0.113.1", "2001:db8::1", "::1"} {
+		if v := g.verify("Bearer "+listed, 0, netip.MustParseAddr(ip).Unmap(), g.now()); v.reason != reasonOK {
+			t.Errorf("from %s: %v", ip, v.reason)
+		}
+		want := reasonIPBlocked
+		if netip.MustParseAddr(ip).Unmap().Is6() {
+			want = reasonOK // an IPv4 range holds no IPv6 address
+		}
+		if v := g.verify("Bearer "+blocked, 0, netip.MustParseAddr(ip).Unmap(), g.now()); v.reason != want {
+			t.Errorf("blocked, from %s: %v, want %v", ip, v.reason, want)
+		}
+	}
+}

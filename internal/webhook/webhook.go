@@ -283,7 +283,7 @@ func (s *Sender) worker(ctx context.Context, i int) {
 			backoff = s.minBackoff
 			s.accepted(ev.ID, i)
 		}
-		if len(events) < batch {
+		if err == nil && len(events) < batch {
 			s.forget(events)
 		}
 		t := time.NewTimer(wait)

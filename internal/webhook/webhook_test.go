@@ -27,11 +27,17 @@ type memOutbox struct {
 	mu     sync.Mutex
 	events []store.WebhookEvent
 	acked  map[string]int
+	fail   bool // reads fail (an engine without quorum)
+	failed int  // reads that failed
 }
 
 func (o *memOutbox) PendingWebhooks(limit int) ([]store.WebhookEvent, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.fail {
+		o.failed++
+		return nil, fmt.Errorf("outbox unavailable")
+	}
 	var out []store.WebhookEvent
 	for _, ev := range o.events {
 		if o.acked[ev.ID] == 0 && len(out) < limit {
@@ -391,5 +397,36 @@ func TestSign(t *testing.T) {
 	got := Sign([]byte("Jefe"), []byte("what do ya want for nothing?"))
 	if want := "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"; got != want {
 		t.Errorf("Sign = %s, want %s", got, want)
+	}
+}
+
+// An outbox that cannot be read for a while makes no receiver get an event
+// again that it already accepted.
+func TestOutboxErrorKeepsDeliveries(t *testing.T) {
+	a, b := newReceiver(t, nil), newReceiver(t, nil)
+	b.setStatus(http.StatusInternalServerError)
+	sa, sb := httptest.NewServer(a), httptest.NewServer(b)
+	defer sa.Close()
+	defer sb.Close()
+	out := &memOutbox{}
+	ev := events(1)[0]
+	out.add(ev)
+	start(t, Config{Outbox: out, URLs: []string{sa.URL, sb.URL}})
+	a.wait(t, 1)
+	out.mu.Lock()
+	out.fail = true
+	out.mu.Unlock()
+	waitFor(t, func() bool { out.mu.Lock(); defer out.mu.Unlock(); return out.failed >= 4 })
+	out.mu.Lock()
+	out.fail = false
+	out.mu.Unlock()
+	b.setStatus(0)
+	b.wait(t, 1)
+	waitFor(t, func() bool { return out.ackCount(ev.ID) == 1 })
+	time.Sleep(50 * time.Millisecond) // more polls: nothing more is sent
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n := a.got[ev.ID]; n != 1 {
+		t.Errorf("the receiver that had accepted the event got it %d times", n)
 	}
 }

@@ -129,6 +129,13 @@ type Sender struct {
 	mu sync.Mutex
 	// done has, per event ID, a bit per receiver that accepted it.
 	done map[string]uint64
+	// acked has the events this sender acked, by the step it did so at: a
+	// worker may still hold a list read before the ack, and must not send
+	// them again. seq counts steps (reads begun, acks done); reading has, per
+	// worker, the step its current list was read at (0: none).
+	acked   map[string]uint64
+	seq     uint64
+	reading []uint64
 }
 
 // ParseURL checks a receiver's URL: absolute, http or https, with a host.
@@ -180,7 +187,7 @@ func New(cfg Config) (*Sender, error) {
 	s := &Sender{
 		out: cfg.Outbox, secret: cfg.Secret, client: cfg.Client, log: cfg.Logger,
 		poll: cfg.Poll, minBackoff: cfg.MinBackoff, maxBackoff: cfg.MaxBackoff,
-		done: map[string]uint64{},
+		done: map[string]uint64{}, acked: map[string]uint64{},
 	}
 	for _, raw := range cfg.URLs {
 		u, err := ParseURL(raw)
@@ -188,6 +195,7 @@ func New(cfg Config) (*Sender, error) {
 			return nil, err
 		}
 		s.targets = append(s.targets, u)
+		s.reading = append(s.reading, 0)
 		s.wake = append(s.wake, make(chan struct{}, 1))
 	}
 	if s.client == nil {
@@ -254,6 +262,10 @@ func (s *Sender) worker(ctx context.Context, i int) {
 	failing := false
 	for {
 		wait := s.poll
+		s.mu.Lock()
+		s.seq++
+		s.reading[i] = s.seq
+		s.mu.Unlock()
 		events, err := s.out.PendingWebhooks(batch)
 		if err != nil {
 			s.log.Error("webhook: cannot read the outbox; will retry", "err", err)
@@ -283,6 +295,9 @@ func (s *Sender) worker(ctx context.Context, i int) {
 			backoff = s.minBackoff
 			s.accepted(ev.ID, i)
 		}
+		s.mu.Lock()
+		s.reading[i] = 0
+		s.mu.Unlock()
 		if err == nil && len(events) < batch {
 			s.forget(events)
 		}
@@ -321,7 +336,11 @@ func (s *Sender) all() uint64 { return 1<<len(s.targets) - 1 }
 func (s *Sender) delivered(id string, i int) bool {
 	s.mu.Lock()
 	mask := s.done[id]
+	_, acked := s.acked[id]
 	s.mu.Unlock()
+	if acked {
+		return true
+	}
 	if mask == s.all() {
 		s.ack(id)
 	}
@@ -347,6 +366,8 @@ func (s *Sender) ack(id string) {
 	}
 	s.mu.Lock()
 	delete(s.done, id)
+	s.seq++
+	s.acked[id] = s.seq
 	s.mu.Unlock()
 }
 
@@ -362,6 +383,18 @@ func (s *Sender) forget(events []store.WebhookEvent) {
 	for id := range s.done {
 		if !pending[id] {
 			delete(s.done, id)
+		}
+	}
+	// An event acked before every list still in use was read is in none.
+	oldest := ^uint64(0)
+	for _, r := range s.reading {
+		if r != 0 {
+			oldest = min(oldest, r)
+		}
+	}
+	for id, at := range s.acked {
+		if at < oldest && !pending[id] {
+			delete(s.acked, id)
 		}
 	}
 }

@@ -430,3 +430,58 @@ func TestOutboxErrorKeepsDeliveries(t *testing.T) {
 		t.Errorf("the receiver that had accepted the event got it %d times", n)
 	}
 }
+
+// A worker whose list was read before another worker acked an event does not
+// send that event again to its receiver, which had accepted it already.
+func TestAckedEventNotSentAgainFromAnOlderList(t *testing.T) {
+	evs := events(2) // ev-0 will come first in the outbox, ev-1 is there first
+	release, held := make(chan struct{}), make(chan struct{}, 1)
+	var mu sync.Mutex
+	gotA := map[string]int{}
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(HeaderDelivery)
+		if id == evs[0].ID {
+			held <- struct{}{}
+			<-release // A's worker is held up here, its list in hand
+		}
+		mu.Lock()
+		gotA[id]++
+		mu.Unlock()
+	}))
+	defer a.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	b := newReceiver(t, nil)
+	b.setStatus(http.StatusServiceUnavailable)
+	sb := httptest.NewServer(b)
+	defer sb.Close()
+	out := &memOutbox{}
+	out.add(evs[1])
+	start(t, Config{Outbox: out, URLs: []string{a.URL, sb.URL}})
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return gotA[evs[1].ID] == 1 })
+	// ev-0 goes before ev-1: A's next list is [ev-0, ev-1], and it waits on ev-0.
+	out.mu.Lock()
+	out.events = append([]store.WebhookEvent{evs[0]}, out.events...)
+	out.mu.Unlock()
+	select { // A's worker read the list and waits on ev-0
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("A was not sent ev-0")
+	}
+	b.setStatus(0)
+	b.wait(t, 2)
+	waitFor(t, func() bool { return out.ackCount(evs[1].ID) == 1 })
+	close(release)
+	waitFor(t, func() bool { return out.ackCount(evs[0].ID) == 1 })
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := gotA[evs[1].ID]; n != 1 {
+		t.Errorf("A got %s %d times", evs[1].ID, n)
+	}
+}

@@ -23,6 +23,8 @@ const etcdScheme = "etcd://"
 type storeFlags struct {
 	url               string
 	cacert, cert, key string
+	// webhooks makes the store queue webhook events (serve --webhook).
+	webhooks bool
 }
 
 func (f *storeFlags) register(fs *pflag.FlagSet) {
@@ -76,7 +78,7 @@ func (f *storeFlags) openStore(loc, node string) (*store.Store, error) {
 		eng = e
 	}
 	// New closes the engine when it fails.
-	return store.New(eng, store.Options{LegacyBackup: badger.ReadLegacyBackup})
+	return store.New(eng, store.Options{LegacyBackup: badger.ReadLegacyBackup, Webhooks: f.webhooks})
 }
 
 // hostNode is the node name of a command run on this machine: its host name.

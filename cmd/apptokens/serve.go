@@ -26,6 +26,7 @@ import (
 	"github.com/apptokens/apptokens/internal/config"
 	"github.com/apptokens/apptokens/internal/gate"
 	"github.com/apptokens/apptokens/internal/sshd"
+	"github.com/apptokens/apptokens/internal/webhook"
 )
 
 type serveFlags struct {
@@ -45,6 +46,9 @@ type serveFlags struct {
 	routes            []string
 	passAuthorization bool
 	metricsAddr       string
+	// Lifecycle warnings (issue 11).
+	webhooks          []string
+	webhookSecretFile string
 	// node names this serve among the nodes sharing an etcd store.
 	node string
 }
@@ -54,7 +58,7 @@ type serveFlags struct {
 func serveCmd(root *cobra.Command, where *storeFlags, look func() config.TUI) *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
-		Use:   "serve [--ssh ADDR] [--http ADDR] [--authorized-keys FILE] [--host-key FILE] [--trusted-proxy CIDR]... [--inactive-after DURATION] [--ssh-login-grace 30s] [--max-ssh-sessions-per-conn 4] [--upstream URL [--access ACCESS] | --route PREFIX=URL[,ACCESS]...] [--pass-authorization]",
+		Use:   "serve [--ssh ADDR] [--http ADDR] [--authorized-keys FILE] [--host-key FILE] [--trusted-proxy CIDR]... [--inactive-after DURATION] [--ssh-login-grace 30s] [--max-ssh-sessions-per-conn 4] [--upstream URL [--access ACCESS] | --route PREFIX=URL[,ACCESS]...] [--pass-authorization] [--webhook URL]... [--webhook-secret-file FILE]",
 		Short: "Serve the TUI to admins over SSH and run the HTTP token gate, on one database",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -83,6 +87,8 @@ func serveCmd(root *cobra.Command, where *storeFlags, look func() config.TUI) *c
 	fl.StringArrayVar(&f.routes, "route", nil, "proxy mode for several APIs: PREFIX=URL[,ACCESS] (repeatable; longest prefix wins)")
 	fl.BoolVar(&f.passAuthorization, "pass-authorization", false, "proxy mode: forward the client's Authorization header to the upstream")
 	fl.StringVar(&f.metricsAddr, "metrics", "", "serve Prometheus /metrics on this address instead of the gate's listener")
+	fl.StringArrayVar(&f.webhooks, "webhook", nil, "POST lifecycle events (token.expiring, token.revoked_by_report, …) as JSON to this URL (repeatable)")
+	fl.StringVar(&f.webhookSecretFile, "webhook-secret-file", "", "file holding the key of the webhooks' X-Apptokens-Signature HMAC-SHA256 (without it, webhooks are unsigned)")
 	fl.StringVar(&f.node, "node", "", "with an etcd store: this node's name among the gates sharing it, kept across restarts (default: host name and --http port)")
 	return cmd
 }
@@ -180,6 +186,42 @@ func parseRoutes(f serveFlags) ([]gate.Route, error) {
 	return routes, nil
 }
 
+// parseWebhooks reads --webhook and --webhook-secret-file: nil when no
+// webhook is given. An unreadable or empty secret file is an error.
+func parseWebhooks(f serveFlags) (*webhook.Config, error) {
+	if len(f.webhooks) == 0 {
+		if f.webhookSecretFile != "" {
+			return nil, errors.New("--webhook-secret-file needs --webhook")
+		}
+		return nil, nil
+	}
+	if len(f.webhooks) > webhook.MaxURLs {
+		return nil, fmt.Errorf("--webhook: %d URLs: at most %d", len(f.webhooks), webhook.MaxURLs)
+	}
+	for _, u := range f.webhooks {
+		if _, err := webhook.ParseURL(u); err != nil {
+			return nil, fmt.Errorf("--webhook: %w", err)
+		}
+	}
+	cfg := &webhook.Config{URLs: f.webhooks}
+	if f.webhookSecretFile != "" {
+		key, err := webhook.ReadSecret(f.webhookSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--webhook-secret-file: %w", err)
+		}
+		cfg.Secret = key
+	}
+	return cfg, nil
+}
+
+// redactURL is u with any password hidden, for logs.
+func redactURL(u string) string {
+	if p, err := webhook.ParseURL(u); err == nil {
+		return p.Redacted()
+	}
+	return "(invalid URL)"
+}
+
 func newLogger(format string) (*slog.Logger, error) {
 	switch format {
 	case "text", "logfmt":
@@ -214,6 +256,10 @@ func serve(ctx context.Context, where *storeFlags, loc string, f serveFlags, set
 	if err != nil {
 		return err
 	}
+	hooks, err := parseWebhooks(f)
+	if err != nil {
+		return err
+	}
 	node := f.node
 	if node == "" {
 		node = serveNode(f.httpAddr)
@@ -226,6 +272,9 @@ func serve(ctx context.Context, where *storeFlags, loc string, f serveFlags, set
 	// exits on SIGPIPE for fd 1 and 2 unless it is handled: ignored, the write
 	// fails with EPIPE, the log line is lost, and the shutdown goes on.
 	signal.Ignore(syscall.SIGPIPE)
+	// With webhooks, the store's sweep and leak reports queue their events
+	// for the sender.
+	where.webhooks = hooks != nil
 	st, err := where.openStore(loc, node)
 	if err != nil {
 		return err
@@ -266,6 +315,16 @@ func serve(ctx context.Context, where *storeFlags, loc string, f serveFlags, set
 	g, err := gate.New(gateCfg)
 	if err != nil {
 		return err
+	}
+	var sender *webhook.Sender
+	if hooks != nil {
+		hooks.Outbox, hooks.Logger, hooks.Metrics = st, logger, reg
+		if sender, err = webhook.New(*hooks); err != nil {
+			return err
+		}
+		if hooks.Secret == nil {
+			logger.Warn("webhooks are sent unsigned: receivers cannot tell them from forgeries; give --webhook-secret-file")
+		}
 	}
 	var proxyMode http.Handler
 	if len(routes) > 0 {
@@ -311,6 +370,20 @@ func serve(ctx context.Context, where *storeFlags, loc string, f serveFlags, set
 	gateCtx, stopGate := context.WithCancel(context.Background())
 	gateDone := make(chan error, 1)
 	go func() { gateDone <- g.Run(gateCtx) }()
+	senderDone := make(chan struct{})
+	if sender != nil {
+		// One node of a cluster sends (the store's election; with one
+		// process, this one), so that each event goes out once.
+		go func() {
+			defer close(senderDone)
+			err := st.Lead(gateCtx, "webhooks", func(ctx context.Context) { _ = sender.Run(ctx) })
+			if err != nil {
+				logger.Error("webhook: the senders' election failed; this node will not send", "err", err.Error())
+			}
+		}()
+	} else {
+		close(senderDone)
+	}
 
 	httpSrv := gate.NewServer(f.httpAddr, g.Handler())
 	if proxyMode != nil {
@@ -340,6 +413,9 @@ func serve(ctx context.Context, where *storeFlags, loc string, f serveFlags, set
 	}
 	logger.Info("apptokens serve started", "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(), "metrics", metricsAt,
 		"store", loc, "node", node, "inactive_after", st.InactiveAfter().String(), "trusted_proxies", len(trusted))
+	for _, u := range f.webhooks {
+		logger.Info("webhook: sending lifecycle events", "url", redactURL(u))
+	}
 	for _, r := range routes {
 		logger.Info("proxy mode: forwarding", "prefix", r.Prefix, "upstream", r.Upstream.Redacted(), "access", string(r.Access))
 	}
@@ -366,6 +442,7 @@ func serve(ctx context.Context, where *storeFlags, loc string, f serveFlags, set
 		logger.Warn("ssh shutdown", "err", err.Error())
 	}
 	stopGate()
+	<-senderDone
 	if err := <-gateDone; err != nil && !errors.Is(err, context.Canceled) {
 		logger.Error("gate stopped", "err", err.Error())
 		if runErr == nil {

@@ -29,7 +29,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
 )
 
@@ -52,9 +51,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// SweepInterval is how often tokens that the inactivity policy has made
-	// Inactive are deactivated in the store (with an "expire" audit event);
-	// default 1m.
+	// SweepInterval is how often the store's lifecycle sweep runs
+	// (store.Sweep: inactivity, expiry, auto-delete, rotation grace windows,
+	// warnings); default 1m.
 	SweepInterval time.Duration
 	// Metrics is where the gate registers its Prometheus metrics (a registry
 	// of this serve, never the global default one); nil keeps none, and
@@ -82,7 +81,8 @@ type Gate struct {
 
 	idx            atomic.Pointer[index]
 	usage          usage
-	metrics        *metrics // nil: no metrics
+	reports        reportLimiter // POST /revoke per client address
+	metrics        *metrics      // nil: no metrics
 	metricsHandler http.Handler
 	sweep          chan struct{} // a request saw a token the policy has made Inactive
 	// storeReads counts reads of tokens from the store (rebuilds and admin
@@ -103,7 +103,7 @@ type Gate struct {
 
 	mu     sync.Mutex // serializes appliers; guards the fields below
 	sub    *store.Subscription
-	byID   map[string]secret.Digest
+	byID   map[string]keys
 	broken bool // the last apply failed: rebuild everything at the next chance
 }
 
@@ -192,7 +192,7 @@ func (g *Gate) rebuildLocked() error {
 	if err != nil {
 		return fmt.Errorf("gate: read tokens: %w", err)
 	}
-	g.byID = make(map[string]secret.Digest, len(entries))
+	g.byID = make(map[string]keys, len(entries))
 	g.idx.Store(build(entries, g.store.InactiveAfter(), v, g.byID))
 	g.broken = false
 	return nil
@@ -233,6 +233,14 @@ func (g *Gate) applyLocked() error {
 			ed.token(c.Token)
 		case store.ChangeUsage:
 			ed.block(c.TokenID, c.IP, c.Blocked)
+		case store.ChangeAllowed:
+			if c.Token != nil {
+				ed.token(c.Token)
+			} else if k, ok := ed.byID[c.TokenID]; ok {
+				if e, live := ed.x.lookup(k.cur); live {
+					ed.allow(c.TokenID, &e, c.Allowed)
+				}
+			}
 		}
 	}
 	g.idx.Store(ed.done(v))
@@ -358,55 +366,61 @@ func (g *Gate) pruneHistory() {
 	}
 }
 
-// expire deactivates in the store the tokens the policy has made Inactive.
-// When the index holds none at the store's time, there is nothing to do: a
-// token's inactivity clock in the index never runs ahead of the store's (uses
-// and reactivations only move it on). Otherwise the usage counted here is
-// written first, so that the store judges by the last uses; the sweep writes
-// usage only then, and leaves it to the flush interval otherwise.
+// expire runs the store's lifecycle sweep (store.Sweep): inactivity, expiry,
+// auto-delete, the end of rotation grace windows, and the warnings before a
+// token stops working. When a token of the index is unused for as long as a
+// policy allows, the usage counted here is written first, so that the store
+// judges inactivity and auto-deletion by the last uses; otherwise the sweep
+// leaves usage to the flush interval (a token's clock in the index never runs
+// ahead of the store's: uses and reactivations only move it on).
 func (g *Gate) expire() {
 	defer g.sweeps.Add(1)
 	result := sweepNone
 	if m := g.metrics; m != nil {
 		defer func() { m.sweeps[result].Inc() }()
 	}
-	if !g.current().anyExpired(g.store.Now().UnixNano()) {
-		return
+	after := g.store.InactiveAfter()
+	if del := g.store.DeleteAfter(); del > 0 && (after <= 0 || del < after) {
+		after = del
 	}
-	// The store judges by the last uses it has: give it the ones counted here.
-	if err := g.Flush(); err != nil {
-		result = sweepFailed
-		g.log.Error("gate: usage not written before the inactivity sweep; will retry", "err", err)
-		return
+	if g.current().anyUnusedFor(g.store.Now().UnixNano(), int64(after)) {
+		if err := g.Flush(); err != nil {
+			result = sweepFailed
+			g.log.Error("gate: usage not written before the lifecycle sweep; will retry", "err", err)
+			return
+		}
 	}
-	names, err := g.store.ExpireStale(sweepActor)
+	res, err := g.store.Sweep(sweepActor)
 	if err != nil {
 		result = sweepFailed
-		g.log.Error("gate: inactivity sweep failed", "err", err)
-		return
+		g.log.Error("gate: lifecycle sweep failed", "err", err)
 	}
-	if len(names) > 0 {
-		result = sweepDeactivated
-		if g.metrics != nil {
-			g.metrics.sweptTokens.Add(float64(len(names)))
+	if res.Changed() {
+		if result == sweepNone {
+			result = sweepDeactivated
 		}
-		g.log.Info("gate: tokens became inactive", "tokens", names, "inactive_after", g.store.InactiveAfter())
+		if g.metrics != nil {
+			g.metrics.sweptTokens.Add(float64(len(res.Inactivated)))
+		}
+		g.log.Info("gate: lifecycle sweep", "inactivated", res.Inactivated, "expired", res.Expired,
+			"deleted", res.Deleted, "rotation_ended", res.RotationEnd, "inactive_after", g.store.InactiveAfter())
 	}
 }
 
-// anyExpired reports whether a token of x is past the inactivity policy at now
-// (unix nanoseconds). It reads every entry: the sweep calls it once a minute.
-func (x *index) anyExpired(now int64) bool {
-	if x.inactiveAfter <= 0 {
+// anyUnusedFor reports whether a token of x has been unused for after or
+// longer at now (unix nanoseconds; after <= 0: never). It reads every entry:
+// the sweep calls it once a minute.
+func (x *index) anyUnusedFor(now, after int64) bool {
+	if after <= 0 {
 		return false
 	}
 	for _, e := range x.recent {
-		if e.flags&flagLive != 0 && x.expired(&e, now) {
+		if e.flags&flagLive != 0 && now-e.since >= after {
 			return true
 		}
 	}
 	for d, e := range x.base {
-		if _, changed := x.recent[d]; !changed && x.expired(&e, now) {
+		if _, changed := x.recent[d]; !changed && now-e.since >= after {
 			return true
 		}
 	}

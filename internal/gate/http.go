@@ -23,7 +23,7 @@ const (
 )
 
 // NewServer returns an HTTP server for h with limits on header size and on slow
-// clients. The gate never reads request bodies.
+// clients. The gate reads no request body but a POST /revoke report's (at most 4 KiB).
 func NewServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{
 		Addr:              addr,
@@ -110,7 +110,8 @@ const accessNone accessSet = 1 << 7
 // Handler serves the forward-auth endpoints: /auth and /auth/ (any access),
 // /auth/security-director[/...] and /auth/third-party-feeds[/...] (that access;
 // the path may go on, as Envoy appends the original path), and /healthz. Any
-// method is accepted; bodies are ignored. Any other path under /auth/ names an
+// method is accepted; bodies are ignored. POST /revoke takes reports of leaked
+// tokens (see revoke). Any other path under /auth/ names an
 // access type that does not exist: it answers 401 or 403 like a denial, never
 // 200. Paths outside /auth and /healthz (/authx, /AUTH, /) are 404 in the form
 // of the denials: X-Apptokens-Reason: not_found and {"error":"not_found"}.
@@ -118,6 +119,10 @@ func (g *Gate) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
 			g.health(w)
+			return
+		}
+		if r.URL.Path == "/revoke" && r.Method == http.MethodPost {
+			g.revoke(w, r)
 			return
 		}
 		if r.URL.Path == "/metrics" && g.metricsHandler != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
@@ -249,9 +254,9 @@ func (g *Gate) answer(w http.ResponseWriter, v *verdict, need accessSet, segment
 		return
 	case reasonMissingToken:
 		vals[2] = challengeMissing
-	case reasonMalformedToken, reasonUnknownToken, reasonInactiveToken:
+	case reasonMalformedToken, reasonUnknownToken, reasonInactiveToken, reasonExpiredToken, reasonRotatedToken:
 		vals[2] = challengeInvalid
-	case reasonIPBlocked:
+	case reasonIPBlocked, reasonIPNotAllowed, reasonRateLimited:
 		code = http.StatusForbidden
 	case reasonNotFound:
 		code = http.StatusNotFound

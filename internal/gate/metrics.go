@@ -16,6 +16,7 @@ const (
 	pathSecurityDirector
 	pathThirdPartyFeeds
 	pathOther // an /auth/ path naming no access type, or no gate path at all (not_found)
+	pathRevoke
 	numPaths
 )
 
@@ -24,6 +25,7 @@ var pathNames = [numPaths]string{
 	pathSecurityDirector: "/auth/security-director",
 	pathThirdPartyFeeds:  "/auth/third-party-feeds",
 	pathOther:            "other",
+	pathRevoke:           "/revoke",
 }
 
 // pathOf is the path label of a check for need (route's need; the
@@ -42,8 +44,8 @@ func pathOf(need accessSet) metricPath {
 
 // Sweep results, as apptokens_sweeps_total's "result" label names them.
 const (
-	sweepNone        = iota // no token was past the policy
-	sweepDeactivated        // tokens were deactivated
+	sweepNone        = iota // the sweep changed no token
+	sweepDeactivated        // tokens were changed: inactivated, expired, deleted, or a rotation ended
 	sweepFailed             // the store refused the flush or the sweep
 	numSweepResults
 )
@@ -84,7 +86,7 @@ func newMetrics(g *Gate, reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{monoStart: time.Now()}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "apptokens_gate_requests_total",
-		Help: "Requests answered by the token gate, by X-Apptokens-Reason and access path (/auth, /auth/security-director, /auth/third-party-feeds, other).",
+		Help: "Requests answered by the token gate, by X-Apptokens-Reason and access path (/auth, /auth/security-director, /auth/third-party-feeds, /revoke, other).",
 	}, []string{"reason", "path"})
 	for r := range m.requests {
 		for p := range m.requests[r] {
@@ -107,7 +109,7 @@ func newMetrics(g *Gate, reg prometheus.Registerer) (*metrics, error) {
 	})
 	sweeps := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "apptokens_sweeps_total",
-		Help: "Inactivity sweeps run, by result: none (no token past the policy), deactivated, failed.",
+		Help: "Lifecycle sweeps run, by result: none (no token changed), deactivated (tokens inactivated, expired, deleted, or a rotation's grace window ended), failed.",
 	}, []string{"result"})
 	for r := range m.sweeps {
 		m.sweeps[r] = sweeps.WithLabelValues(sweepResultNames[r])
@@ -161,9 +163,11 @@ func (m *metrics) since() time.Duration { return time.Since(m.monoStart) }
 // the ones it deletes. It reads recent (at most maxRecent entries) at scrape
 // time, never on a request.
 func (x *index) size() int {
-	n := len(x.base)
+	n := len(x.base) - x.olds // a previous secret is no token of its own
 	for d, e := range x.recent {
 		_, inBase := x.base[d]
+		// x.olds counts the live previous secrets wherever they are: count
+		// every live entry here, as base's are.
 		switch live := e.flags&flagLive != 0; {
 		case live && !inBase:
 			n++

@@ -16,12 +16,17 @@ const (
 	reasonMalformedToken
 	reasonUnknownToken
 	reasonInactiveToken
+	reasonExpiredToken
+	reasonRotatedToken
 	reasonIPBlocked
+	reasonIPNotAllowed
 	reasonInsufficientAccess
 	reasonNotFound // not a gate path; never a verdict of verify
 	// The token was allowed, but proxy mode's upstream could not be reached or
 	// failed to answer (502); never a verdict of verify.
 	reasonUpstreamUnavailable
+	// POST /revoke from an address past its rate (403); never a verdict of verify.
+	reasonRateLimited
 )
 
 var reasonNames = [...]string{
@@ -30,16 +35,21 @@ var reasonNames = [...]string{
 	reasonMalformedToken:      "malformed_token",
 	reasonUnknownToken:        "unknown_token",
 	reasonInactiveToken:       "inactive_token",
+	reasonExpiredToken:        "expired_token",
+	reasonRotatedToken:        "rotated_token",
 	reasonIPBlocked:           "ip_blocked",
+	reasonIPNotAllowed:        "ip_not_allowed",
 	reasonInsufficientAccess:  "insufficient_access",
 	reasonNotFound:            "not_found",
 	reasonUpstreamUnavailable: "upstream_unavailable",
+	reasonRateLimited:         "rate_limited",
 }
 
 func (r reason) String() string { return reasonNames[r] }
 
 // verdict is what verify decided. For a request that identified a token
-// (ok, inactive, blocked, insufficient access), e and x say which.
+// (ok, inactive, expired, rotated, blocked, not allowed, insufficient
+// access), e and x say which.
 type verdict struct {
 	reason reason
 	e      entry
@@ -75,6 +85,10 @@ func bearer(authz string) (token string, ok bool) {
 // verify decides a request from its Authorization header, the access it needs
 // (0: any) and the client IP, at now (unix nanoseconds). It reads only memory:
 // the format is checked before any hashing or lookup, then the index snapshot.
+// The checks go in the contract's order: unknown, inactive, expired, the
+// previous secret past its grace window, blocked address or range, outside
+// the allow-list, access. A request without a client IP (not a TCP peer)
+// passes no allow-list.
 func (g *Gate) verify(authz string, need accessSet, ip netip.Addr, now int64) verdict {
 	tok, ok := bearer(authz)
 	if !ok {
@@ -97,10 +111,47 @@ func (g *Gate) verify(authz string, need accessSet, ip netip.Addr, now int64) ve
 		// (rare: only tokens actually past the policy get here).
 		v.reason = reasonInactiveToken
 		g.nudgeSweep()
-	case v.e.flags&flagBlocked != 0 && ip.IsValid() && x.isBlocked(e.slot, ip):
-		v.reason = reasonIPBlocked
+	case v.e.expires != 0 && now >= v.e.expires:
+		v.reason = reasonExpiredToken
+	case v.e.flags&flagOldSecret != 0 && now >= v.e.until:
+		v.reason = reasonRotatedToken
+	case v.e.flags&(flagBlocked|flagRules) != 0:
+		v.reason = x.network(&v.e, ip.Unmap())
+		if v.reason == reasonOK && v.e.access&need != need {
+			v.reason = reasonInsufficientAccess
+		}
 	case v.e.access&need != need:
 		v.reason = reasonInsufficientAccess
 	}
 	return v
+}
+
+// network checks ip against the blocked addresses and ranges and the
+// allow-list of the token e: reasonOK, reasonIPBlocked or reasonIPNotAllowed.
+// ip is unmapped.
+func (x *index) network(e *entry, ip netip.Addr) reason {
+	if !ip.IsValid() {
+		if e.flags&flagAllow != 0 {
+			return reasonIPNotAllowed
+		}
+		return reasonOK
+	}
+	if e.flags&flagBlocked != 0 && x.isBlocked(e.slot, ip) {
+		return reasonIPBlocked
+	}
+	if e.flags&flagRules == 0 {
+		return reasonOK
+	}
+	n := u128Of(ip)
+	block := x.spans[e.spanOff : e.spanOff+e.nBlock]
+	if in(block, n) {
+		return reasonIPBlocked
+	}
+	if e.flags&flagAllow != 0 {
+		start := e.spanOff + e.nBlock
+		if !in(x.spans[start:start+uint32(e.nAllow)], n) {
+			return reasonIPNotAllowed
+		}
+	}
+	return reasonOK
 }

@@ -58,12 +58,12 @@ func TestView(t *testing.T) {
 		{name: "form_error_name_taken", w: 100, h: 24, do: func(t *testing.T, d *driver) {
 			d.keys(runes("n"))
 			d.typ("Feeds-Sync")
-			d.keys(keyTab, keyTab, keySpace, keyCtrlS)
+			d.keys(keyTab, keyTab, keyTab, keySpace, keyCtrlS)
 		}},
 		{name: "form_error_access", w: 100, h: 24, do: func(t *testing.T, d *driver) {
 			d.keys(runes("+"))
 			d.typ("ci-runner")
-			d.keys(keyTab, keyTab, keySpace, keySpace)
+			d.keys(keyTab, keyTab, keyTab, keySpace, keySpace)
 		}},
 		{name: "form_error_description", w: 100, h: 24, do: func(t *testing.T, d *driver) {
 			d.keys(runes("n"))
@@ -204,7 +204,7 @@ func createToken(t *testing.T, d *driver) {
 	d.typ("ci-runner")
 	d.keys(keyTab)
 	d.typ("Builds and deploys")
-	d.keys(keyTab, keySpace, keyTab, keySpace, keyCtrlS)
+	d.keys(keyTab, keyTab, keySpace, keyTab, keySpace, keyCtrlS)
 	if !strings.Contains(d.view(), "will not be shown again") {
 		t.Fatalf("no reveal after create:\n%s", d.view())
 	}

@@ -33,8 +33,19 @@ const (
 	warnMark = "⚠ "
 )
 
-// expiresWidth fits "in 365 days" and "⚠ in 7 days".
+// expiresWidth fits "in 365 days", "⚠ in 7 days" and a date.
 const expiresWidth = len("in 365 days") + 1
+
+// noteWidth is the narrowest window whose state column says until when a
+// rotated token's old secret works; narrower ones say rotatingShort (the
+// status line and the reveal said the time when it was rotated).
+const (
+	noteWidth     = 140
+	rotatingShort = "rotating"
+)
+
+// daysMin fits the days column's narrowest cells: "⚠ 30 days", "del. 365 d".
+const daysMin = len("del. 365 d")
 
 // descWant is the width the description column should have before the days
 // column takes its whole title: the description is what tells tokens apart.
@@ -94,10 +105,11 @@ func (m *Model) fit(accessWidth, daysWidth int, hint, spark bool) []table.Column
 	maxDays := common.Plural(int((m.inactiveAfter+day-1)/day), "day", "days")
 	cols := []table.Column{
 		{Title: colName, Width: min(m.nameWidth, store.MaxNameLen)},
-		{Title: colState, Width: m.stateWidth(), MinWidth: len("Inactive")},
+		// A rotation note is never cut: lower columns go first.
+		{Title: colState, Width: m.stateWidth()},
 		{Title: colAccess, Width: accessWidth, MinWidth: accessMin, Priority: 1},
-		{Title: colDays, Short: []string{colDaysShort, colDaysShortest}, Width: daysWidth, MinWidth: max(len(colDaysShortest), len(maxDays)), Right: true},
-		{Title: colExpires, Width: expiresWidth, MinWidth: len(colExpires), Priority: 1},
+		{Title: colDays, Short: []string{colDaysShort, colDaysShortest}, Width: daysWidth, MinWidth: max(daysMin, len(maxDays)), Right: true},
+		{Title: colExpires, Width: expiresWidth},
 		{Title: colCreated, Width: len("2006-01-02"), Priority: 1},
 		{Title: colLastUsed, Width: len("2006-01-02 15:04"), Priority: 1},
 	}
@@ -232,7 +244,11 @@ func (m *Model) cell(col table.Column, t *store.Token, state store.State, now ti
 	case colName:
 		return t.Name
 	case colState:
-		if r := RotatingNote(t, now); r != "" {
+		// Only an active token's old secret works: the note is for it alone.
+		if r := RotatingNote(t, now); r != "" && state == store.StateActive {
+			if m.width < noteWidth {
+				return state.Label() + ", " + rotatingShort
+			}
 			return state.Label() + ", " + r
 		}
 		return state.Label()
@@ -309,22 +325,31 @@ func (m *Model) stateWidth() int {
 		if !m.idx.rotating(r, now) {
 			continue
 		}
-		t := m.idx.row(r)
-		w = max(w, table.Width(t.StateAt(now, m.inactiveAfter).Label()+", "+RotatingNote(t, now)))
+		if t := m.idx.row(r); t.StateAt(now, m.inactiveAfter) == store.StateActive {
+			note := rotatingShort
+			if m.width >= noteWidth {
+				note = RotatingNote(t, now)
+			}
+			w = max(w, table.Width(store.StateActive.Label()+", "+note))
+		}
 	}
 	return w
 }
 
 // RotatingNote is what the table says of a token whose old secret still
 // works after a rotation, "" when none does: "rotating, old secret until
-// 14:05" (UTC; with the date when that is not today).
+// 14:05" (UTC; "tomorrow 14:05", or the date when later).
 func RotatingNote(t *store.Token, now time.Time) string {
 	if t.OldValidUntil.IsZero() || !now.Before(t.OldValidUntil) {
 		return "" // the shared set keeps OldValidUntil only with an old secret
 	}
 	u := t.OldValidUntil.UTC()
 	at := u.Format("15:04")
-	if y, mo, d := now.UTC().Date(); u.Year() != y || u.Month() != mo || u.Day() != d {
+	switch day := func(t time.Time) string { return t.Format("2006-01-02") }; day(u) {
+	case day(now.UTC()):
+	case day(now.UTC().AddDate(0, 0, 1)):
+		at = "tomorrow " + at
+	default:
 		at = u.Format("2006-01-02 15:04")
 	}
 	return "rotating, old secret until " + at

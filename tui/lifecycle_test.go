@@ -1,0 +1,228 @@
+package tui
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/x/exp/teatest"
+
+	"github.com/apptokens/apptokens/internal/secret"
+	"github.com/apptokens/apptokens/store"
+)
+
+// seedLifecycle adds, beside seedDemo's tokens, one token in each lifecycle
+// case the table shows (issue 11): expiring within 7 days (marked), expired,
+// rotating, expiring in 12 days, becoming inactive within 7 days (marked).
+// The clock is left at testNow.
+func seedLifecycle(t testing.TB, st *store.Store, c *clock) {
+	t.Helper()
+	day := 24 * time.Hour
+	create := func(at time.Time, name string, expires time.Time) store.Created {
+		t.Helper()
+		c.Set(at)
+		cr, err := st.Create(tester, store.NewToken{Name: name, Access: []store.Access{store.AccessSecurityDirector}, ExpiresAt: expires, Description: "lifecycle: " + name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cr
+	}
+	create(testNow.Add(-time.Hour), "ci-deploy", testNow.Add(3*day))
+	create(testNow.Add(-10*day), "old-vendor", testNow.Add(-day))
+	create(testNow.Add(-2*day), "quarterly", testNow.Add(12*day))
+	create(testNow.Add(-25*day), "soon-idle", time.Time{})
+	create(testNow.Add(-5*day), "partner-feed", time.Time{})
+	c.Set(testNow.Add(-time.Hour))
+	if _, err := st.Rotate(tester, "partner-feed", 3*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	c.Set(testNow)
+}
+
+// TestViewLifecycle compares the screens of issue 11 with
+// testdata/TestViewLifecycle/*.golden: the Expires column and the Expired
+// state, the 7-day marks, days to deletion, the rotation note, the form's
+// Expires field, the rotation prompt and reveal, and the usage screen's
+// network rules.
+func TestViewLifecycle(t *testing.T) {
+	tests := []struct {
+		name string
+		w, h int
+		do   func(t *testing.T, d *driver)
+	}{
+		{name: "tokens_130", w: 130, h: 14},
+		{name: "tokens_200", w: 200, h: 14},
+		{name: "tokens_80", w: 80, h: 14},
+		{name: "tokens_100", w: 100, h: 14},
+		{name: "form_expires_span", w: 100, h: 26, do: func(t *testing.T, d *driver) {
+			d.keys(runes("n"))
+			d.typ("ci-runner")
+			d.keys(keyTab, keyTab)
+			d.typ("30d")
+		}},
+		{name: "form_expires_error", w: 100, h: 26, do: func(t *testing.T, d *driver) {
+			d.keys(runes("n"))
+			d.typ("ci-runner")
+			d.keys(keyTab, keyTab)
+			d.typ("2026-11-01")
+		}},
+		{name: "form_edit_expired", w: 100, h: 26, do: func(t *testing.T, d *driver) {
+			d.keys(runes("/"))
+			d.typ("old-vendor")
+			d.keys(keyEnter, runes("e"))
+		}},
+		{name: "rotate_prompt", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(runes("r"))
+		}},
+		{name: "rotate_prompt_error", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(runes("r"), keyBackspace, keyBackspace, keyBackspace)
+			d.typ("banana")
+			d.keys(keyEnter) // refused: the prompt stays
+		}},
+		{name: "rotate_reveal", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(runes("r"), keyEnter)
+		}},
+		{name: "usage_rules", w: 100, h: 24, do: func(t *testing.T, d *driver) {
+			d.keys(runes("/"))
+			d.typ("feeds-sync")
+			d.keys(keyEnter, keyEnter)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, c := newStore(t)
+			seedDemo(t, st, c)
+			seedLifecycle(t, st, c)
+			if _, err := st.SetAllowed(tester, "feeds-sync", []string{"10.0.0.0/8", "2001:db8::/32"}, true); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.SetBlocked(tester, "feeds-sync", []string{"192.0.2.0/24"}, true); err != nil {
+				t.Fatal(err)
+			}
+			d := drive(t, newModel(st, c, nil), tt.w, tt.h)
+			if tt.do != nil {
+				tt.do(t, d)
+			}
+			requireView(t, d, tt.w, tt.h)
+		})
+	}
+}
+
+// The rules of the table, asserted apart from the layout: what a user reads.
+func TestLifecycleCells(t *testing.T) {
+	st, c := newStore(t)
+	seedDemo(t, st, c)
+	seedLifecycle(t, st, c)
+	d := drive(t, newModel(st, c, nil), 200, 20)
+	v := d.view()
+	for name, want := range map[string][]string{
+		"ci-deploy":      {"Active", "⚠ in 3 days"},
+		"old-vendor":     {"Expired", "2026-11-26", "deleted in 80 d"},
+		"quarterly":      {"Active", "in 12 days"},
+		"soon-idle":      {"Active", "⚠ 5 days", "never"},
+		"partner-feed":   {"Active, rotating, old secret until 14:00"},
+		"billing-export": {"Inactive", "deleted in 50 d"},
+	} {
+		row := lineWith(v, name)
+		for _, w := range want {
+			if !strings.Contains(row, w) {
+				t.Errorf("%s: row %q does not say %q", name, row, w)
+			}
+		}
+	}
+	if row := lineWith(v, "quarterly"); strings.Contains(row, "⚠") {
+		t.Errorf("a token 12 days from its expiry is marked: %q", row)
+	}
+	// Once the grace window ends, the note goes (the sweep clears the old
+	// secret; the table stops saying it before that).
+	c.Set(testNow.Add(2*time.Hour + time.Second))
+	d.send(nil)
+	if row := lineWith(d.view(), "partner-feed"); strings.Contains(row, "rotating") {
+		t.Errorf("after the grace window the row still says rotating: %q", row)
+	}
+}
+
+// TestFlowRotateRevealsNewSecret rotates a token in a running program: r asks
+// the grace window, enter takes the default (24h), and the reveal shows the
+// new secret exactly as it shows a new token's; the store then knows the new
+// secret as current and the old one as still valid until the grace ends.
+func TestFlowRotateRevealsNewSecret(t *testing.T) {
+	st, c := newStore(t)
+	old, err := st.Create(tester, store.NewToken{Name: "feeds", Access: []store.Access{store.AccessThirdPartyFeeds}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clip bytes.Buffer
+	// Wide enough for the whole rotation note beside the other columns.
+	tm := teatest.NewTestModel(t, newModel(st, c, &clip), teatest.WithInitialTermSize(160, 30))
+	waitFor(t, tm, "feeds", "Active")
+
+	tm.Type("r")
+	waitFor(t, tm, "Rotate token feeds", "the old secret works until 2026-11-28 12:00 UTC")
+	send(tm, keyEnter)
+	out := waitFor(t, tm, "Token feeds rotated", "The old secret works until 2026-11-28 12:00 UTC", "it will not be shown again")
+	found := tokenRE.Find(out)
+	if found == nil {
+		t.Fatalf("no token in the reveal:\n%s", out)
+	}
+	fresh, err := secret.Parse(string(found))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Reveal() == old.Secret.Reveal() {
+		t.Fatal("the reveal shows the old secret")
+	}
+	tok, isOld, err := st.Whois(fresh.Digest())
+	if err != nil || isOld || tok.ID != old.Token.ID {
+		t.Fatalf("whois(new) = %s old=%v, %v; want feeds, current", tok.Name, isOld, err)
+	}
+	tok, isOld, err = st.Whois(old.Secret.Digest())
+	if err != nil || !isOld || tok.ID != old.Token.ID {
+		t.Fatalf("whois(old) = %s old=%v, %v; want feeds, old", tok.Name, isOld, err)
+	}
+	end := testNow.Add(24 * time.Hour)
+	if !tok.OldValidAt(end.Add(-time.Second)) || tok.OldValidAt(end) {
+		t.Fatalf("old secret valid until %s, want until %s", tok.OldValidUntil, end)
+	}
+	// c copies the new secret; enter, y closes as after create.
+	tm.Type("c")
+	waitFor(t, tm, "Copied to the clipboard")
+	if !bytes.Contains(clip.Bytes(), []byte("\x1b]52;c;")) {
+		t.Fatal("no OSC 52 copy")
+	}
+	send(tm, keyEnter)
+	waitFor(t, tm, "Close? You will not be able to see this token again.")
+	tm.Type("y")
+	waitFor(t, tm, "Token feeds rotated; its secret is no longer shown anywhere", "Active, rotating, old secret until tomorrow 12:00")
+	finish(t, tm)
+}
+
+// A grace window typed wrong is refused beside the field; 0 stops the old
+// secret at once.
+func TestRotateGraceZero(t *testing.T) {
+	st, c := newStore(t)
+	old, err := st.Create(tester, store.NewToken{Name: "feeds", Access: []store.Access{store.AccessThirdPartyFeeds}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := drive(t, newModel(st, c, nil), 100, 24)
+	d.keys(runes("r"), keyBackspace, keyBackspace, keyBackspace)
+	d.typ("-1h")
+	d.keys(keyEnter)
+	if v := d.view(); !strings.Contains(v, `"-1h" is not a grace window`) || !strings.Contains(v, "Rotate token feeds") {
+		t.Fatalf("a negative grace is not refused in the prompt:\n%s", v)
+	}
+	if tok, _ := st.Get("feeds"); !tok.RotatedAt.IsZero() {
+		t.Fatal("a refused grace rotated the token")
+	}
+	d.keys(keyBackspace, keyBackspace, keyBackspace)
+	d.typ("0")
+	d.keys(keyEnter)
+	if v := d.view(); !strings.Contains(v, "The old secret no longer works") {
+		t.Fatalf("no reveal after grace 0:\n%s", v)
+	}
+	if tok, isOld, err := st.Whois(old.Secret.Digest()); err == nil && (!isOld || tok.OldValidAt(testNow)) {
+		t.Fatalf("grace 0: the old secret still works (%s old=%v)", tok.Name, isOld)
+	}
+}

@@ -226,3 +226,106 @@ func TestRotateGraceZero(t *testing.T) {
 		t.Fatalf("grace 0: the old secret still works (%s old=%v)", tok.Name, isOld)
 	}
 }
+
+// The form's Expires field reaches the store: a span on create, a new date
+// on edit brings an expired token back, and an emptied field is never.
+func TestFormExpires(t *testing.T) {
+	st, c := newStore(t)
+	d := drive(t, newModel(st, c, nil), 100, 30)
+	d.keys(runes("n"))
+	d.typ("ci-runner")
+	d.keys(keyTab, keyTab)
+	d.typ("2d")
+	d.keys(keyTab, keySpace, keyCtrlS)
+	tok, err := st.Get("ci-runner")
+	if err != nil || !tok.ExpiresAt.Equal(testNow.Add(2*24*time.Hour)) {
+		t.Fatalf("created with expiry %s (%v), want %s", tok.ExpiresAt, err, testNow.Add(2*24*time.Hour))
+	}
+	d.keys(runes("y")) // the reveal: enter was not pressed, y does nothing
+	d.keys(keyEnter, runes("y"))
+
+	// Past its expiry the token is Expired; edit gives it a new date.
+	c.Set(testNow.Add(3 * 24 * time.Hour))
+	d.send(nil)
+	if row := lineWith(d.view(), "ci-runner"); !strings.Contains(row, "Expired") {
+		t.Fatalf("past its expiry: %q", row)
+	}
+	d.keys(runes("e"), keyTab)
+	// A date in the past is refused beside the field, nothing saved.
+	for range len(tok.ExpiresAt.UTC().Format(time.RFC3339)) {
+		d.keys(keyBackspace)
+	}
+	d.typ("2026-11-29")
+	d.keys(keyCtrlS)
+	if v := d.view(); !strings.Contains(v, "expires must be in the future") {
+		t.Fatalf("a past date is not refused beside the field:\n%s", v)
+	}
+	for range len("2026-11-29") {
+		d.keys(keyBackspace)
+	}
+	d.typ("2027-06-01")
+	d.keys(keyCtrlS)
+	tok, _ = st.Get("ci-runner")
+	if want := time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC); !tok.ExpiresAt.Equal(want) {
+		t.Fatalf("edited expiry %s, want %s", tok.ExpiresAt, want)
+	}
+	if row := lineWith(d.view(), "ci-runner"); !strings.Contains(row, "Active") {
+		t.Fatalf("a new date does not bring the token back: %q", row)
+	}
+	// Emptied: never.
+	d.keys(runes("e"), keyTab)
+	for range len(tok.ExpiresAt.UTC().Format(time.RFC3339)) {
+		d.keys(keyBackspace)
+	}
+	d.keys(keyCtrlS)
+	if tok, _ = st.Get("ci-runner"); !tok.ExpiresAt.IsZero() {
+		t.Fatalf("emptied Expires field stored %s, want never", tok.ExpiresAt)
+	}
+}
+
+// + and - change the allow-list, U unblocks a range (which B blocked) — on
+// the token the screen shows.
+func TestUsageNetworkRules(t *testing.T) {
+	st, c := newStore(t)
+	seedDemo(t, st, c)
+	d := drive(t, newModel(st, c, nil), 120, 30)
+	d.keys(keyDown, keyEnter) // feeds-sync
+	d.keys(runes("+"))
+	d.typ("10.0.0.1/8")
+	d.keys(keyEnter)
+	if v := d.view(); !strings.Contains(v, "host bits") || !strings.Contains(v, "Allow a range for feeds-sync") {
+		t.Fatalf("a range with host bits is not refused live:\n%s", v)
+	}
+	for range len("10.0.0.1/8") {
+		d.keys(keyBackspace)
+	}
+	d.typ("10.0.0.0/8")
+	d.keys(keyEnter)
+	v := d.view()
+	if !strings.Contains(v, "1 range added to the allow-list of feeds-sync") || !strings.Contains(lineWith(v, "Allowed networks"), "10.0.0.0/8") {
+		t.Fatalf("+ did not allow the range:\n%s", v)
+	}
+	if tok, _ := st.Get("feeds-sync"); len(tok.Allowed) != 1 || tok.Allowed[0] != "10.0.0.0/8" {
+		t.Fatalf("stored allow-list %v", tok.Allowed)
+	}
+	d.keys(runes("B"))
+	d.typ("192.0.2.0/24")
+	d.keys(keyEnter)
+	if v := d.view(); !strings.Contains(lineWith(v, "Blocked ranges"), "192.0.2.0/24") {
+		t.Fatalf("B did not block the range:\n%s", v)
+	}
+	d.keys(runes("U"))
+	d.typ("192.0.2.0/24")
+	d.keys(keyEnter)
+	if v := d.view(); !strings.Contains(lineWith(v, "Blocked ranges"), "none") {
+		t.Fatalf("U did not unblock the range:\n%s", v)
+	}
+	d.keys(runes("-")) // the one range is offered
+	d.keys(keyEnter)
+	if v := d.view(); !strings.Contains(lineWith(v, "Allowed networks"), "any address") {
+		t.Fatalf("- did not remove the range:\n%s", v)
+	}
+	if tok, _ := st.Get("feeds-sync"); len(tok.Allowed) != 0 {
+		t.Fatalf("stored allow-list %v, want none", tok.Allowed)
+	}
+}

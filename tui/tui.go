@@ -83,7 +83,7 @@ type Deps struct {
 	// session; nil hides the column.
 	Recent *recent.Counts
 	// Columns are the tokens screen's columns and their order, by
-	// config.toml's names (name, state, access, days, created, last_used,
+	// config.toml's names (name, state, access, days, expires, created, last_used,
 	// last_24h, hint, description); nil shows them all.
 	Columns []string
 }

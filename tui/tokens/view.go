@@ -271,6 +271,9 @@ func (m *Model) cell(col table.Column, t *store.Token, state store.State, now ti
 			return days
 		}
 		if d, ok := daysToDelete(t, now, m.deleteAfter); ok {
+			if d == 0 {
+				return "deleted soon" // by the next sweep
+			}
 			for _, w := range []string{"deleted in " + common.Plural(d, "day", "days"), "deleted in " + strconv.Itoa(d) + " d"} {
 				if len(w) <= col.Width {
 					return w

@@ -47,6 +47,7 @@ type Store interface {
 	MaxBatch() int
 	RotateID(actor store.Actor, id string, grace time.Duration) (store.Created, error)
 	SetAllowedID(actor store.Actor, id string, cidrs []string, allow bool) (int, error)
+	NetworkRulesID(id string) (store.NetworkRules, error)
 	UsageID(id string) ([]store.Usage, error)
 	SetBlockedID(actor store.Actor, id string, ips []string, blocked bool) (int, error)
 	Audit(limit int) ([]store.Event, error)

@@ -230,9 +230,12 @@ func TestAllowAndBlockRanges(t *testing.T) {
 	if out := mustRun(t, dir, "block", "a", "203.0.113.0/24", "198.51.100.7"); out != "2 addresses or ranges blocked for a\n" {
 		t.Fatalf("block: %q", out)
 	}
-	u := mustRun(t, dir, "usage", "a")
-	if !strings.Contains(lineWith(u, "203.0.113.0/24"), "Blocked") {
+	// The blocked address is a row; the range is a rule (in the audit trail).
+	if u := mustRun(t, dir, "usage", "a"); !strings.Contains(lineWith(u, "198.51.100.7"), "Blocked") {
 		t.Fatalf("usage:\n%s", u)
+	}
+	if a := mustRun(t, dir, "audit"); !strings.Contains(a, "203.0.113.0/24") {
+		t.Fatalf("audit:\n%s", a)
 	}
 	if out := mustRun(t, dir, "unblock", "a", "203.0.113.0/24"); out != "1 address or range unblocked for a\n" {
 		t.Fatalf("unblock: %q", out)

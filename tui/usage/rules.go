@@ -21,12 +21,12 @@ func allowedText(nets []string) string {
 }
 
 // blockedRanges are the token's blocked ranges (CIDRs of more than one
-// address); single blocked addresses are rows of the table.
+// address); blocked addresses are rows of the table.
 func (m *Model) blockedRanges() []string {
 	var out []string
-	for _, u := range m.rows {
-		if u.Blocked && strings.Contains(u.IP, "/") {
-			out = append(out, u.IP)
+	for _, b := range m.rules.Blocked {
+		if strings.Contains(b, "/") {
+			out = append(out, b)
 		}
 	}
 	return out
@@ -46,5 +46,5 @@ func (m *Model) rulesView() string {
 		}
 		return s.Subtle.Render(label) + text + "\n"
 	}
-	return line("Allowed networks: ", allowedText(m.tok.Allowed)) + line("Blocked ranges:   ", blocked)
+	return line("Allowed networks: ", allowedText(m.rules.Allowed)) + line("Blocked ranges:   ", blocked)
 }

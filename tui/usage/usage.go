@@ -30,6 +30,8 @@ type Store interface {
 	// SetAllowedID adds ranges to (allow) or removes them from the token's
 	// allow-list.
 	SetAllowedID(actor store.Actor, id string, cidrs []string, allow bool) (int, error)
+	// NetworkRulesID is the token's allow-list and blocked addresses and ranges.
+	NetworkRulesID(id string) (store.NetworkRules, error)
 	InactiveAfter() time.Duration
 	SeriesStore
 }
@@ -47,6 +49,7 @@ type Model struct {
 	tok           store.Token
 	inactiveAfter time.Duration
 	rows          []store.Usage
+	rules         store.NetworkRules
 	ipWidth       int // the longest IP address of rows
 	win           table.Window
 	selected      map[string]struct{} // IPs
@@ -63,6 +66,7 @@ type loadedMsg struct {
 	id            string
 	tok           store.Token
 	rows          []store.Usage
+	rules         store.NetworkRules
 	inactiveAfter time.Duration
 	err           error
 }
@@ -94,6 +98,9 @@ func (m *Model) load() tea.Cmd {
 		msg.tok, msg.err = st.GetByID(id)
 		if msg.err == nil {
 			msg.rows, msg.err = st.UsageID(id)
+		}
+		if msg.err == nil {
+			msg.rules, msg.err = st.NetworkRulesID(id)
 		}
 		return msg
 	}
@@ -175,7 +182,7 @@ func (m *Model) apply(msg loadedMsg) {
 	if m.win.Cursor < len(m.rows) {
 		ip = m.rows[m.win.Cursor].IP
 	}
-	m.tok, m.rows, m.inactiveAfter, m.loaded, m.err = msg.tok, msg.rows, msg.inactiveAfter, true, nil
+	m.tok, m.rows, m.rules, m.inactiveAfter, m.loaded, m.err = msg.tok, msg.rows, msg.rules, msg.inactiveAfter, true, nil
 	present := make(map[string]bool, len(m.rows))
 	m.ipWidth = 0
 	for i, u := range m.rows {
@@ -296,9 +303,9 @@ func (m *Model) askAllow(allow bool) tea.Cmd {
 	}
 	if !allow {
 		p.Title = "Remove an allowed range of " + name
-		p.Lines = []string{"Allowed now: " + allowedText(m.tok.Allowed) + ". With no range left, every address is allowed."}
-		if len(m.tok.Allowed) == 1 {
-			p.Value = m.tok.Allowed[0]
+		p.Lines = []string{"Allowed now: " + allowedText(m.rules.Allowed) + ". With no range left, every address is allowed."}
+		if len(m.rules.Allowed) == 1 {
+			p.Value = m.rules.Allowed[0]
 		}
 	}
 	return func() tea.Msg { return p }

@@ -83,6 +83,16 @@ func TestViewLifecycle(t *testing.T) {
 		{name: "rotate_reveal", w: 100, h: 20, do: func(t *testing.T, d *driver) {
 			d.keys(runes("r"), keyEnter)
 		}},
+		{name: "detail_rotating", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(runes("/"))
+			d.typ("partner-feed")
+			d.keys(keyEnter, runes("i"))
+		}},
+		{name: "detail_expired", w: 100, h: 20, do: func(t *testing.T, d *driver) {
+			d.keys(runes("/"))
+			d.typ("old-vendor")
+			d.keys(keyEnter, runes("i"))
+		}},
 		{name: "usage_rules", w: 100, h: 24, do: func(t *testing.T, d *driver) {
 			d.keys(runes("/"))
 			d.typ("feeds-sync")

@@ -15,10 +15,6 @@ import (
 	"github.com/apptokens/apptokens/store"
 )
 
-// DefaultGrace is how long `rotate` keeps the old secret working (DESIGN
-// "Lifecycle").
-const DefaultGrace = 24 * time.Hour
-
 // ErrUnknownSecret is whois's answer for a well-formed secret no token has.
 var ErrUnknownSecret = errors.New("no token has this secret")
 

@@ -141,7 +141,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"edit", "missing", "--description", "x"}, `no token named "missing"`},
 		{[]string{"deactivate", "keep", "missing"}, `no token named "missing"`},
 		{[]string{"delete", "keep", "missing"}, `no token named "missing"`},
-		{[]string{"block", "keep", "1.2.3.4", "not-an-ip"}, `"not-an-ip": want a CIDR such as 10.0.0.0/8 or an IP address`},
+		{[]string{"block", "keep", "1.2.3.4", "not-an-ip"}, `"not-an-ip" is not an IP address`},
 		{[]string{"usage", "missing"}, `no token named "missing"`},
 		{[]string{"seed"}, `say what to seed`},
 		// Issue 11: lifecycle commands and flags.

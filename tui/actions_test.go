@@ -94,7 +94,7 @@ func TestFormSubmitWithEnterOnOKAndKeepsTypingOnStoreError(t *testing.T) {
 	d.typ("FEEDS-sync")
 	d.keys(keyTab)
 	d.typ("kept")
-	d.keys(keyTab, keyTab, keySpace, keyTab, keyEnter) // Third Party Feeds, then enter on OK
+	d.keys(keyTab, keyTab, keyTab, keySpace, keyTab, keyEnter) // Third Party Feeds, then enter on OK
 	v := d.view()
 	if !strings.Contains(v, `name "FEEDS-sync" is already taken`) || !strings.Contains(v, "kept") || !strings.Contains(v, "[x] Third Party Feeds") {
 		t.Fatalf("store error not beside the name, or typing lost:\n%s", v)
@@ -116,7 +116,7 @@ func TestEditDescriptionAndAccess(t *testing.T) {
 	d := drive(t, newModel(st, c, nil), 100, 30)
 	d.keys(keyDown, runes("e"))
 	d.typ(", EU")
-	d.keys(keyTab, keySpace, keyCtrlS) // drop Security Director
+	d.keys(keyTab, keyTab, keySpace, keyCtrlS) // drop Security Director
 	if v := d.view(); !strings.Contains(v, "Token feeds-sync saved") {
 		t.Fatalf("no result of the edit:\n%s", v)
 	}

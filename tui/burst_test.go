@@ -62,7 +62,7 @@ func TestBurstIsTextInTheForm(t *testing.T) {
 	d.typeBurst("nburst-end")
 	d.keys(keyTab)
 	d.typeBurst(desc)
-	d.keys(keyTab, keySpace, keyCtrlS)
+	d.keys(keyTab, keyTab, keySpace, keyCtrlS)
 	if v := d.view(); !strings.Contains(v, "will not be shown again") {
 		t.Fatalf("no reveal after create:\n%s", v)
 	}
@@ -170,7 +170,7 @@ func TestPastedCRLFIsOneNewline(t *testing.T) {
 	d.typ("crlf")
 	d.keys(keyTab)
 	d.paste("first\r\nsecond\rthird")
-	d.keys(keyTab, keySpace, keyCtrlS)
+	d.keys(keyTab, keyTab, keySpace, keyCtrlS)
 	tok, err := st.Get("crlf")
 	if err != nil {
 		t.Fatalf("not created: %v\n%s", err, d.view())
@@ -225,7 +225,7 @@ func TestLongNameIsNeverCut(t *testing.T) {
 			if v := d.view(); !strings.Contains(v, "name is 46 characters long; at most 32") {
 				t.Fatalf("no live error for the long name:\n%s", v)
 			}
-			d.keys(keyTab, keyTab, keySpace, keyCtrlS)
+			d.keys(keyTab, keyTab, keyTab, keySpace, keyCtrlS)
 			if toks, _ := st.List(); len(toks) != 0 {
 				t.Fatalf("created %v", toks)
 			}

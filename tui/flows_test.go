@@ -74,7 +74,7 @@ func TestFlowCreateRevealClose(t *testing.T) {
 	tm.Type("ci-runner")
 	send(tm, keyTab)
 	tm.Type("Builds and deploys")
-	send(tm, keyTab, keySpace, keyCtrlS)
+	send(tm, keyTab, keyTab, keySpace, keyCtrlS)
 	out := waitFor(t, tm, "it will not be shown again")
 	tok := tokenRE.Find(out)
 	if tok == nil {

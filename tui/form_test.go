@@ -41,7 +41,7 @@ func TestEditAccessOnlyLeavesDescriptionAlone(t *testing.T) {
 	if v := d.view(); !strings.Contains(v, "Feeds⇥for the 東京 office") || !strings.Contains(v, "⇥ is a tab") {
 		t.Fatalf("the form does not show the tab:\n%s", v)
 	}
-	d.keys(keyTab, keyTab, keySpace, keyCtrlS) // add Third Party Feeds
+	d.keys(keyTab, keyTab, keyTab, keySpace, keyCtrlS) // add Third Party Feeds
 	if v := d.view(); !strings.Contains(v, "Token tabbed saved") {
 		t.Fatalf("no result of the edit:\n%s", v)
 	}
@@ -105,7 +105,7 @@ func TestEditDescriptionWithTheTabMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := drive(t, newModel(st, c, nil), 100, 30)
-	d.keys(runes("e"), keyTab, keyTab, keySpace, keyCtrlS)
+	d.keys(runes("e"), keyTab, keyTab, keyTab, keySpace, keyCtrlS)
 	tok, err := st.Get("marked")
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestDescriptionLimitCountsCharacters(t *testing.T) {
 	if !strings.Contains(v, "description is 1025 characters long; at most 1024 allowed") {
 		t.Fatalf("no over-limit error beside the field:\n%s", v)
 	}
-	d.keys(keyTab, keySpace, keyCtrlS)
+	d.keys(keyTab, keyTab, keySpace, keyCtrlS)
 	if toks, err := st.List(); err != nil || len(toks) != 0 {
 		t.Fatalf("submit over the limit created %v (%v)", toks, err)
 	}

@@ -58,12 +58,12 @@ func TestView(t *testing.T) {
 		{name: "form_error_name_taken", w: 100, h: 24, do: func(t *testing.T, d *driver) {
 			d.keys(runes("n"))
 			d.typ("Feeds-Sync")
-			d.keys(keyTab, keyTab, keySpace, keyCtrlS)
+			d.keys(keyTab, keyTab, keyTab, keySpace, keyCtrlS)
 		}},
 		{name: "form_error_access", w: 100, h: 24, do: func(t *testing.T, d *driver) {
 			d.keys(runes("+"))
 			d.typ("ci-runner")
-			d.keys(keyTab, keyTab, keySpace, keySpace)
+			d.keys(keyTab, keyTab, keyTab, keySpace, keySpace)
 		}},
 		{name: "form_error_description", w: 100, h: 24, do: func(t *testing.T, d *driver) {
 			d.keys(runes("n"))
@@ -133,26 +133,33 @@ func TestView(t *testing.T) {
 			if tt.do != nil {
 				tt.do(t, d)
 			}
-			view := d.view()
-			if got := strings.Count(view, "\n") + 1; got != tt.h {
-				t.Errorf("view has %d lines, want %d", got, tt.h)
-			}
-			for i, l := range strings.Split(view, "\n") {
-				if w := len([]rune(l)); w > tt.w {
-					t.Errorf("line %d is %d wide, more than %d: %q", i, w, tt.w, l)
-				}
-			}
-			if tok := tokenRE.FindString(view); tok != "" {
-				if _, err := secret.Parse(tok); err != nil {
-					t.Errorf("revealed token %q does not parse: %v", tok, err)
-				}
-				view = strings.ReplaceAll(view, tok, "aptk_"+strings.Repeat("X", secret.Len-len(secret.Prefix)))
-			}
-			// Hints come from random secrets.
-			view = hintRE.ReplaceAllString(view, "aptk_…XXXX")
-			golden.RequireEqual(t, []byte(view))
+			requireView(t, d, tt.w, tt.h)
 		})
 	}
+}
+
+// requireView compares the driver's screen, w×h, with the test's golden
+// file: revealed tokens and hints (random) masked.
+func requireView(t *testing.T, d *driver, w, h int) {
+	t.Helper()
+	view := d.view()
+	if got := strings.Count(view, "\n") + 1; got != h {
+		t.Errorf("view has %d lines, want %d", got, h)
+	}
+	for i, l := range strings.Split(view, "\n") {
+		if n := len([]rune(l)); n > w {
+			t.Errorf("line %d is %d wide, more than %d: %q", i, n, w, l)
+		}
+	}
+	if tok := tokenRE.FindString(view); tok != "" {
+		if _, err := secret.Parse(tok); err != nil {
+			t.Errorf("revealed token %q does not parse: %v", tok, err)
+		}
+		view = strings.ReplaceAll(view, tok, "aptk_"+strings.Repeat("X", secret.Len-len(secret.Prefix)))
+	}
+	// Hints come from random secrets.
+	view = hintRE.ReplaceAllString(view, "aptk_…XXXX")
+	golden.RequireEqual(t, []byte(view))
 }
 
 // hintRE finds a token's hint on screen.
@@ -204,7 +211,7 @@ func createToken(t *testing.T, d *driver) {
 	d.typ("ci-runner")
 	d.keys(keyTab)
 	d.typ("Builds and deploys")
-	d.keys(keyTab, keySpace, keyTab, keySpace, keyCtrlS)
+	d.keys(keyTab, keyTab, keySpace, keyTab, keySpace, keyCtrlS)
 	if !strings.Contains(d.view(), "will not be shown again") {
 		t.Fatalf("no reveal after create:\n%s", d.view())
 	}

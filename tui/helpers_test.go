@@ -48,6 +48,8 @@ func (c *clock) Set(t time.Time) {
 
 var tester = store.Actor{User: "tester"}
 
+var keyBackspace = tea.KeyMsg{Type: tea.KeyBackspace}
+
 // newStore opens an in-memory Badger store on a fixed clock.
 func newStore(t testing.TB) (*store.Store, *clock) {
 	t.Helper()

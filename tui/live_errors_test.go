@@ -55,7 +55,7 @@ func TestHelpOffersQuestionMarkOnlyWhereItWorks(t *testing.T) {
 	if got, _ := d.m.form.Values(); got != "?" {
 		t.Fatalf("? in the name field should be text, the field holds %q", got)
 	}
-	d.keys(keyTab, keyTab) // to the first check box
+	d.keys(keyTab, keyTab, keyTab) // to the first check box (past Description and Expires)
 	if h := helpLine(d.view()); !strings.Contains(h, "? help") {
 		t.Fatalf("on a check box ? works, yet the help does not offer it: %q", h)
 	}

@@ -112,7 +112,7 @@ func TestEditActsOnThePickedTokenNotItsNewNamesake(t *testing.T) {
 	d := drive(t, newModel(st, c, nil), 200, 30)
 	d.keys(runes("e"))
 	d.typ(" more")
-	d.keys(keyTab, keySpace) // Security Director too
+	d.keys(keyTab, keyTab, keySpace) // Security Director too
 	fresh := recreate(t, st, "feed")
 	d.keys(keyCtrlS)
 	assertUntouched(t, st, fresh)

@@ -34,13 +34,15 @@ func TestBlockAnAddressNotSeenYet(t *testing.T) {
 	d := drive(t, newModel(st, c, nil), 130, 20)
 	d.keys(keyDown, keyEnter) // feeds-sync
 	d.keys(runes("B"))
-	if v := d.view(); !strings.Contains(v, "Block an address for feeds-sync") {
+	if v := d.view(); !strings.Contains(v, "Block an address or range for feeds-sync") {
 		t.Fatalf("B did not ask for an address:\n%s", v)
 	}
+	// A bad address is refused live, beside the field; enter does not take it.
 	d.typeBurst("not-an-ip\r")
-	if v := d.view(); !strings.Contains(v, `"not-an-ip" is not an IP address`) {
+	if v := d.view(); !strings.Contains(v, `"not-an-ip" is not an IP address`) || !strings.Contains(v, "Block an address or range") {
 		t.Fatalf("a bad address is not refused with a word:\n%s", v)
 	}
+	d.keys(keyEsc)
 	d.keys(runes("B"))
 	d.paste("192.0.2.200")
 	d.keys(keyEnter)

@@ -45,10 +45,14 @@ type Store interface {
 	SetActiveIDs(actor store.Actor, ids []string, active bool) (int, error)
 	DeleteIDs(actor store.Actor, ids []string) (int, error)
 	MaxBatch() int
+	RotateID(actor store.Actor, id string, grace time.Duration) (store.Created, error)
+	SetAllowedID(actor store.Actor, id string, cidrs []string, allow bool) (int, error)
+	NetworkRulesID(id string) (store.NetworkRules, error)
 	UsageID(id string) ([]store.Usage, error)
 	SetBlockedID(actor store.Actor, id string, ips []string, blocked bool) (int, error)
 	Audit(limit int) ([]store.Event, error)
 	InactiveAfter() time.Duration
+	DeleteAfter() time.Duration
 	Subscribe() *store.Subscription
 	UsageSeriesID(id, ip string, since time.Time) ([]store.HourCount, error)
 }
@@ -80,7 +84,7 @@ type Deps struct {
 	// session; nil hides the column.
 	Recent *recent.Counts
 	// Columns are the tokens screen's columns and their order, by
-	// config.toml's names (name, state, access, days, created, last_used,
+	// config.toml's names (name, state, access, days, expires, created, last_used,
 	// last_24h, hint, description); nil shows them all.
 	Columns []string
 }
@@ -440,6 +444,9 @@ func (m *Model) route(msg tea.Msg) tea.Cmd {
 		m.status, m.statusErr = "Token "+c.Token.Name+" created", false
 		m.tokens.Focus(c.Token.ID)
 		return m.openModal(reveal.New(m.ctx, c.Token.Name, c.Secret, m.deps.Clipboard))
+	case common.RotatedMsg:
+		m.status, m.statusErr = "Token "+msg.Token.Name+" rotated", false
+		return m.openModal(reveal.NewRotated(m.ctx, msg.Token.Name, msg.Secret, m.deps.Clipboard, msg.OldUntil))
 	case common.OpenFormMsg:
 		m.form = form.New(m.ctx, m.deps.Store, msg.Edit, m.tokens.NameTaken)
 		m.active = screenForm

@@ -35,6 +35,9 @@ type serveFlags struct {
 	hostKey           string
 	trustedProxies    []string
 	inactiveAfter     string
+	deleteAfter       string
+	// setDeleteAfter: --delete-after was given (flag, file or environment).
+	setDeleteAfter    bool
 	logFormat         string
 	maxSSHConnections int
 	sshIdleTimeout    time.Duration
@@ -58,7 +61,7 @@ type serveFlags struct {
 func serveCmd(root *cobra.Command, where *storeFlags, look func() config.TUI) *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
-		Use:   "serve [--ssh ADDR] [--http ADDR] [--authorized-keys FILE] [--host-key FILE] [--trusted-proxy CIDR]... [--inactive-after DURATION] [--ssh-login-grace 30s] [--max-ssh-sessions-per-conn 4] [--upstream URL [--access ACCESS] | --route PREFIX=URL[,ACCESS]...] [--pass-authorization] [--webhook URL]... [--webhook-secret-file FILE]",
+		Use:   "serve [--ssh ADDR] [--http ADDR] [--authorized-keys FILE] [--host-key FILE] [--trusted-proxy CIDR]... [--inactive-after DURATION] [--delete-after DURATION] [--ssh-login-grace 30s] [--max-ssh-sessions-per-conn 4] [--upstream URL [--access ACCESS] | --route PREFIX=URL[,ACCESS]...] [--pass-authorization] [--webhook URL]... [--webhook-secret-file FILE]",
 		Short: "Serve the TUI to admins over SSH and run the HTTP token gate, on one database",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -66,6 +69,7 @@ func serveCmd(root *cobra.Command, where *storeFlags, look func() config.TUI) *c
 			if err != nil {
 				return err
 			}
+			f.setDeleteAfter = cmd.Flags().Changed("delete-after")
 			return serve(cmd.Context(), where, where.location(db), f, look(), cmd.Flags().Changed("inactive-after"))
 		},
 	}
@@ -76,6 +80,7 @@ func serveCmd(root *cobra.Command, where *storeFlags, look func() config.TUI) *c
 	fl.StringVar(&f.hostKey, "host-key", filepath.Join(configDir(), "ssh_host_ed25519_key"), "SSH host key (ed25519, generated on first start)")
 	fl.StringArrayVar(&f.trustedProxies, "trusted-proxy", nil, "CIDR of a reverse proxy whose X-Forwarded-For is believed (repeatable)")
 	fl.StringVar(&f.inactiveAfter, "inactive-after", "30d", "tokens unused this long become Inactive (e.g. 30d, 720h; 0 turns it off)")
+	fl.StringVar(&f.deleteAfter, "delete-after", "90d", "tokens unused this long are deleted for good by the sweep, audited (e.g. 90d; 0 turns it off)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text (logfmt) or json")
 	fl.IntVar(&f.maxSSHConnections, "max-ssh-connections", 32, "cap on concurrent authenticated SSH connections")
 	fl.DurationVar(&f.sshIdleTimeout, "ssh-idle-timeout", 30*time.Minute, "close SSH connections idle this long")
@@ -105,12 +110,17 @@ func configDir() string {
 	return filepath.Join(home, ".config", "apptokens")
 }
 
-// parseDays accepts Go durations and a whole number of days ("30d").
-func parseDays(s string) (time.Duration, error) {
+// parseDays accepts Go durations and a whole number of days ("30d") for
+// --inactive-after.
+func parseDays(s string) (time.Duration, error) { return parseDaysFlag("--inactive-after", s) }
+
+// parseDaysFlag accepts Go durations and a whole number of days ("30d") for
+// the flag named flag; "0" is 0 (off); negative spans are refused.
+func parseDaysFlag(flag, s string) (time.Duration, error) {
 	if strings.HasSuffix(s, "d") {
 		n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
 		if err != nil || n < 0 {
-			return 0, fmt.Errorf("--inactive-after %q: want a duration such as 30d or 720h", s)
+			return 0, fmt.Errorf("%s %q: want a duration such as 30d or 720h", flag, s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
@@ -119,7 +129,7 @@ func parseDays(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, fmt.Errorf("--inactive-after %q: want a duration such as 30d or 720h", s)
+		return 0, fmt.Errorf("%s %q: want a duration such as 30d or 720h", flag, s)
 	}
 	return d, nil
 }
@@ -248,6 +258,10 @@ func serve(ctx context.Context, where *storeFlags, loc string, f serveFlags, set
 	if err != nil {
 		return err
 	}
+	deleteAfter, err := parseDaysFlag("--delete-after", f.deleteAfter)
+	if err != nil {
+		return err
+	}
 	trusted, err := parseTrusted(f.trustedProxies)
 	if err != nil {
 		return err
@@ -291,6 +305,11 @@ func serve(ctx context.Context, where *storeFlags, loc string, f serveFlags, set
 	}
 	if setPolicy && st.InactiveAfter() != inactive {
 		if err := st.SetInactiveAfter(inactive); err != nil {
+			return err
+		}
+	}
+	if f.setDeleteAfter && st.DeleteAfter() != deleteAfter {
+		if err := st.SetDeleteAfter(deleteAfter); err != nil {
 			return err
 		}
 	}
@@ -412,7 +431,7 @@ func serve(ctx context.Context, where *storeFlags, loc string, f serveFlags, set
 		metricsAt = metricsLn.Addr().String()
 	}
 	logger.Info("apptokens serve started", "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(), "metrics", metricsAt,
-		"store", loc, "node", node, "inactive_after", st.InactiveAfter().String(), "trusted_proxies", len(trusted))
+		"store", loc, "node", node, "inactive_after", st.InactiveAfter().String(), "delete_after", st.DeleteAfter().String(), "trusted_proxies", len(trusted))
 	for _, u := range f.webhooks {
 		logger.Info("webhook: sending lifecycle events", "url", redactURL(u))
 	}

@@ -22,7 +22,7 @@ func lineWith(screen, s string) string {
 
 // TestTUIEndToEnd drives the real binary in tmux (100x30) on a seeded temp
 // database with the contract's keys: create, reveal, close, deactivate, open
-// usage, block.
+// usage, block; and a rotation (issue 11).
 func TestTUIEndToEnd(t *testing.T) {
 	requireTool(t, "tmux")
 	db := filepath.Join(t.TempDir(), "db")
@@ -43,7 +43,7 @@ func TestTUIEndToEnd(t *testing.T) {
 	tm.waitGone(5*time.Second, "may contain only letters")
 	tm.send("Tab")
 	tm.typeText("made by the end-to-end test")
-	tm.send("Tab", "Space", "C-s")
+	tm.send("Tab", "Tab", "Space", "C-s") // past Expires (empty: never) to Security Director
 
 	// The one-time reveal.
 	screen := tm.waitFor(10*time.Second, "will not be shown again")
@@ -62,6 +62,27 @@ func TestTUIEndToEnd(t *testing.T) {
 	}
 	if l := lineWith(screen, "] e2e-token"); !strings.Contains(l, "Active") {
 		t.Fatalf("new token row: %q", l)
+	}
+
+	// Rotate it (issue 11): r asks the grace window, enter takes 24h, and the
+	// new secret is revealed once, like a new token's.
+	tm.send("r")
+	tm.waitFor(5*time.Second, "Rotate token e2e-token", "the old secret works until")
+	tm.send("Enter")
+	screen = tm.waitFor(10*time.Second, "Token e2e-token rotated", "will not be shown again")
+	rotated := tokenOnScreen.FindString(screen)
+	if rotated == "" || rotated == tok {
+		t.Fatalf("no new token on the reveal screen:\n%s", screen)
+	}
+	tm.send("Enter")
+	tm.waitFor(5*time.Second, "You will not be able to see this token again")
+	tm.send("y")
+	screen = tm.waitGone(10*time.Second, "will not be shown again")
+	if strings.Contains(screen, rotated) || strings.Contains(screen, rotated[5:45]) {
+		t.Fatalf("the new token is still on screen after closing the reveal:\n%s", screen)
+	}
+	if l := lineWith(screen, "] e2e-token"); !strings.Contains(l, "Active, rotating") {
+		t.Fatalf("rotated token row: %q\n%s", l, screen)
 	}
 
 	// Deactivate it: filter to it, d, confirm with y.
@@ -97,7 +118,15 @@ func TestTUIEndToEnd(t *testing.T) {
 		t.Fatalf("usage after the TUI:\n%s", out)
 	}
 	out, _, _ = runBin(t, db, "list", "--json")
-	if !strings.Contains(out, `"name": "e2e-token"`) || strings.Contains(out, tok) {
+	if !strings.Contains(out, `"name": "e2e-token"`) || strings.Contains(out, tok) || strings.Contains(out, rotated) {
 		t.Fatalf("list after the TUI:\n%s", out)
+	}
+	// The old secret is the token's old one until the grace end, the new one
+	// its current one.
+	if out, errOut, code := runBin(t, db, "whois", tok); code != 0 || !strings.Contains(out, "name:     e2e-token") || !strings.Contains(out, "old (the token was rotated); it works until") {
+		t.Fatalf("whois old secret: %d %s%s", code, out, errOut)
+	}
+	if out, errOut, code := runBin(t, db, "whois", rotated); code != 0 || !strings.Contains(out, "secret:   current") {
+		t.Fatalf("whois new secret: %d %s%s", code, out, errOut)
 	}
 }

@@ -97,7 +97,7 @@ func TestTUIBurstsEndToEnd(t *testing.T) {
 	tm.send("Tab")
 	const desc = "runs up to the end of day, then goes home"
 	tm.typeText(desc)
-	tm.send("Tab", "Space", "C-s")
+	tm.send("Tab", "Tab", "Space", "C-s") // past Expires (empty: never) to Security Director
 	screen = tm.waitFor(10*time.Second, "will not be shown again")
 	tok := tokenOnScreen.FindString(screen)
 	if tok == "" {
@@ -311,7 +311,7 @@ func TestSSHTUIBurstsAndCtrlC(t *testing.T) {
 	tm.send("Tab")
 	const desc = "goes up to the end, then home"
 	tm.typeText(desc)
-	tm.send("Tab", "Space", "C-s")
+	tm.send("Tab", "Tab", "Space", "C-s") // past Expires (empty: never) to Security Director
 	screen := tm.waitFor(10*time.Second, "will not be shown again")
 	tok := tokenOnScreen.FindString(screen)
 	tm.send("C-c")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
 )
 
@@ -69,6 +70,7 @@ func NewRoot(env Env) *cobra.Command {
 		a.setActiveCmd("activate", true), a.setActiveCmd("deactivate", false),
 		a.deleteCmd(), a.editCmd(), a.usageCmd(),
 		a.blockCmd("block", true), a.blockCmd("unblock", false),
+		a.rotateCmd(), a.allowCmd("allow", true), a.allowCmd("disallow", false), a.whoisCmd(),
 		a.auditCmd(), a.backupCmd(), a.restoreCmd(), a.seedCmd(),
 	)
 	return root
@@ -130,6 +132,12 @@ func sshHint(addr string, args []string) (hint string, ok bool) {
 		if name, _, ok := strings.Cut(args[i], "="); ok && localFlag(name) {
 			continue
 		}
+		if looksSecret(args[i]) {
+			// whois TOKEN: the hint never repeats a secret (it would land in
+			// a terminal's scrollback and a log); over SSH, - reads it from stdin.
+			rest = append(rest, "-")
+			continue
+		}
 		rest = append(rest, shellQuote(args[i]))
 	}
 	cmd := "ssh -p " + port + " " + host
@@ -149,6 +157,10 @@ func localFlag(arg string) bool {
 	}
 	return false
 }
+
+// looksSecret reports whether s has a token's shape (its prefix): such an
+// argument is never echoed.
+func looksSecret(s string) bool { return strings.HasPrefix(s, secret.Prefix) }
 
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {

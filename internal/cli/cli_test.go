@@ -99,7 +99,7 @@ func TestListJSONShape(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	if got := strings.Join(keys, ","); got != "access,created_at,description,hint,last_used_at,name,state" {
+	if got := strings.Join(keys, ","); got != "access,allowed_networks,created_at,description,expires_at,hint,last_used_at,name,rotating_until,state" {
 		t.Fatalf("keys = %s", got)
 	}
 	r := rows[0]
@@ -144,6 +144,24 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{[]string{"block", "keep", "1.2.3.4", "not-an-ip"}, `"not-an-ip" is not an IP address`},
 		{[]string{"usage", "missing"}, `no token named "missing"`},
 		{[]string{"seed"}, `say what to seed`},
+		// Issue 11: lifecycle commands and flags.
+		{[]string{"create", "--name", "x", "--access", "security-director", "--expires", "2020-01-01"}, `--expires "2020-01-01": expires must be in the future`},
+		{[]string{"create", "--name", "x", "--access", "security-director", "--expires", "soon"}, `--expires: expires "soon": want never, a duration`},
+		{[]string{"edit", "keep", "--expires", "-5d"}, `--expires: expires "-5d": want never`},
+		{[]string{"edit", "missing", "--expires", "never"}, `no token named "missing"`},
+		{[]string{"rotate", "keep", "--grace", "-1h"}, `grace "-1h": want a duration such as 24h`},
+		{[]string{"rotate", "keep", "--grace", "banana"}, `grace "banana": want a duration such as 24h`},
+		{[]string{"rotate", "missing"}, `no token named "missing"`},
+		{[]string{"allow", "keep", "10.0.0.1/8"}, `10.0.0.1/8`},
+		{[]string{"allow", "keep", "10.0.0.0/8", "banana"}, `"banana"`},
+		{[]string{"allow", "missing", "10.0.0.0/8"}, `no token named "missing"`},
+		{[]string{"disallow", "keep", "not-a-range"}, `"not-a-range"`},
+		{[]string{"block", "keep", "203.0.113.7/24"}, `203.0.113.7/24`},
+		{[]string{"whois", "aptk_junk"}, `not an apptokens token: token must be 51 characters long`},
+		{[]string{"whois", "aptk_" + strings.Repeat("A", 46)}, `not an apptokens token: token checksum does not match`},
+		{[]string{"whois", unknownSecret(t)}, `no token has this secret`},
+		{[]string{"list", "--expiring", "banana"}, `--expiring "banana": want a window such as 7d`},
+		{[]string{"list", "--expiring", "0"}, `--expiring "0": want a window such as 7d`},
 	}
 	for _, c := range cases {
 		_, _, err := run(t, dir, c.args...)
@@ -163,6 +181,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if u := mustRun(t, dir, "usage", "keep", "--json"); strings.TrimSpace(u) != "[]" {
 		t.Fatalf("refused block changed usage: %s", u)
 	}
+}
+
+// unknownSecret is a well-formed token that no store has.
+func unknownSecret(t *testing.T) string {
+	t.Helper()
+	tok, err := secret.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Reveal()
 }
 
 func TestLifecycle(t *testing.T) {

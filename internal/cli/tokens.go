@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,10 +17,10 @@ import (
 )
 
 func (a *app) createCmd() *cobra.Command {
-	var name, desc string
+	var name, desc, expires string
 	var access []string
 	cmd := &cobra.Command{
-		Use:   "create --name NAME [--description TEXT] --access security-director[,third-party-feeds]",
+		Use:   "create --name NAME [--description TEXT] --access security-director[,third-party-feeds] [--expires 90d|DATE]",
 		Short: "Create a token and print it, once, alone on stdout",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -28,7 +29,11 @@ func (a *app) createCmd() *cobra.Command {
 				return err
 			}
 			return a.withStore(func(st *store.Store) error {
-				c, err := st.Create(a.env.Actor, store.NewToken{Name: name, Description: desc, Access: acc})
+				exp, err := parseExpires(expires, st.Now())
+				if err != nil {
+					return err
+				}
+				c, err := st.Create(a.env.Actor, store.NewToken{Name: name, Description: desc, Access: acc, ExpiresAt: exp})
 				if err != nil {
 					return err
 				}
@@ -40,6 +45,7 @@ func (a *app) createCmd() *cobra.Command {
 	cmd.Flags().StringVar(&name, "name", "", "unique name: letters, digits and dashes, at most 32")
 	cmd.Flags().StringVar(&desc, "description", "", "free text, at most 1024 characters")
 	cmd.Flags().StringSliceVar(&access, "access", nil, "security-director and/or third-party-feeds (comma-separated)")
+	cmd.Flags().StringVar(&expires, "expires", "", expiresUsage)
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("access")
 	return cmd
@@ -53,23 +59,68 @@ type tokenJSON struct {
 	State       store.State `json:"state"`
 	CreatedAt   rfc3339     `json:"created_at"`
 	LastUsedAt  *rfc3339    `json:"last_used_at"`
+	ExpiresAt   *rfc3339    `json:"expires_at"`
 	Hint        string      `json:"hint"`
+	// RotatingUntil is when the old secret of a rotated token stops working;
+	// null when no old secret works.
+	RotatingUntil *rfc3339 `json:"rotating_until"`
+	// AllowedNetworks is the allow-list (CIDRs); empty: every address.
+	AllowedNetworks []string `json:"allowed_networks"`
+}
+
+// jsonToken is t in the `list --json` shape at now.
+func jsonToken(t store.Token, now time.Time, after time.Duration) tokenJSON {
+	acc := make([]string, len(t.Access))
+	for i, x := range t.Access {
+		acc[i] = string(x)
+	}
+	var rot *rfc3339
+	if t.OldValidAt(now) {
+		rot = optTime(t.OldValidUntil)
+	}
+	nets := t.Allowed
+	if nets == nil {
+		nets = []string{}
+	}
+	return tokenJSON{
+		Name: t.Name, Description: t.Description, Access: acc,
+		State: t.StateAt(now, after), CreatedAt: rfc3339(t.CreatedAt),
+		LastUsedAt: optTime(t.LastUsedAt), ExpiresAt: optTime(t.ExpiresAt), Hint: t.Hint,
+		RotatingUntil: rot, AllowedNetworks: nets,
+	}
 }
 
 func (a *app) listCmd() *cobra.Command {
 	var asJSON bool
+	var expiring string
 	cmd := &cobra.Command{
-		Use:   "list [--json]",
+		Use:   "list [--json] [--expiring 7d]",
 		Short: "List tokens",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var within time.Duration
+			if cmd.Flags().Changed("expiring") {
+				var err error
+				if within, err = parseSpan(expiring); err != nil || within == 0 {
+					return fmt.Errorf("--expiring %q: want a window such as 7d or 48h", expiring)
+				}
+			}
 			return a.withStore(func(st *store.Store) error {
 				now, after := st.Now(), st.InactiveAfter()
+				keep := func(store.Token) bool { return true }
+				if within > 0 {
+					keep = func(t store.Token) bool { return stopsWithin(t, now, after, within) }
+				}
 				if asJSON {
-					return streamTokensJSON(cmd.OutOrStdout(), st, now, after)
+					return streamTokensJSON(cmd.OutOrStdout(), st, now, after, keep)
 				}
 				toks, err := st.List()
 				if err != nil {
+					return err
+				}
+				toks = slices.DeleteFunc(toks, func(t store.Token) bool { return !keep(t) })
+				if within > 0 && len(toks) == 0 {
+					_, err := fmt.Fprintf(cmd.OutOrStdout(), "No token stops working within %s.\n", expiring)
 					return err
 				}
 				return printTokens(cmd.OutOrStdout(), toks, now, after)
@@ -77,25 +128,21 @@ func (a *app) listCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&expiring, "expiring", "", "only tokens that stop working (expire or become Inactive) within this window, e.g. 7d")
 	return cmd
 }
 
 // streamTokensJSON writes the `list --json` array one token at a time, as the
 // store reads them: memory stays the same for 10 or 100,000 tokens. The bytes
 // are those of writeJSON on the whole array (two-space indent).
-func streamTokensJSON(w io.Writer, st *store.Store, now time.Time, after time.Duration) error {
+func streamTokensJSON(w io.Writer, st *store.Store, now time.Time, after time.Duration, keep func(store.Token) bool) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	n := 0
 	err := st.EachToken(func(t store.Token) error {
-		acc := make([]string, len(t.Access))
-		for i, x := range t.Access {
-			acc[i] = string(x)
+		if !keep(t) {
+			return nil
 		}
-		b, err := json.MarshalIndent(tokenJSON{
-			Name: t.Name, Description: t.Description, Access: acc,
-			State: t.StateAt(now, after), CreatedAt: rfc3339(t.CreatedAt),
-			LastUsedAt: optTime(t.LastUsedAt), Hint: t.Hint,
-		}, "  ", "  ")
+		b, err := json.MarshalIndent(jsonToken(t, now, after), "  ", "  ")
 		if err != nil {
 			return err
 		}
@@ -129,13 +176,17 @@ func printTokens(w io.Writer, toks []store.Token, now time.Time, after time.Dura
 		return err
 	}
 	var tw textTable
-	tw.row("NAME", "STATE", "ACCESS", "DAYS TO INACTIVE", "CREATED (UTC)", "LAST USED (UTC)", "HINT", "DESCRIPTION")
+	tw.row("NAME", "STATE", "ACCESS", "DAYS TO INACTIVE", "EXPIRES", "CREATED (UTC)", "LAST USED (UTC)", "HINT", "DESCRIPTION")
 	for _, t := range toks {
 		days := "-"
 		if d, ok := t.DaysToInactive(now, after); ok {
 			days = strconv.Itoa(d)
 		}
-		tw.row(t.Name, t.StateAt(now, after).Label(), t.AccessNames(), days,
+		state := t.StateAt(now, after).Label()
+		if r := rotatingText(t, now); r != "" {
+			state += ", " + r
+		}
+		tw.row(t.Name, state, t.AccessNames(), days, expiresText(t.ExpiresAt, now),
 			fmtTime(t.CreatedAt), fmtTime(t.LastUsedAt), t.Hint, firstLine(t.Description, 60))
 	}
 	return tw.writeTo(w)
@@ -178,11 +229,11 @@ func (a *app) deleteCmd() *cobra.Command {
 }
 
 func (a *app) editCmd() *cobra.Command {
-	var desc string
+	var desc, expires string
 	var access []string
 	cmd := &cobra.Command{
-		Use:   "edit NAME [--description TEXT] [--access LIST]",
-		Short: "Change a token's description or access type (the name never changes)",
+		Use:   "edit NAME [--description TEXT] [--access LIST] [--expires 90d|DATE|never]",
+		Short: "Change a token's description, access type or expiry (the name never changes)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var e store.Edit
@@ -196,10 +247,18 @@ func (a *app) editCmd() *cobra.Command {
 				}
 				e.Access = acc
 			}
-			if e.Description == nil && e.Access == nil {
-				return fmt.Errorf("nothing to change: give --description and/or --access")
+			setExpires := cmd.Flags().Changed("expires")
+			if e.Description == nil && e.Access == nil && !setExpires {
+				return fmt.Errorf("nothing to change: give --description, --access and/or --expires")
 			}
 			return a.withStore(func(st *store.Store) error {
+				if setExpires {
+					exp, err := parseExpires(expires, st.Now())
+					if err != nil {
+						return err
+					}
+					e.ExpiresAt = &exp
+				}
 				t, err := st.Edit(a.env.Actor, args[0], e)
 				if err != nil {
 					return err
@@ -211,6 +270,7 @@ func (a *app) editCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&desc, "description", "", "new description, at most 1024 characters")
 	cmd.Flags().StringSliceVar(&access, "access", nil, "security-director and/or third-party-feeds (comma-separated)")
+	cmd.Flags().StringVar(&expires, "expires", "", expiresUsage+"; never removes the expiry")
 	return cmd
 }
 
@@ -314,12 +374,12 @@ func (a *app) usageCmd() *cobra.Command {
 }
 
 func (a *app) blockCmd(verb string, blocked bool) *cobra.Command {
-	short := "Unblock IP addresses for a token"
+	short := "Unblock IP addresses or ranges (CIDRs) for a token"
 	if blocked {
-		short = "Block IP addresses for a token: their requests with it are refused"
+		short = "Block IP addresses or ranges (CIDRs) for a token: requests with it from there are refused"
 	}
 	return &cobra.Command{
-		Use:   verb + " NAME IP...",
+		Use:   verb + " NAME IP|CIDR...",
 		Short: short,
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -328,11 +388,23 @@ func (a *app) blockCmd(verb string, blocked bool) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %sed for %s\n", plural(n, "IP address"), verb, args[0])
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %sed for %s\n", addressesWord(n, args[1:]), verb, args[0])
 				return err
 			})
 		},
 	}
+}
+
+// addressesWord counts what block and unblock changed: "2 IP addresses", or
+// "2 addresses or ranges" when a range was given.
+func addressesWord(n int, given []string) string {
+	if !slices.ContainsFunc(given, func(s string) bool { return strings.Contains(s, "/") }) {
+		return plural(n, "IP address")
+	}
+	if n == 1 {
+		return "1 address or range"
+	}
+	return strconv.Itoa(n) + " addresses or ranges"
 }
 
 func (a *app) auditCmd() *cobra.Command {

@@ -13,7 +13,7 @@ import (
 var (
 	Themes       = []string{"auto", "dark", "light", "none"}
 	ChartWindows = []string{"24h", "7d", "30d"}
-	Columns      = []string{"name", "state", "access", "days", "created", "last_used", "last_24h", "hint", "description"}
+	Columns      = []string{"name", "state", "access", "days", "expires", "created", "last_used", "last_24h", "hint", "description"}
 )
 
 // TUI is what the file sets for the TUI: the colour theme, the columns of the

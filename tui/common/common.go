@@ -11,6 +11,7 @@ import (
 	"github.com/charmbracelet/bubbles/help"
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui/styles"
 	"github.com/apptokens/apptokens/tui/tokenset"
@@ -87,7 +88,23 @@ type PromptMsg struct {
 	Title       string
 	Lines       []string
 	Placeholder string
-	Submit      func(text string) tea.Cmd
+	// Value is the answer the field starts with (a default to accept with
+	// enter), "" for none.
+	Value string
+	// Check, when set, tells live what is wrong with the text (shown under
+	// the field; enter is refused while it fails), or nil when it is good;
+	// its ok text (e.g. what the value means) shows when the text passes.
+	Check  func(text string) (ok string, err error)
+	Submit func(text string) tea.Cmd
+}
+
+// RotatedMsg is sent when a token got a new secret: the root shows it once,
+// as it shows a new token's. OldUntil is when the old secret stops working
+// (zero or past: it stopped at once).
+type RotatedMsg struct {
+	Token    store.Token
+	Secret   secret.Token
+	OldUntil time.Time
 }
 
 // CloseModalMsg closes the open modal.
@@ -174,3 +191,15 @@ type pickedError struct {
 
 func (e *pickedError) Error() string { return e.msg }
 func (e *pickedError) Unwrap() error { return e.err }
+
+// Until is a positive span in words, rounded up: "12 days", "5 h", "9 min".
+func Until(d time.Duration) string {
+	ceil := func(unit time.Duration) int { return int((d + unit - 1) / unit) }
+	switch {
+	case d > 24*time.Hour:
+		return Plural(ceil(24*time.Hour), "day", "days")
+	case d > time.Hour:
+		return fmt.Sprintf("%d h", ceil(time.Hour))
+	}
+	return fmt.Sprintf("%d min", max(1, ceil(time.Minute)))
+}

@@ -30,6 +30,7 @@ func NewPrompt(ctx *common.Context, p common.PromptMsg) *Model {
 	m := &Model{ctx: ctx, keys: keys.DefaultConfirm(), q: common.ConfirmMsg{Title: p.Title, Lines: p.Lines}, prompt: &p}
 	m.newInput()
 	m.input.Placeholder = p.Placeholder
+	m.input.SetValue(p.Value)
 	return m
 }
 
@@ -115,6 +116,11 @@ func (m *Model) promptKey(km tea.KeyMsg) tea.Cmd {
 			m.wrong = true
 			return nil
 		}
+		if m.prompt.Check != nil {
+			if _, err := m.prompt.Check(text); err != nil {
+				return nil // the error shows under the field already
+			}
+		}
 		return tea.Sequence(closeModal, m.prompt.Submit(text))
 	}
 	m.wrong = false
@@ -137,6 +143,15 @@ func (m *Model) View() string {
 	switch {
 	case m.prompt != nil:
 		b.WriteString(m.input.View())
+		if m.prompt.Check != nil {
+			if text := strings.TrimSpace(m.input.Value()); text != "" {
+				if ok, err := m.prompt.Check(text); err != nil {
+					b.WriteString("\n" + s.Error.Width(w).Render("✗ "+err.Error()))
+				} else if ok != "" {
+					b.WriteString("\n" + s.Subtle.Width(w).Render(ok))
+				}
+			}
+		}
 		b.WriteString("\n" + s.Warning.Render("enter") + " confirms · " + s.Warning.Render("esc") + " cancels")
 		if m.wrong {
 			b.WriteString("\n" + s.Error.Render("Type something first."))

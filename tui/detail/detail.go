@@ -183,10 +183,18 @@ func (m *Model) lines() []string {
 	}
 	state := m.tok.StateAt(now, m.inactiveAfter)
 	st := s.Active
-	if state == store.StateInactive {
+	if state != store.StateActive {
 		st = s.Inactive
 	}
 	field("State", st.Render(state.Label()))
+	expires := "never"
+	if !m.tok.ExpiresAt.IsZero() {
+		expires = common.Time(m.tok.ExpiresAt) + " UTC"
+	}
+	field("Expires", expires)
+	if m.tok.OldValidAt(now) && state == store.StateActive {
+		field("Rotating", "old secret "+store.Printable(m.tok.OldHint)+" works until "+common.Time(m.tok.OldValidUntil)+" UTC")
+	}
 	field("Access", m.tok.AccessLabels())
 	field("Hint", store.Printable(m.tok.Hint))
 	field("Created", common.Time(m.tok.CreatedAt))

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/bubbles/cursor"
 	"github.com/charmbracelet/bubbles/key"
@@ -52,6 +53,7 @@ const descFieldCells = 4 * store.MaxDescriptionLen
 const (
 	fieldName = iota
 	fieldDesc
+	fieldExpires
 	fieldSD
 	fieldTPF
 	buttonOK
@@ -71,6 +73,12 @@ type Model struct {
 	taken func(name string) bool
 	name  textinput.Model
 	desc  textarea.Model
+	// expires is the Expires field: empty (never), a span (30d) or a date,
+	// read with store.ParseExpires.
+	expires textinput.Model
+	// expiresField is what the Expires field showed when the form opened: an
+	// expiry the admin has not touched is not sent.
+	expiresField string
 	// markTabs: tabs show as tabMark in the description field (see tabMark).
 	markTabs bool
 	// descField is what the description field showed when the form opened: a
@@ -122,6 +130,12 @@ func New(ctx *common.Context, st Store, edit *store.Token, taken func(name strin
 	m.desc.Placeholder = "what uses this token (optional)"
 	m.desc.Cursor.SetMode(cursor.CursorStatic)
 	m.desc.KeyMap.InsertNewline.SetKeys("enter")
+	m.expires = textinput.New()
+	m.expires.CharLimit = 0 // never cut what is typed
+	m.expires.Prompt = ""
+	m.expires.Placeholder = "never"
+	m.expires.Cursor.SetMode(cursor.CursorStatic)
+	ctx.Styles.TextInput(&m.expires)
 	ctx.Styles.TextInput(&m.name)
 	ctx.Styles.TextArea(&m.desc)
 	m.markTabs = edit == nil || !strings.ContainsRune(edit.Description, tabMark)
@@ -130,16 +144,20 @@ func New(ctx *common.Context, st Store, edit *store.Token, taken func(name strin
 		m.desc.SetValue(m.toField(edit.Description))
 		m.sd = edit.HasAccess(store.AccessSecurityDirector)
 		m.tpf = edit.HasAccess(store.AccessThirdPartyFeeds)
+		if !edit.ExpiresAt.IsZero() {
+			m.expires.SetValue(edit.ExpiresAt.UTC().Format(time.RFC3339))
+		}
 		m.focus = fieldDesc
 	}
 	m.descField = m.desc.Value()
+	m.expiresField = m.expires.Value()
 	m.initial = m.snapshot()
 	m.setFocus(m.focus)
 	return m
 }
 
 func (m *Model) snapshot() string {
-	return m.name.Value() + "\x00" + m.description() + "\x00" + strconv.FormatBool(m.sd) + strconv.FormatBool(m.tpf)
+	return m.name.Value() + "\x00" + m.description() + "\x00" + m.expires.Value() + "\x00" + strconv.FormatBool(m.sd) + strconv.FormatBool(m.tpf)
 }
 
 // toField is text as the description field shows it: tabs as tabMark.
@@ -176,10 +194,12 @@ func (m *Model) SetSize(width, height int) {
 	m.width, m.height = width, height
 	fw := max(10, min(70, width-labelWidth-1))
 	m.name.Width = fw
+	m.expires.Width = fw
 	m.desc.SetWidth(fw)
-	// Title, blank, name, its note, description rows, remaining, two check boxes,
-	// access note, blank, buttons: 9 lines besides the description.
-	m.desc.SetHeight(max(1, min(6, height-10)))
+	// Title, blank, name, its note, description rows, remaining, expires and
+	// its note, two check boxes, access note, buttons: 11 lines besides the
+	// description.
+	m.desc.SetHeight(max(1, min(6, height-12)))
 	m.rewrapDesc()
 }
 
@@ -210,7 +230,9 @@ func (m *Model) settleDesc() {
 }
 
 // Typing is true while a text field has focus.
-func (m *Model) Typing() bool { return m.focus == fieldName || m.focus == fieldDesc }
+func (m *Model) Typing() bool {
+	return m.focus == fieldName || m.focus == fieldDesc || m.focus == fieldExpires
+}
 
 func (m *Model) setFocus(f int) {
 	if m.editing != nil && f == fieldName {
@@ -219,11 +241,14 @@ func (m *Model) setFocus(f int) {
 	m.focus = f
 	m.name.Blur()
 	m.desc.Blur()
+	m.expires.Blur()
 	switch f {
 	case fieldName:
 		m.name.Focus()
 	case fieldDesc:
 		m.desc.Focus()
+	case fieldExpires:
+		m.expires.Focus()
 	}
 }
 
@@ -244,6 +269,38 @@ func (m *Model) access() []store.Access {
 		a = append(a, store.AccessThirdPartyFeeds)
 	}
 	return a
+}
+
+// expiresAt is what the Expires field means now: zero for never, and the
+// error shown beside the field (store.ParseExpires's rules).
+func (m *Model) expiresAt() (time.Time, string) {
+	if e := m.storeErrs["expires"]; e != "" {
+		return time.Time{}, e
+	}
+	if m.editing != nil && m.expires.Value() == m.expiresField {
+		// Untouched: kept as it is, even when it passed (a new date is
+		// what brings an expired token back).
+		return m.editing.ExpiresAt, ""
+	}
+	t, err := store.ParseExpires(strings.TrimSpace(m.expires.Value()), m.ctx.Now())
+	if err != nil {
+		return time.Time{}, err.Error()
+	}
+	return t, ""
+}
+
+// expiresNote is the note under the Expires field: its error, or what it means.
+func (m *Model) expiresNote() (errText, hint string) {
+	t, errText := m.expiresAt()
+	switch {
+	case errText != "":
+		return errText, ""
+	case t.IsZero():
+		return "", "never expires · or 30d, 2027-03-01, an RFC 3339 time (UTC)"
+	case !m.ctx.Now().Before(t):
+		return "", "expired " + t.UTC().Format("2006-01-02 15:04") + " UTC · type a new date or 30d, or clear it for never"
+	}
+	return "", "expires " + t.UTC().Format("2006-01-02 15:04") + " UTC (in " + common.Until(t.Sub(m.ctx.Now())) + ")"
 }
 
 // errors is the error shown beside each field: the store's refusal first, then
@@ -288,9 +345,11 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.key(msg)
 	}
 	var c1, c2 tea.Cmd
+	var c3 tea.Cmd
 	m.name, c1 = m.name.Update(msg)
 	m.desc, c2 = m.desc.Update(msg)
-	return m, tea.Batch(c1, c2)
+	m.expires, c3 = m.expires.Update(msg)
+	return m, tea.Batch(c1, c2, c3)
 }
 
 func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
@@ -342,6 +401,19 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 		if m.desc.Value() != before {
 			m.touched[fieldDesc] = true
 			delete(m.storeErrs, "description")
+		}
+		return cmd
+	case fieldExpires:
+		if key.Matches(msg, k.Enter) {
+			m.step(1)
+			return nil
+		}
+		before := m.expires.Value()
+		var cmd tea.Cmd
+		m.expires, cmd = m.expires.Update(msg)
+		if m.expires.Value() != before {
+			m.touched[fieldExpires] = true
+			delete(m.storeErrs, "expires")
 		}
 		return cmd
 	case fieldSD, fieldTPF:
@@ -431,15 +503,18 @@ func (m *Model) submit() tea.Cmd {
 	m.submitted = true
 	m.formErr = ""
 	name, desc, access := m.errors()
+	exp, expErr := m.expiresAt()
 	switch {
 	case name != "":
 		m.setFocus(fieldName)
 	case desc != "":
 		m.setFocus(fieldDesc)
+	case expErr != "":
+		m.setFocus(fieldExpires)
 	case access != "":
 		m.setFocus(fieldSD)
 	}
-	if name != "" || desc != "" || access != "" {
+	if name != "" || desc != "" || expErr != "" || access != "" {
 		return nil
 	}
 	st, actor := m.store, m.ctx.Actor
@@ -455,7 +530,10 @@ func (m *Model) submit() tea.Cmd {
 		if !sameAccess(acc, m.editing) {
 			e.Access = acc
 		}
-		if e.Description == nil && e.Access == nil {
+		if m.expires.Value() != m.expiresField && !exp.Equal(m.editing.ExpiresAt) {
+			e.ExpiresAt = &exp
+		}
+		if e.Description == nil && e.Access == nil && e.ExpiresAt == nil {
 			return tea.Batch(closeForm, common.Status("Token %s unchanged", n))
 		}
 		m.busy = true
@@ -465,7 +543,7 @@ func (m *Model) submit() tea.Cmd {
 		}
 	}
 	m.busy = true
-	in := store.NewToken{Name: m.name.Value(), Description: d, Access: acc}
+	in := store.NewToken{Name: m.name.Value(), Description: d, Access: acc, ExpiresAt: exp}
 	return func() tea.Msg {
 		c, err := st.Create(actor, in)
 		return submittedMsg{created: c, err: err}
@@ -498,6 +576,8 @@ func (m *Model) answered(msg submittedMsg) tea.Cmd {
 				m.setFocus(fieldName)
 			case "description":
 				m.setFocus(fieldDesc)
+			case "expires":
+				m.setFocus(fieldExpires)
 			case "access":
 				m.setFocus(fieldSD)
 			}
@@ -562,6 +642,8 @@ func (m *Model) View() string {
 		remaining += " · " + string(tabMark) + " is a tab"
 	}
 	b.WriteString(note(descErr, remaining) + "\n")
+	b.WriteString(label(fieldExpires, "Expires") + m.expires.View() + "\n")
+	b.WriteString(note(m.expiresNote()) + "\n")
 	box := func(f int, on bool, text string) string {
 		c := "[ ] "
 		if on {

@@ -50,6 +50,8 @@ type Tokens struct {
 	Edit, Delete, Open           key.Binding
 	Filter, ClearFilter, Sort    key.Binding
 	Details                      key.Binding
+	// Rotate gives the token under the cursor a new secret (asks the grace window).
+	Rotate key.Binding
 }
 
 // DefaultTokens is the tokens table key map of the contract.
@@ -70,6 +72,7 @@ func DefaultTokens() Tokens {
 		Filter:      bind("/", "filter", "/"),
 		ClearFilter: bind("esc", "clear filter", "esc"),
 		Sort:        bind("s", "sort", "s"),
+		Rotate:      bind("r", "rotate", "r"),
 	}
 }
 
@@ -138,7 +141,10 @@ type Usage struct {
 	Nav
 	Select, SelectAll    key.Binding
 	Block, Unblock, Back key.Binding
-	BlockNew             key.Binding // an address not seen yet
+	BlockNew             key.Binding // an address or range not seen yet
+	UnblockNew           key.Binding // an address or range typed in
+	// Allow adds a range to the token's allow-list; Disallow removes one.
+	Allow, Disallow key.Binding
 	// ChartWindow cycles the chart's window: 24 h, 7 d, 30 d.
 	ChartWindow key.Binding
 }
@@ -146,13 +152,16 @@ type Usage struct {
 // DefaultUsage is the usage key map of the contract.
 func DefaultUsage() Usage {
 	return Usage{
-		Nav:       DefaultNav(),
-		Select:    bind("space", "select", " "),
-		SelectAll: bind("A", "select all/none", "A"),
-		Block:     bind("b", "block", "b"),
-		Unblock:   bind("u", "unblock", "u"),
-		BlockNew:  bind("B", "block new address", "B"),
-		Back:      bind("esc", "back", "esc"),
+		Nav:        DefaultNav(),
+		Select:     bind("space", "select", " "),
+		SelectAll:  bind("A", "select all/none", "A"),
+		Block:      bind("b", "block", "b"),
+		Unblock:    bind("u", "unblock", "u"),
+		BlockNew:   bind("B", "block address/range", "B"),
+		UnblockNew: bind("U", "unblock address/range", "U"),
+		Allow:      bind("+", "allow range", "+"),
+		Disallow:   bind("-", "remove allowed range", "-"),
+		Back:       bind("esc", "back", "esc"),
 
 		ChartWindow: bind("w", "chart window", "w"),
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/aymanbagabas/go-osc52/v2"
 	"github.com/charmbracelet/bubbles/key"
@@ -28,12 +29,33 @@ type Model struct {
 	quitting  bool // the question came from ctrl+c: yes quits too
 	copied    bool
 	width     int
+	// rotated: the secret is an existing token's new one; oldUntil is when
+	// its old secret stops working (zero: it stopped at once).
+	rotated  bool
+	oldUntil time.Time
 }
 
 // New shows tok, the secret of the token named name. clipboard receives the
 // OSC 52 sequence; nil means copying is not available.
 func New(ctx *common.Context, name string, tok secret.Token, clipboard io.Writer) *Model {
 	return &Model{ctx: ctx, keys: keys.DefaultReveal(), name: name, token: tok, clipboard: clipboard}
+}
+
+// NewRotated shows tok, the new secret of the token named name after a
+// rotation, exactly as New shows a new token's, and says until when the old
+// secret works (oldUntil; zero or past: no longer).
+func NewRotated(ctx *common.Context, name string, tok secret.Token, clipboard io.Writer, oldUntil time.Time) *Model {
+	m := New(ctx, name, tok, clipboard)
+	m.rotated, m.oldUntil = true, oldUntil
+	return m
+}
+
+// done is what happened to the token: "created" or "rotated".
+func (m *Model) done() string {
+	if m.rotated {
+		return "rotated"
+	}
+	return "created"
 }
 
 // Init does nothing.
@@ -63,7 +85,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.forget()
 			closed := tea.Batch(
 				func() tea.Msg { return common.CloseModalMsg{} },
-				common.Status("Token %s created; its secret is no longer shown anywhere", m.name))
+				common.Status("Token %s %s; its secret is no longer shown anywhere", m.name, m.done()))
 			if m.quitting {
 				return m, tea.Sequence(closed, common.Quit)
 			}
@@ -111,8 +133,16 @@ func (m *Model) copy() tea.Cmd {
 func (m *Model) View() string {
 	s := m.ctx.Styles
 	var b strings.Builder
-	b.WriteString(s.Title.Render("Token " + m.name + " created"))
+	b.WriteString(s.Title.Render("Token " + m.name + " " + m.done()))
 	b.WriteString("\n\n")
+	if m.rotated {
+		if m.oldUntil.IsZero() || !m.ctx.Now().Before(m.oldUntil) {
+			b.WriteString("The old secret no longer works. The new one:")
+		} else {
+			b.WriteString("The old secret works until " + m.oldUntil.UTC().Format("2006-01-02 15:04") + " UTC. The new one:")
+		}
+		b.WriteString("\n\n")
+	}
 	if m.width < MinWidth {
 		b.WriteString(s.Warning.Render(fmt.Sprintf(
 			"The window is too narrow for the token: widen it to at least %d columns (now %d). c still copies it.", MinWidth, m.width)))

@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"strings"
+	"time"
 
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui/tokenset"
@@ -123,3 +124,10 @@ func (x *index) position(id string) int32 {
 
 // at is the position and epoch of row r, to find its token again with find.
 func (x *index) at(r int) (int32, uint64) { return x.view[r], x.set.Epoch() }
+
+// rotating reports whether the token of row r has an old secret that still
+// works at now.
+func (x *index) rotating(r int, now time.Time) bool {
+	until := x.set.OldUntil(int(x.view[r]))
+	return !until.IsZero() && now.Before(until)
+}

@@ -29,6 +29,8 @@ type Store interface {
 	DeleteIDs(actor store.Actor, ids []string) (int, error)
 	// MaxBatch is the most tokens one action takes on this store's engine.
 	MaxBatch() int
+	// RotateID gives the token a new secret; the old one works for grace.
+	RotateID(actor store.Actor, id string, grace time.Duration) (store.Created, error)
 }
 
 // Model is the tokens screen.
@@ -47,6 +49,7 @@ type Model struct {
 	filtering bool
 
 	inactiveAfter time.Duration
+	deleteAfter   time.Duration
 	total, active int
 	nameWidth     int
 	hintWidth     int
@@ -144,6 +147,7 @@ func (m *Model) apply(msg common.ChangesMsg) tea.Cmd {
 	}
 	m.err = nil
 	m.inactiveAfter = msg.Tokens.InactiveAfter()
+	m.deleteAfter = msg.Tokens.DeleteAfter()
 	m.keepRow(func() { m.idx.setSet(msg.Tokens) })
 	m.loaded = true
 	m.recount()
@@ -278,6 +282,8 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 		return m.askDeactivate()
 	case key.Matches(msg, k.Delete):
 		return m.askDelete()
+	case key.Matches(msg, k.Rotate):
+		return m.askRotate()
 	case key.Matches(msg, k.Filter):
 		m.filtering = true
 		return m.filter.Focus()
@@ -566,7 +572,7 @@ func (m *Model) ShortHelp() []key.Binding {
 		return []key.Binding{m.fkeys.Apply, m.fkeys.Cancel}
 	}
 	k := m.keys
-	return []key.Binding{k.Select, k.Create, k.Activate, k.Deactivate, k.Edit, k.Delete, k.Open, k.Details, k.Filter, k.Sort}
+	return []key.Binding{k.Select, k.Create, k.Activate, k.Deactivate, k.Edit, k.Delete, k.Rotate, k.Open, k.Details, k.Filter, k.Sort}
 }
 
 // FullHelp is the full help.
@@ -575,7 +581,7 @@ func (m *Model) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Home, k.End},
 		{k.Select, k.SelectAll, k.Open, k.Details, k.Filter, k.ClearFilter, k.Sort},
-		{k.Create, k.Edit, k.Activate, k.Deactivate, k.Delete},
+		{k.Create, k.Edit, k.Activate, k.Deactivate, k.Delete, k.Rotate},
 	}
 }
 

@@ -23,7 +23,29 @@ const (
 	colDesc     = "Description"
 	colHint     = "Hint"
 	colRecent   = "Last 24 h"
+	colExpires  = "Expires"
 )
+
+// soon is how early a token that will stop working is marked (DESIGN: within
+// 7 days), with warnMark and words, so that it shows without colour.
+const (
+	soon     = 7 * 24 * time.Hour
+	warnMark = "⚠ "
+)
+
+// expiresWidth fits "in 365 days", "⚠ in 7 days" and a date.
+const expiresWidth = len("in 365 days") + 1
+
+// noteWidth is the narrowest window whose state column says until when a
+// rotated token's old secret works; narrower ones say rotatingShort (the
+// status line and the reveal said the time when it was rotated).
+const (
+	noteWidth     = 140
+	rotatingShort = "rotating"
+)
+
+// daysMin fits the days column's narrowest cells: "⚠ 30 days", "del. 365 d".
+const daysMin = len("del. 365 d")
 
 // descWant is the width the description column should have before the days
 // column takes its whole title: the description is what tells tokens apart.
@@ -47,14 +69,16 @@ const (
 // days column its whole title, only when the description keeps descWant
 // cells; the hint column shows when there is room for it too.
 func (m *Model) columns() []table.Column {
-	daysW := len(colDays)
 	for _, accessW := range []int{accessFull, accessMin} {
 		for _, hint := range []bool{true, false} {
 			// The sparkline goes first when room is short.
 			for _, spark := range []bool{m.ctx.Sparklines != nil, false} {
-				cols := m.fit(accessW, daysW, hint, spark)
-				if descWidth(cols) >= descWant || !m.shows(colDesc) {
-					return cols
+				// The days column's whole title goes before any content.
+				for _, daysW := range []int{len(colDays), len(colDaysShort)} {
+					cols := m.fit(accessW, daysW, hint, spark)
+					if descWidth(cols) >= descWant || !m.shows(colDesc) {
+						return cols
+					}
 				}
 			}
 		}
@@ -81,9 +105,11 @@ func (m *Model) fit(accessWidth, daysWidth int, hint, spark bool) []table.Column
 	maxDays := common.Plural(int((m.inactiveAfter+day-1)/day), "day", "days")
 	cols := []table.Column{
 		{Title: colName, Width: min(m.nameWidth, store.MaxNameLen)},
-		{Title: colState, Width: len("Inactive")},
+		// A rotation note is never cut: lower columns go first.
+		{Title: colState, Width: m.stateWidth()},
 		{Title: colAccess, Width: accessWidth, MinWidth: accessMin, Priority: 1},
-		{Title: colDays, Short: []string{colDaysShort, colDaysShortest}, Width: daysWidth, MinWidth: max(len(colDaysShortest), len(maxDays)), Right: true},
+		{Title: colDays, Short: []string{colDaysShort, colDaysShortest}, Width: daysWidth, MinWidth: max(daysMin, len(maxDays)), Right: true},
+		{Title: colExpires, Width: expiresWidth},
 		{Title: colCreated, Width: len("2006-01-02"), Priority: 1},
 		{Title: colLastUsed, Width: len("2006-01-02 15:04"), Priority: 1},
 	}
@@ -100,7 +126,7 @@ func (m *Model) fit(accessWidth, daysWidth int, hint, spark bool) []table.Column
 // columnKeys are the names config.toml's columns setting gives the columns.
 var columnKeys = map[string]string{
 	"name": colName, "state": colState, "access": colAccess, "days": colDays,
-	"created": colCreated, "last_used": colLastUsed, "last_24h": colRecent, "hint": colHint, "description": colDesc,
+	"created": colCreated, "expires": colExpires, "last_used": colLastUsed, "last_24h": colRecent, "hint": colHint, "description": colDesc,
 }
 
 // SetColumns chooses the columns shown and their order, by the names of
@@ -198,8 +224,10 @@ func (m *Model) View() string {
 			b.WriteString(s.Cursor.Render(line))
 		case sel:
 			b.WriteString(s.Selected.Render(line))
-		case state == store.StateInactive:
+		case state != store.StateActive:
 			b.WriteString(s.Inactive.Render(line))
+		case stopsSoon(t, now, m.inactiveAfter):
+			b.WriteString(s.Warning.Render(line))
 		default:
 			b.WriteString(line)
 		}
@@ -216,7 +244,16 @@ func (m *Model) cell(col table.Column, t *store.Token, state store.State, now ti
 	case colName:
 		return t.Name
 	case colState:
+		// Only an active token's old secret works: the note is for it alone.
+		if r := RotatingNote(t, now); r != "" && state == store.StateActive {
+			if m.width < noteWidth {
+				return state.Label() + ", " + rotatingShort
+			}
+			return state.Label() + ", " + r
+		}
 		return state.Label()
+	case colExpires:
+		return m.expiresCell(t, state, now)
 	case colAccess:
 		if l := t.AccessLabels(); len(l) <= col.Width || len(t.Access) < 2 {
 			return l
@@ -224,7 +261,25 @@ func (m *Model) cell(col table.Column, t *store.Token, state store.State, now ti
 		return bothAccess
 	case colDays:
 		if d, ok := t.DaysToInactive(now, m.inactiveAfter); ok {
-			return common.Plural(d, "day", "days")
+			days := common.Plural(d, "day", "days")
+			if by := t.StopsAt(m.inactiveAfter); t.ExpiresAt.IsZero() || by.Before(t.ExpiresAt) {
+				// Inactivity is what stops it first: marked here.
+				if by.Sub(now) <= soon {
+					days = warnMark + days
+				}
+			}
+			return days
+		}
+		if d, ok := daysToDelete(t, now, m.deleteAfter); ok {
+			if d == 0 {
+				return "deleted soon" // by the next sweep
+			}
+			for _, w := range []string{"deleted in " + common.Plural(d, "day", "days"), "deleted in " + strconv.Itoa(d) + " d"} {
+				if len(w) <= col.Width {
+					return w
+				}
+			}
+			return "del. " + strconv.Itoa(d) + " d"
 		}
 		return "-"
 	case colCreated:
@@ -258,4 +313,86 @@ func (m *Model) filterLine() string {
 		return "/" + m.filter.Value() + s.Subtle.Render("  "+shown+" · esc clears") + "  " + sort
 	}
 	return s.Subtle.Render("/ filter") + "  " + sort
+}
+
+// stateWidth is the width the state column wants: its longest word, or the
+// longest state with a rotation note among the rows on screen.
+func (m *Model) stateWidth() int {
+	w := len("Inactive")
+	if m.idx.set == nil {
+		return w
+	}
+	now := m.ctx.Now()
+	from, to := m.win.Rows(len(m.idx.view))
+	for r := from; r < to; r++ {
+		if !m.idx.rotating(r, now) {
+			continue
+		}
+		if t := m.idx.row(r); t.StateAt(now, m.inactiveAfter) == store.StateActive {
+			note := rotatingShort
+			if m.width >= noteWidth {
+				note = RotatingNote(t, now)
+			}
+			w = max(w, table.Width(store.StateActive.Label()+", "+note))
+		}
+	}
+	return w
+}
+
+// RotatingNote is what the table says of a token whose old secret still
+// works after a rotation, "" when none does: "rotating, old secret until
+// 14:05" (UTC; "tomorrow 14:05", or the date when later).
+func RotatingNote(t *store.Token, now time.Time) string {
+	if t.OldValidUntil.IsZero() || !now.Before(t.OldValidUntil) {
+		return "" // the shared set keeps OldValidUntil only with an old secret
+	}
+	u := t.OldValidUntil.UTC()
+	at := u.Format("15:04")
+	switch day := func(t time.Time) string { return t.Format("2006-01-02") }; day(u) {
+	case day(now.UTC()):
+	case day(now.UTC().AddDate(0, 0, 1)):
+		at = "tomorrow " + at
+	default:
+		at = u.Format("2006-01-02 15:04")
+	}
+	return "rotating, old secret until " + at
+}
+
+// stopsSoon reports whether an active token stops working (expires or becomes
+// Inactive) within soon.
+func stopsSoon(t *store.Token, now time.Time, inactiveAfter time.Duration) bool {
+	at := t.StopsAt(inactiveAfter)
+	return !at.IsZero() && at.Sub(now) <= soon
+}
+
+// expiresCell is the Expires cell: "never", "in 12 days" (marked when within
+// soon), or the date an expired token expired.
+func (m *Model) expiresCell(t *store.Token, state store.State, now time.Time) string {
+	if t.ExpiresAt.IsZero() {
+		return "never"
+	}
+	left := t.ExpiresAt.Sub(now)
+	if left <= 0 {
+		return common.Date(t.ExpiresAt)
+	}
+	text := "in " + common.Until(left)
+	if state == store.StateActive && left <= soon {
+		if by := t.StopsAt(m.inactiveAfter); !by.Before(t.ExpiresAt) {
+			text = warnMark + text
+		}
+	}
+	return text
+}
+
+// daysToDelete is the number of days, rounded up, before the sweep deletes a
+// token that is not active (Inactive or Expired) under the policy
+// deleteAfter (0: off; ok false then).
+func daysToDelete(t *store.Token, now time.Time, deleteAfter time.Duration) (int, bool) {
+	at := t.DeleteAt(deleteAfter)
+	if at.IsZero() {
+		return 0, false
+	}
+	left := at.Sub(now)
+	const day = 24 * time.Hour
+	return max(0, int((left+day-1)/day)), true
 }

@@ -60,7 +60,7 @@ func (b *Builder) stage() *Set {
 			return b.next
 		}
 		c := b.cur
-		b.next = &Set{chunks: slices.Clone(c.chunks), used: slices.Clone(c.used), n: c.n, live: c.live, epoch: c.epoch, inactiveAfter: c.inactiveAfter}
+		b.next = &Set{chunks: slices.Clone(c.chunks), used: slices.Clone(c.used), n: c.n, live: c.live, epoch: c.epoch, inactiveAfter: c.inactiveAfter, deleteAfter: c.deleteAfter}
 		b.owned, b.ownedUsed = map[int]bool{}, map[int]bool{}
 		b.moved = map[int32]uint8{}
 		b.fresh, b.gone = false, false
@@ -98,6 +98,14 @@ func (b *Builder) SetInactiveAfter(d time.Duration) {
 		return
 	}
 	b.stage().inactiveAfter = d
+}
+
+// SetDeleteAfter records the auto-delete policy.
+func (b *Builder) SetDeleteAfter(d time.Duration) {
+	if b.cur != nil && b.next == nil && b.cur.deleteAfter == d {
+		return
+	}
+	b.stage().deleteAfter = d
 }
 
 // Add puts t in: a new token at a new position, or the new state of a known
@@ -244,6 +252,7 @@ func (b *Builder) compact(next *Set) *Set {
 	var c Builder
 	c.epoch = b.epoch
 	c.Reset(next.inactiveAfter)
+	c.next.deleteAfter = next.deleteAfter
 	for p := 0; p < next.n; p++ {
 		if !next.entry(p).gone {
 			c.Add(next.token(p))

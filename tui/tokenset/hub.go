@@ -15,6 +15,7 @@ type Source interface {
 	EachToken(fn func(store.Token) error) error
 	GetByID(id string) (store.Token, error)
 	InactiveAfter() time.Duration
+	DeleteAfter() time.Duration
 	Subscribe() *store.Subscription
 }
 
@@ -266,6 +267,7 @@ func (f *feeder) apply(changes []store.Change, reload bool) (*Set, error) {
 	}
 	if reload || missing > patchLimit {
 		f.b.Reset(src.InactiveAfter())
+		f.b.SetDeleteAfter(src.DeleteAfter())
 		if err := src.EachToken(func(t store.Token) error { f.b.Add(t); return nil }); err != nil {
 			return nil, err
 		}
@@ -302,6 +304,7 @@ func (f *feeder) apply(changes []store.Change, reload bool) (*Set, error) {
 			f.b.Touch(c.TokenID, c.LastUsedAt)
 		case store.ChangePolicy:
 			f.b.SetInactiveAfter(c.InactiveAfter)
+			f.b.SetDeleteAfter(c.DeleteAfter)
 		}
 	}
 	return f.b.Publish(), nil

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apptokens/apptokens/internal/secret"
 	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui/table"
 )
@@ -52,8 +53,11 @@ type entry struct {
 	text                 string // lower-cased description: the filter's second field
 	created, updated     int64
 	activated            int64
-	access               uint8
-	active, gone         bool
+	// expires is when the token expires (0: never); oldUntil is when its
+	// old secret stops working after a rotation (0: none).
+	expires, oldUntil int64
+	access            uint8
+	active, gone      bool
 }
 
 func nanos(t time.Time) int64 {
@@ -70,6 +74,14 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
+// oldUntil is when t's old secret stops working, 0 when it has none.
+func oldUntil(t store.Token) int64 {
+	if t.OldDigest == (secret.Digest{}) {
+		return 0
+	}
+	return nanos(t.OldValidUntil)
+}
+
 // makeEntry is t's entry and its last use.
 func makeEntry(t store.Token) (entry, int64) {
 	var bits uint8
@@ -83,7 +95,8 @@ func makeEntry(t store.Token) (entry, int64) {
 		lower: strings.ToLower(t.Name), text: strings.ToLower(t.Description),
 		created: nanos(t.CreatedAt), updated: nanos(t.UpdatedAt),
 		activated: nanos(t.ActivatedAt),
-		access:    bits, active: t.Active,
+		expires:   nanos(t.ExpiresAt), oldUntil: oldUntil(t),
+		access: bits, active: t.Active,
 	}, nanos(t.LastUsedAt)
 }
 
@@ -95,6 +108,7 @@ func (s *Set) token(p int) store.Token {
 		ID: e.id, Name: e.name, Description: e.desc, Hint: e.hint, Active: e.active,
 		CreatedAt: fromNanos(e.created), UpdatedAt: fromNanos(e.updated),
 		ActivatedAt: fromNanos(e.activated), LastUsedAt: fromNanos(s.lastUsed(p)),
+		ExpiresAt: fromNanos(e.expires), OldValidUntil: fromNanos(e.oldUntil),
 		Access: make([]store.Access, 0, 2),
 	}
 	for i, a := range store.AllAccess() {
@@ -118,6 +132,7 @@ type Set struct {
 	live          int
 	epoch         uint64
 	inactiveAfter time.Duration
+	deleteAfter   time.Duration
 	// textGen moves whenever a token's filter text may have changed (a token
 	// added, removed or edited): a session whose filter result was made on a
 	// Set of the same epoch and textGen, and whose order is the same slice,
@@ -238,7 +253,11 @@ func (s *Set) Name(p int) string { return s.entry(p).name }
 // StateAt is the state of the live token at p at now under the policy after,
 // as store.Token.StateAt, without copying the token out.
 func (s *Set) StateAt(p int, now time.Time, after time.Duration) store.State {
-	if s.active(p, now.UnixNano(), after) {
+	at := now.UnixNano()
+	if e := s.entry(p); e.expires != 0 && at >= e.expires {
+		return store.StateExpired // whatever else holds, as store.Token.StateAt
+	}
+	if s.active(p, at, after) {
 		return store.StateActive
 	}
 	return store.StateInactive
@@ -248,7 +267,7 @@ func (s *Set) StateAt(p int, now time.Time, after time.Duration) store.State {
 // under the policy after: store.Token.StateAt on the entry's own numbers.
 func (s *Set) active(p int, now int64, after time.Duration) bool {
 	e := s.entry(p)
-	if !e.active {
+	if !e.active || e.expires != 0 && now >= e.expires {
 		return false
 	}
 	if after <= 0 {
@@ -312,12 +331,16 @@ func (s *Set) ActiveAt(now time.Time, after time.Duration) (active int, staleAt 
 		for p := range s.n {
 			if s.active(p, at, after) {
 				n++
+				e := s.entry(p)
+				end := e.expires // 0: never
 				if after > 0 {
-					e := s.entry(p)
-					end := max(e.created, e.activated, s.lastUsed(p)) + int64(after)
-					if stale == 0 || end < stale {
-						stale = end
+					inactive := max(e.created, e.activated, s.lastUsed(p)) + int64(after)
+					if end == 0 || inactive < end {
+						end = inactive
 					}
+				}
+				if end != 0 && (stale == 0 || end < stale) {
+					stale = end
 				}
 			}
 		}
@@ -329,3 +352,10 @@ func (s *Set) ActiveAt(now time.Time, after time.Duration) (active int, staleAt 
 	}
 	return s.stats.active, staleAt
 }
+
+// OldUntil is when the old secret of the token at p stops working after a
+// rotation (zero: it has none).
+func (s *Set) OldUntil(p int) time.Time { return fromNanos(s.entry(p).oldUntil) }
+
+// DeleteAfter is the auto-delete policy in force when the Set was made.
+func (s *Set) DeleteAfter() time.Duration { return s.deleteAfter }

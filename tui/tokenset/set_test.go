@@ -249,3 +249,44 @@ func TestOlderReadKeepsLaterUse(t *testing.T) {
 		t.Fatalf("got last used %v, description %q", got.LastUsedAt, got.Description)
 	}
 }
+
+// Issue 11: the shared set's state and counts follow the token's expiry as
+// store.Token.StateAt does (Expired whatever else holds), and keep a rotated
+// token's old-secret deadline only while it has an old secret.
+func TestExpiryStateAndCounts(t *testing.T) {
+	const after = 30 * 24 * time.Hour
+	base := store.Token{Name: "t", Active: true, CreatedAt: now.Add(-time.Hour), Access: []store.Access{store.AccessSecurityDirector}}
+	cases := map[string]func(t *store.Token){
+		"never expires":       func(*store.Token) {},
+		"expires later":       func(t *store.Token) { t.ExpiresAt = now.Add(time.Hour) },
+		"expires now":         func(t *store.Token) { t.ExpiresAt = now },
+		"expired":             func(t *store.Token) { t.ExpiresAt = now.Add(-time.Second) },
+		"deactivated expired": func(t *store.Token) { t.Active = false; t.ExpiresAt = now.Add(-time.Hour) },
+		"idle, expires later": func(t *store.Token) { t.CreatedAt = now.Add(-40 * 24 * time.Hour); t.ExpiresAt = now.Add(time.Hour) },
+	}
+	for name, change := range cases {
+		tok := base
+		tok.ID = name
+		change(&tok)
+		s := FromTokens([]store.Token{tok}, after)
+		if got, want := s.StateAt(0, now, after), tok.StateAt(now, after); got != want {
+			t.Errorf("%s: state %s, want %s", name, got, want)
+		}
+		active, staleAt := s.ActiveAt(now, after)
+		if want := tok.StateAt(now, after) == store.StateActive; (active == 1) != want {
+			t.Errorf("%s: %d active, want active=%v", name, active, want)
+		}
+		if active == 1 && !staleAt.Equal(tok.StopsAt(after)) {
+			t.Errorf("%s: recount at %s, want at %s (when it stops)", name, staleAt, tok.StopsAt(after))
+		}
+	}
+	rotated := base
+	rotated.ID, rotated.OldValidUntil = "r", now.Add(time.Hour)
+	if got := FromTokens([]store.Token{rotated}, after).At(0).OldValidUntil; !got.IsZero() {
+		t.Errorf("a deadline without an old secret is kept: %s", got)
+	}
+	rotated.OldDigest[0] = 1
+	if got := FromTokens([]store.Token{rotated}, after).At(0).OldValidUntil; !got.Equal(rotated.OldValidUntil) {
+		t.Errorf("old secret until %s, want %s", got, rotated.OldValidUntil)
+	}
+}

@@ -4,6 +4,8 @@ package usage
 
 import (
 	"errors"
+	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +27,11 @@ type Store interface {
 	// that took its name meanwhile.
 	UsageID(id string) ([]store.Usage, error)
 	SetBlockedID(actor store.Actor, id string, ips []string, blocked bool) (int, error)
+	// SetAllowedID adds ranges to (allow) or removes them from the token's
+	// allow-list.
+	SetAllowedID(actor store.Actor, id string, cidrs []string, allow bool) (int, error)
+	// NetworkRulesID is the token's allow-list and blocked addresses and ranges.
+	NetworkRulesID(id string) (store.NetworkRules, error)
 	InactiveAfter() time.Duration
 	SeriesStore
 }
@@ -42,6 +49,7 @@ type Model struct {
 	tok           store.Token
 	inactiveAfter time.Duration
 	rows          []store.Usage
+	rules         store.NetworkRules
 	ipWidth       int // the longest IP address of rows
 	win           table.Window
 	selected      map[string]struct{} // IPs
@@ -58,6 +66,7 @@ type loadedMsg struct {
 	id            string
 	tok           store.Token
 	rows          []store.Usage
+	rules         store.NetworkRules
 	inactiveAfter time.Duration
 	err           error
 }
@@ -90,6 +99,9 @@ func (m *Model) load() tea.Cmd {
 		if msg.err == nil {
 			msg.rows, msg.err = st.UsageID(id)
 		}
+		if msg.err == nil {
+			msg.rules, msg.err = st.NetworkRulesID(id)
+		}
 		return msg
 	}
 }
@@ -97,7 +109,7 @@ func (m *Model) load() tea.Cmd {
 // SetSize sets the screen's size.
 func (m *Model) SetSize(width, height int) {
 	m.width = width
-	m.win.Height = height - table.HeadLines - m.chartSize(height)
+	m.win.Height = height - table.HeadLines - m.chartSize(height) - rulesLines
 	m.win.Clamp(len(m.rows))
 }
 
@@ -170,7 +182,7 @@ func (m *Model) apply(msg loadedMsg) {
 	if m.win.Cursor < len(m.rows) {
 		ip = m.rows[m.win.Cursor].IP
 	}
-	m.tok, m.rows, m.inactiveAfter, m.loaded, m.err = msg.tok, msg.rows, msg.inactiveAfter, true, nil
+	m.tok, m.rows, m.rules, m.inactiveAfter, m.loaded, m.err = msg.tok, msg.rows, msg.rules, msg.inactiveAfter, true, nil
 	present := make(map[string]bool, len(m.rows))
 	m.ipWidth = 0
 	for i, u := range m.rows {
@@ -218,23 +230,104 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 		return m.setBlocked(false)
 	case key.Matches(msg, k.BlockNew):
 		return m.askBlockNew()
+	case key.Matches(msg, k.UnblockNew):
+		return m.askUnblockNew()
+	case key.Matches(msg, k.Allow):
+		return m.askAllow(true)
+	case key.Matches(msg, k.Disallow):
+		return m.askAllow(false)
 	}
 	return nil
 }
 
-// askBlockNew asks for an address that has not used the token yet, to block
-// it before it does (DESIGN: B).
+// askBlockNew asks for an address or a range (CIDR), seen or not yet, to
+// block it (DESIGN: B).
 func (m *Model) askBlockNew() tea.Cmd {
 	name := m.tok.Name
 	block := func(ip string) tea.Cmd { return m.block([]string{ip}, true) }
 	return func() tea.Msg {
 		return common.PromptMsg{
-			Title:       "Block an address for " + name,
-			Lines:       []string{"Requests with " + name + " from this address will be refused (403 ip_blocked), even before it is first seen."},
-			Placeholder: "IP address, e.g. 203.0.113.9",
+			Title:       "Block an address or range for " + name,
+			Lines:       []string{"Requests with " + name + " from this address, or from any address in this range, will be refused (403 ip_blocked), even before it is first seen."},
+			Placeholder: "203.0.113.9 or 203.0.113.0/24",
+			Check:       checkAddressOrRange,
 			Submit:      block,
 		}
 	}
+}
+
+// askUnblockNew asks for an address or range to unblock: a blocked range has
+// no row of its own to pick.
+func (m *Model) askUnblockNew() tea.Cmd {
+	name := m.tok.Name
+	unblock := func(ip string) tea.Cmd { return m.block([]string{ip}, false) }
+	lines := []string{"Requests with " + name + " from there are no longer refused for being blocked."}
+	if r := m.blockedRanges(); len(r) > 0 {
+		lines = append(lines, "Blocked ranges: "+strings.Join(r, ", "))
+	}
+	return func() tea.Msg {
+		return common.PromptMsg{
+			Title:       "Unblock an address or range for " + name,
+			Lines:       lines,
+			Placeholder: "203.0.113.9 or 203.0.113.0/24",
+			Check:       checkAddressOrRange,
+			Submit:      unblock,
+		}
+	}
+}
+
+// askAllow asks for a range to add to the token's allow-list (allow), or to
+// remove from it.
+func (m *Model) askAllow(allow bool) tea.Cmd {
+	name := m.tok.Name
+	st, actor, id := m.store, m.ctx.Actor, m.id
+	submit := func(text string) tea.Cmd {
+		return func() tea.Msg {
+			n, err := st.SetAllowedID(actor, id, []string{text}, allow)
+			if err != nil {
+				return blockedMsg{err: common.Picked(err, []string{id}, []string{name})}
+			}
+			what := common.Plural(n, "range", "ranges")
+			if allow {
+				return blockedMsg{text: what + " added to the allow-list of " + name}
+			}
+			return blockedMsg{text: what + " removed from the allow-list of " + name}
+		}
+	}
+	p := common.PromptMsg{
+		Title:       "Allow a range for " + name,
+		Lines:       []string{"Once " + name + " has an allow-list, requests from any address outside it are refused (403 ip_not_allowed)."},
+		Placeholder: "10.0.0.0/8 or 2001:db8::/32",
+		Check:       checkAddressOrRange,
+		Submit:      submit,
+	}
+	if !allow {
+		p.Title = "Remove an allowed range of " + name
+		p.Lines = []string{"Allowed now: " + allowedText(m.rules.Allowed) + ". With no range left, every address is allowed."}
+		if len(m.rules.Allowed) == 1 {
+			p.Value = m.rules.Allowed[0]
+		}
+	}
+	return func() tea.Msg { return p }
+}
+
+// checkAddressOrRange says live whether text is an IP address or a CIDR
+// range; the store checks again and is the authority.
+func checkAddressOrRange(text string) (string, error) {
+	if strings.Contains(text, "/") {
+		p, err := netip.ParsePrefix(text)
+		if err != nil {
+			return "", fmt.Errorf("%q is not a range: type e.g. 203.0.113.0/24 or 2001:db8::/32", text)
+		}
+		if p.Masked() != p {
+			return "", fmt.Errorf("%q has host bits set: the range is %s", text, p.Masked())
+		}
+		return "", nil
+	}
+	if _, err := netip.ParseAddr(text); err != nil {
+		return "", fmt.Errorf("%q is not an IP address or a range (CIDR)", text)
+	}
+	return "", nil
 }
 
 func (m *Model) toggle(row int) {
@@ -295,7 +388,7 @@ func (m *Model) mouse(msg tea.MouseMsg) {
 	case tea.MouseButtonWheelDown:
 		m.win.Move(1, len(m.rows))
 	case tea.MouseButtonLeft:
-		if row := m.win.At(msg.Y-m.chartLines(), len(m.rows)); row >= 0 {
+		if row := m.win.At(msg.Y-m.chartLines()-rulesLines, len(m.rows)); row >= 0 {
 			m.win.To(row, len(m.rows))
 			if msg.X < table.CheckWidth {
 				m.toggle(row)
@@ -336,6 +429,7 @@ func (m *Model) View() string {
 			blocked++
 		}
 	}
+	b.WriteString(m.rulesView())
 	info := common.Plural(len(m.rows), "IP address", "IP addresses") + ", " + strconv.Itoa(blocked) + " blocked"
 	if n := len(m.selected); n > 0 {
 		info += ", " + strconv.Itoa(n) + " selected"
@@ -399,13 +493,13 @@ func (m *Model) View() string {
 // ShortHelp is the help line.
 func (m *Model) ShortHelp() []key.Binding {
 	k := m.keys
-	return []key.Binding{k.Select, k.Block, k.Unblock, k.Back, k.BlockNew, k.ChartWindow}
+	return []key.Binding{k.Select, k.Block, k.Unblock, k.Back, k.BlockNew, k.Allow, k.ChartWindow}
 }
 
 // FullHelp is the full help.
 func (m *Model) FullHelp() [][]key.Binding {
 	k := m.keys
-	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Select, k.SelectAll}, {k.Block, k.Unblock, k.BlockNew, k.Back}, {k.ChartWindow}}
+	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Select, k.SelectAll}, {k.Block, k.Unblock, k.BlockNew, k.UnblockNew, k.Back}, {k.Allow, k.Disallow, k.ChartWindow}}
 }
 
 // statusWord is an address's status as the contract words it.

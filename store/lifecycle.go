@@ -99,8 +99,8 @@ func (s *Store) RotateID(actor Actor, id string, grace time.Duration) (Created, 
 }
 
 func (s *Store) rotate(actor Actor, ref tokenRef, grace time.Duration) (Created, error) {
-	if grace < 0 {
-		return Created{}, fieldErr("grace", ErrInvalidGrace, "grace must not be negative")
+	if err := ValidateGrace(grace); err != nil {
+		return Created{}, err
 	}
 	sec, err := secret.Generate()
 	if err != nil {
@@ -144,6 +144,33 @@ func (s *Store) rotate(actor Actor, ref tokenRef, grace time.Duration) (Created,
 
 // ErrInvalidGrace is matched by a refused rotation grace window.
 var ErrInvalidGrace = errors.New("invalid grace window")
+
+// MaxGrace bounds a rotation's grace window: an old secret that works for
+// longer is not a rotation.
+const MaxGrace = 365 * 24 * time.Hour
+
+// ValidateGrace refuses a grace window below 0 or above MaxGrace
+// (ErrInvalidGrace, field "grace").
+func ValidateGrace(d time.Duration) error {
+	if d < 0 {
+		return fieldErr("grace", ErrInvalidGrace, "grace must not be negative")
+	}
+	if d > MaxGrace {
+		return fieldErr("grace", ErrInvalidGrace, "a grace window is at most 365 days")
+	}
+	return nil
+}
+
+// ParseGrace reads a grace window as typed (the CLI's --grace, the TUI's
+// prompt): a duration as ParseDuration reads it (24h, 90m, 7d, 0) within
+// ValidateGrace. One-line errors matching ErrInvalidGrace.
+func ParseGrace(s string) (time.Duration, error) {
+	d, err := ParseDuration(s)
+	if err != nil {
+		return 0, fieldErr("grace", ErrInvalidGrace, "grace %s: want a duration such as 24h, 30m or 7d (0: the old secret stops at once)", quote(s))
+	}
+	return d, ValidateGrace(d)
+}
 
 // deleteDigest deletes the index key of d when it points to the token id.
 func deleteDigest(txn Txn, d secret.Digest, id string) error {

@@ -357,3 +357,33 @@ func TestNetworkRuleEdges(t *testing.T) {
 		}
 	})
 }
+
+// TestParseGrace: the grace window as the CLI's --grace and the TUI's prompt
+// read it, one parser: days, Go durations and 0; junk, negatives and more
+// than MaxGrace refused with one line.
+func TestParseGrace(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"24h", 24 * time.Hour, true},
+		{"7d", 7 * 24 * time.Hour, true},
+		{"1d12h", 36 * time.Hour, true},
+		{"0", 0, true},
+		{" 30m ", 30 * time.Minute, true},
+		{"365d", store.MaxGrace, true},
+		{"366d", 0, false},
+		{"-1h", 0, false},
+		{"banana", 0, false},
+		{"", 0, false},
+	} {
+		got, err := store.ParseGrace(tc.in)
+		if tc.ok && (err != nil || got != tc.want) {
+			t.Errorf("ParseGrace(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+		if !tc.ok && (err == nil || !errors.Is(err, store.ErrInvalidGrace) || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("ParseGrace(%q) = %v, %v; want one line matching ErrInvalidGrace", tc.in, got, err)
+		}
+	}
+}

@@ -375,6 +375,7 @@ func TestLifecycleRefusals(t *testing.T) {
 				return err
 			}, store.ErrInvalidExpires},
 			{"rotate with a negative grace", func() error { _, err := s.Rotate(admin, "feed", -time.Second); return err }, store.ErrInvalidGrace},
+			{"rotate with a grace over a year", func() error { _, err := s.Rotate(admin, "feed", store.MaxGrace+time.Second); return err }, store.ErrInvalidGrace},
 			{"rotate a missing token", func() error { _, err := s.Rotate(admin, "nope", time.Hour); return err }, store.ErrNotFound},
 			{"rotate a missing id", func() error { _, err := s.RotateID(admin, "0123456789abcdef", time.Hour); return err }, store.ErrNotFound},
 			{"allow with host bits", func() error {

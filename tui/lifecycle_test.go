@@ -220,7 +220,7 @@ func TestRotateGraceZero(t *testing.T) {
 	d.keys(runes("r"), keyBackspace, keyBackspace, keyBackspace)
 	d.typ("-1h")
 	d.keys(keyEnter)
-	if v := d.view(); !strings.Contains(v, `"-1h" is not a grace window`) || !strings.Contains(v, "Rotate token feeds") {
+	if v := d.view(); !strings.Contains(v, `grace "-1h": want a duration`) || !strings.Contains(v, "Rotate token feeds") {
 		t.Fatalf("a negative grace is not refused in the prompt:\n%s", v)
 	}
 	if tok, _ := st.Get("feeds"); !tok.RotatedAt.IsZero() {

@@ -28,7 +28,7 @@ func (a *app) rotateCmd() *cobra.Command {
 			"then requests with it are refused (401 rotated_token).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			g, err := ParseGrace(grace)
+			g, err := store.ParseGrace(grace)
 			if err != nil {
 				return err
 			}
@@ -44,36 +44,6 @@ func (a *app) rotateCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&grace, "grace", "24h", "how long the old secret keeps working (e.g. 24h, 30m, 7d; 0: not at all)")
 	return cmd
-}
-
-// ParseGrace reads a grace window: a Go duration (24h, 90m) or whole days
-// (7d); "0" is none. Negative or malformed values are refused with one line.
-func ParseGrace(s string) (time.Duration, error) {
-	d, err := parseSpan(s)
-	if err != nil {
-		return 0, fmt.Errorf("grace %q: want a duration such as 24h, 30m or 7d (0: the old secret stops at once)", s)
-	}
-	return d, nil
-}
-
-// parseSpan reads a Go duration, whole days ("7d") or "0"; never negative.
-func parseSpan(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		var days int
-		if _, err := fmt.Sscanf(n, "%d", &days); err != nil || days < 0 || fmt.Sprint(days) != n {
-			return 0, errors.New("bad days")
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
-	}
-	if s == "0" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, errors.New("bad duration")
-	}
-	return d, nil
 }
 
 func (a *app) allowCmd(verb string, allow bool) *cobra.Command {

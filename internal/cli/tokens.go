@@ -101,7 +101,7 @@ func (a *app) listCmd() *cobra.Command {
 			var within time.Duration
 			if cmd.Flags().Changed("expiring") {
 				var err error
-				if within, err = parseSpan(expiring); err != nil || within == 0 {
+				if within, err = store.ParseDuration(expiring); err != nil || within == 0 {
 					return fmt.Errorf("--expiring %q: want a window such as 7d or 48h", expiring)
 				}
 			}

@@ -1,48 +1,17 @@
 package tokens
 
 import (
-	"errors"
-	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/apptokens/apptokens/store"
 	"github.com/apptokens/apptokens/tui/common"
 )
 
 // DefaultGrace is the grace window the rotation prompt offers: how long the
 // old secret keeps working (DESIGN "Lifecycle": 24 h).
 const DefaultGrace = 24 * time.Hour
-
-// maxGrace bounds the grace window: an old secret that works for longer is
-// not a rotation.
-const maxGrace = 365 * 24 * time.Hour
-
-// ParseGrace reads a grace window as typed: a Go duration (24h, 90m), whole
-// days (7d), or 0 (the old secret stops at once).
-func ParseGrace(s string) (time.Duration, error) {
-	bad := fmt.Errorf("%q is not a grace window: type e.g. 24h, 30m or 7d (0: the old secret stops at once)", s)
-	s = strings.TrimSpace(s)
-	var d time.Duration
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil || days < 0 {
-			return 0, bad
-		}
-		d = time.Duration(days) * 24 * time.Hour
-	} else if s != "0" {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil || d < 0 {
-			return 0, bad
-		}
-	}
-	if d > maxGrace {
-		return 0, errors.New("a grace window is at most 365 days")
-	}
-	return d, nil
-}
 
 // askRotate asks for the grace window of the token under the cursor, then
 // gives it a new secret; the root reveals it once (common.RotatedMsg).
@@ -54,7 +23,7 @@ func (m *Model) askRotate() tea.Cmd {
 	id, name := t.ID, t.Name
 	st, actor, now := m.store, m.ctx.Actor, m.ctx.Now
 	check := func(text string) (string, error) {
-		g, err := ParseGrace(text)
+		g, err := store.ParseGrace(text)
 		if err != nil {
 			return "", err
 		}
@@ -64,7 +33,7 @@ func (m *Model) askRotate() tea.Cmd {
 		return "the old secret works until " + now().Add(g).UTC().Format("2006-01-02 15:04") + " UTC", nil
 	}
 	rotate := func(text string) tea.Cmd {
-		g, err := ParseGrace(text)
+		g, err := store.ParseGrace(text)
 		if err != nil {
 			return common.Error(err)
 		}
